@@ -1,0 +1,5 @@
+"""Pulumi entry point: everything happens in stacks.platform.main."""
+
+from stacks.platform import main
+
+main()

@@ -1,0 +1,1 @@
+"""Reusable Pulumi ComponentResources of the AIWFE platform (one component per module)."""

@@ -1,0 +1,209 @@
+"""A static frontend served by unprivileged nginx under a path prefix (`/user`, `/admin`)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import podspec
+from stacks.settings import FRONTEND_CONTAINER_PORT, FRONTEND_SERVICE_PORT, FrontendSettings, image_tag
+
+# nginx-unprivileged images let any uid in group 0/101 write their /tmp paths.
+FRONTEND_UID = 10101
+FRONTEND_GID = 101
+HEALTH_PATH = "/healthz"
+CONF_DIR = "/etc/nginx/conf.d"
+STATIC_ROOT = "/usr/share/nginx/html"
+
+
+def render_nginx_server_conf(path_prefix: str, listen_port: int = FRONTEND_CONTAINER_PORT,
+                             root: str = STATIC_ROOT) -> str:
+    """The nginx `server` block: the app under `path_prefix`, a health endpoint, nothing else.
+
+    Files are served from `root` with the prefix stripped; unknown paths under the prefix fall back
+    to the app's index.html (client-side routing). Paths outside the prefix are 404.
+    """
+    if not path_prefix.startswith("/") or path_prefix.endswith("/") or " " in path_prefix:
+        raise ValueError(f"path prefix {path_prefix!r} must start with '/' and not end with '/'")
+    return f"""\
+server {{
+    listen {listen_port};
+    server_name _;
+    server_tokens off;
+    absolute_redirect off;
+    root {root};
+
+    add_header X-Content-Type-Options "nosniff" always;
+    add_header X-Frame-Options "DENY" always;
+    add_header Referrer-Policy "strict-origin-when-cross-origin" always;
+
+    location = {HEALTH_PATH} {{
+        access_log off;
+        default_type text/plain;
+        return 200 "ok\\n";
+    }}
+
+    location = {path_prefix} {{
+        return 301 {path_prefix}/;
+    }}
+
+    location ^~ {path_prefix}/ {{
+        rewrite ^{path_prefix}(/.*)$ $1 break;
+        try_files $uri $uri/index.html @app;
+    }}
+
+    location @app {{
+        add_header Cache-Control "no-cache" always;
+        add_header X-Content-Type-Options "nosniff" always;
+        rewrite ^ /index.html break;
+    }}
+
+    location / {{
+        return 404;
+    }}
+}}
+"""
+
+
+@dataclass(frozen=True)
+class FrontendArgs:
+    """One frontend: which app, under which path, and who may reach it."""
+
+    namespace: pulumi.Input[str]
+    app: str
+    """Workload name, e.g. `user-frontend`."""
+    path_prefix: str
+    settings: FrontendSettings
+    ingress_gateway_namespace: str
+    ingress_gateway_labels: Mapping[str, str]
+    monitoring_namespace: str
+    istiod_namespace: str
+
+
+class Frontend(pulumi.ComponentResource):
+    """nginx serving the app's static files on a high port, Service port 80.
+
+    Outputs: `service_name`, `service_host`, `service_port`, `path_prefix`.
+    """
+
+    service_name: pulumi.Output[str]
+    service_host: pulumi.Output[str]
+    service_port: pulumi.Output[int]
+    path_prefix: pulumi.Output[str]
+
+    def __init__(self, name: str, args: FrontendArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("aiwfe:platform:Frontend", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        s = args.settings
+        app = args.app
+        match = podspec.selector_labels(app)
+        object_labels = podspec.labels(app, "frontend")
+        server_conf = render_nginx_server_conf(args.path_prefix)
+
+        config = k8s.core.v1.ConfigMap(
+            f"{name}-nginx-config",
+            metadata=podspec.metadata(f"{app}-nginx", args.namespace, object_labels),
+            data={"default.conf": server_conf},
+            opts=child,
+        )
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-service-account",
+            metadata=podspec.metadata(app, args.namespace, object_labels),
+            automount_service_account_token=False,
+            opts=child,
+        )
+        container = {
+            "name": "nginx",
+            "image": s.image,
+            "imagePullPolicy": "IfNotPresent",
+            "ports": [{"name": "http", "containerPort": FRONTEND_CONTAINER_PORT, "protocol": "TCP"}],
+            "resources": s.resources.as_k8s(),
+            "livenessProbe": podspec.http_probe(HEALTH_PATH, "http", period=10, timeout=2, failures=3),
+            "readinessProbe": podspec.http_probe(HEALTH_PATH, "http", period=5, timeout=2, failures=2),
+            # nginx finishes in-flight requests on SIGQUIT; a short pause lets endpoints update first.
+            "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
+            "volumeMounts": [
+                podspec.tmp_mount(),
+                {"name": "nginx-config", "mountPath": CONF_DIR, "readOnly": True},
+            ],
+        }
+        k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=podspec.metadata(app, args.namespace, object_labels),
+            spec={
+                "replicas": s.replicas,
+                "selector": {"matchLabels": match},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+                "revisionHistoryLimit": 5,
+                "template": {
+                    "metadata": {
+                        "labels": podspec.labels(app, "frontend", image_tag(s.image)),
+                        "annotations": {
+                            "checksum/nginx-config": hashlib.sha256(server_conf.encode()).hexdigest()[:16],
+                        },
+                    },
+                    "spec": podspec.hardened_pod_spec(
+                        containers=[container],
+                        service_account=account.metadata["name"],
+                        uid=FRONTEND_UID,
+                        gid=FRONTEND_GID,
+                        match_labels=match,
+                        termination_grace_seconds=30,
+                        volumes=[
+                            podspec.tmp_volume(),
+                            {"name": "nginx-config", "configMap": {"name": config.metadata["name"]}},
+                        ],
+                    ),
+                },
+            },
+            opts=child,
+        )
+        service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata=podspec.metadata(app, args.namespace, object_labels),
+            spec={
+                "type": "ClusterIP",
+                "selector": match,
+                "ports": [{"name": "http", "port": FRONTEND_SERVICE_PORT, "targetPort": "http",
+                           "protocol": "TCP", "appProtocol": "http"}],
+            },
+            opts=child,
+        )
+        if s.replicas > 1:
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-disruption-budget",
+                metadata=podspec.metadata(app, args.namespace, object_labels),
+                spec={"maxUnavailable": 1, "selector": {"matchLabels": match}},
+                opts=child,
+            )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-network-policy",
+            metadata=podspec.metadata(app, args.namespace, object_labels),
+            spec={
+                "podSelector": {"matchLabels": match},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [
+                    {"from": [podspec.namespace_peer(args.ingress_gateway_namespace, args.ingress_gateway_labels)],
+                     "ports": podspec.tcp_ports(FRONTEND_CONTAINER_PORT)},
+                    {"from": [podspec.namespace_peer(args.monitoring_namespace)], "ports": podspec.tcp_ports(15020)},
+                ],
+                "egress": [podspec.dns_egress(), podspec.istiod_egress(args.istiod_namespace)],
+            },
+            opts=child,
+        )
+
+        self.service_name = service.metadata["name"]
+        self.service_host = pulumi.Output.concat(
+            service.metadata["name"], ".", service.metadata["namespace"], ".svc.cluster.local")
+        self.service_port = pulumi.Output.from_input(FRONTEND_SERVICE_PORT)
+        self.path_prefix = pulumi.Output.from_input(args.path_prefix)
+        self.register_outputs({
+            "service_name": self.service_name,
+            "service_host": self.service_host,
+            "service_port": self.service_port,
+            "path_prefix": self.path_prefix,
+        })

@@ -1,0 +1,151 @@
+"""Shared building blocks for Kubernetes workloads: labels, hardened pods, probes, peers.
+
+Every component builds its pods through these helpers so that one hardening baseline applies
+everywhere (and the policy pack checks the same list).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+PART_OF = "aiwfe"
+MANAGED_BY = "pulumi"
+
+# Writable scratch space for images that need it while the root filesystem stays read-only.
+TMP_VOLUME = "tmp"
+
+
+def selector_labels(name: str) -> dict[str, str]:
+    """The immutable labels a Deployment selects on (never include versions here)."""
+    return {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": PART_OF}
+
+
+def labels(name: str, component: str, version: str | None = None) -> dict[str, str]:
+    """Recommended Kubernetes labels plus Istio's `app`/`version` for telemetry."""
+    result = {
+        **selector_labels(name),
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app": name,
+    }
+    if version:
+        result["app.kubernetes.io/version"] = version
+        result["version"] = version
+    return result
+
+
+def metadata(name: str, namespace: Any, object_labels: Mapping[str, str], **extra: Any) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "labels": dict(object_labels), **extra}
+
+
+def container_security_context() -> dict[str, Any]:
+    """Non-root, read-only root filesystem, no privilege escalation, no capabilities."""
+    return {
+        "runAsNonRoot": True,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def pod_security_context(uid: int, gid: int | None = None) -> dict[str, Any]:
+    """Pod-level identity: a high, non-zero uid (scanners want >= 10000) and RuntimeDefault seccomp."""
+    if uid < 10000:
+        raise ValueError(f"uid {uid} must be >= 10000")
+    group = gid if gid is not None else uid
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": group,
+        "fsGroup": group,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def http_probe(path: str, port: str | int, *, period: int, timeout: int, failures: int,
+               initial_delay: int = 0) -> dict[str, Any]:
+    probe = {
+        "httpGet": {"path": path, "port": port},
+        "periodSeconds": period,
+        "timeoutSeconds": timeout,
+        "failureThreshold": failures,
+    }
+    if initial_delay:
+        probe["initialDelaySeconds"] = initial_delay
+    return probe
+
+
+def tmp_volume(size_limit: str = "64Mi") -> dict[str, Any]:
+    return {"name": TMP_VOLUME, "emptyDir": {"sizeLimit": size_limit}}
+
+
+def tmp_mount() -> dict[str, Any]:
+    return {"name": TMP_VOLUME, "mountPath": "/tmp"}  # noqa: S108 (an emptyDir in the pod)
+
+
+def topology_spread(match_labels: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Spread over zones first, then nodes; soft on zones so a zone outage cannot block scheduling."""
+    selector = {"matchLabels": dict(match_labels)}
+    return [
+        {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+         "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": selector},
+        {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+         "whenUnsatisfiable": "DoNotSchedule", "labelSelector": selector},
+    ]
+
+
+def hardened_pod_spec(
+    *,
+    containers: Sequence[dict[str, Any]],
+    service_account: Any,
+    uid: int,
+    match_labels: Mapping[str, str],
+    termination_grace_seconds: int = 30,
+    volumes: Sequence[dict[str, Any]] = (),
+    gid: int | None = None,
+) -> dict[str, Any]:
+    """A pod spec with the hardening baseline applied to the pod and to every container."""
+    hardened = [{**c, "securityContext": container_security_context()} for c in containers]
+    return {
+        "serviceAccountName": service_account,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "hostNetwork": False,
+        "hostPID": False,
+        "hostIPC": False,
+        "securityContext": pod_security_context(uid, gid),
+        "terminationGracePeriodSeconds": termination_grace_seconds,
+        "topologySpreadConstraints": topology_spread(match_labels),
+        "containers": hardened,
+        "volumes": list(volumes),
+    }
+
+
+def namespace_peer(namespace: Any, pod_labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A NetworkPolicy peer: pods (optionally by label) in the namespace of that name."""
+    peer: dict[str, Any] = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+    }
+    if pod_labels:
+        peer["podSelector"] = {"matchLabels": dict(pod_labels)}
+    return peer
+
+
+def tcp_ports(*ports: int | str) -> list[dict[str, Any]]:
+    return [{"protocol": "TCP", "port": port} for port in ports]
+
+
+def dns_egress() -> dict[str, Any]:
+    """Egress to the cluster DNS (kube-dns in kube-system) on UDP and TCP 53."""
+    return {
+        "to": [namespace_peer("kube-system", {"k8s-app": "kube-dns"})],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    }
+
+
+def istiod_egress(istiod_namespace: str) -> dict[str, Any]:
+    """Sidecars fetch config and certificates from istiod (xDS/CA on 15012)."""
+    return {"to": [namespace_peer(istiod_namespace, {"app": "istiod"})], "ports": tcp_ports(15012)}

@@ -1,0 +1,228 @@
+"""The WebSocket service: Deployment, Service, HPA, PDB, ServiceAccount and NetworkPolicy."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import podspec
+from stacks.settings import HEALTH_PORT, WEBSOCKET_PORT, WebSocketSettings, image_tag
+
+# The service's own uid inside its image.
+WEBSOCKET_UID = 10001
+
+
+@dataclass(frozen=True)
+class WebSocketServiceArgs:
+    """What the WebSocket service needs from the stack and from the other components."""
+
+    namespace: pulumi.Input[str]
+    settings: WebSocketSettings
+    config_map_name: pulumi.Input[str]
+    config_keys: Sequence[str]
+    """Keys of the ConfigMap exposed as environment variables (REDIS_URL among them)."""
+    config_checksum: str
+    """Changes when the ConfigMap's data changes, so pods roll and pick up the new values."""
+    secret_name: pulumi.Input[str]
+    redis_password_key: str
+    redis_namespace: str
+    redis_port: int
+    ingress_gateway_namespace: str
+    ingress_gateway_labels: Mapping[str, str]
+    monitoring_namespace: str
+    istiod_namespace: str
+    name: str = "websocket"
+
+
+class WebSocketService(pulumi.ComponentResource):
+    """A horizontally scaled WebSocket service that drains connections on shutdown.
+
+    Outputs: `service_name`, `service_host` (cluster DNS name), `websocket_port`, `health_port`.
+    """
+
+    service_name: pulumi.Output[str]
+    service_host: pulumi.Output[str]
+    websocket_port: pulumi.Output[int]
+    health_port: pulumi.Output[int]
+
+    def __init__(self, name: str, args: WebSocketServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("aiwfe:platform:WebSocketService", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        s = args.settings
+        app = args.name
+        version = image_tag(s.image)
+        match = podspec.selector_labels(app)
+        object_labels = podspec.labels(app, "realtime")
+        pod_labels = podspec.labels(app, "realtime", version)
+
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-service-account",
+            metadata=podspec.metadata(app, args.namespace, object_labels),
+            automount_service_account_token=False,
+            opts=child,
+        )
+
+        env = [
+            {"name": "DEPLOYMENT_MODE", "value": "kubernetes"},
+            {"name": "PORT", "value": str(WEBSOCKET_PORT)},
+            {"name": "HEALTH_PORT", "value": str(HEALTH_PORT)},
+            *(
+                {"name": key, "valueFrom": {"configMapKeyRef": {"name": args.config_map_name, "key": key}}}
+                for key in args.config_keys
+            ),
+            {
+                "name": "REDIS_PASSWORD",
+                "valueFrom": {"secretKeyRef": {"name": args.secret_name, "key": args.redis_password_key}},
+            },
+        ]
+        container = {
+            "name": app,
+            "image": s.image,
+            "imagePullPolicy": "IfNotPresent",
+            "ports": [
+                {"name": "http-ws", "containerPort": WEBSOCKET_PORT, "protocol": "TCP"},
+                {"name": "http-health", "containerPort": HEALTH_PORT, "protocol": "TCP"},
+            ],
+            "env": env,
+            "resources": s.resources.as_k8s(),
+            # Startup may take up to 30 s (REQUIREMENTS: pod start < 30 s) before liveness applies.
+            "startupProbe": podspec.http_probe("/health", "http-health", period=2, timeout=2, failures=15),
+            "livenessProbe": podspec.http_probe("/health", "http-health", period=10, timeout=3, failures=3),
+            "readinessProbe": podspec.http_probe("/ready", "http-health", period=5, timeout=3, failures=2),
+            # Stay in the endpoints list while load balancers stop sending new upgrades; SIGTERM follows.
+            "lifecycle": {"preStop": {"sleep": {"seconds": s.drain_seconds}}},
+            "volumeMounts": [podspec.tmp_mount()],
+        }
+        pod_spec = podspec.hardened_pod_spec(
+            containers=[container],
+            service_account=account.metadata["name"],
+            uid=WEBSOCKET_UID,
+            match_labels=match,
+            termination_grace_seconds=s.termination_grace_seconds,
+            volumes=[podspec.tmp_volume()],
+        )
+        proxy_config = {
+            # The sidecar must outlive the app's drain, and start before it.
+            "terminationDrainDuration": f"{max(s.termination_grace_seconds - 5, 1)}s",
+            "holdApplicationUntilProxyStarts": True,
+        }
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=podspec.metadata(app, args.namespace, object_labels),
+            spec={
+                # No `replicas`: the HPA owns the count; declaring it would reset the scale on every `pulumi up`.
+                "selector": {"matchLabels": match},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
+                "minReadySeconds": 5,
+                "revisionHistoryLimit": 5,
+                "progressDeadlineSeconds": 300,
+                "template": {
+                    "metadata": {
+                        "labels": pod_labels,
+                        "annotations": {
+                            "proxy.istio.io/config": json.dumps(proxy_config, sort_keys=True),
+                            "checksum/config": args.config_checksum,
+                        },
+                    },
+                    "spec": pod_spec,
+                },
+            },
+            opts=child,
+        )
+
+        service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata=podspec.metadata(app, args.namespace, object_labels),
+            spec={
+                "type": "ClusterIP",
+                "selector": match,
+                "ports": [
+                    {"name": "http-ws", "port": WEBSOCKET_PORT, "targetPort": "http-ws",
+                     "protocol": "TCP", "appProtocol": "http"},
+                    {"name": "http-health", "port": HEALTH_PORT, "targetPort": "http-health",
+                     "protocol": "TCP", "appProtocol": "http"},
+                ],
+            },
+            opts=child,
+        )
+
+        k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            f"{name}-autoscaler",
+            metadata=podspec.metadata(app, args.namespace, object_labels),
+            spec={
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment.metadata["name"]},
+                "minReplicas": s.min_replicas,
+                "maxReplicas": s.max_replicas,
+                "metrics": [
+                    _utilization("cpu", s.cpu_target_percent),
+                    _utilization("memory", s.memory_target_percent),
+                ],
+                "behavior": {
+                    # Double (or +4 pods) every 15 s with no stabilisation: new capacity well within 60 s.
+                    "scaleUp": {
+                        "stabilizationWindowSeconds": 0,
+                        "selectPolicy": "Max",
+                        "policies": [
+                            {"type": "Percent", "value": 100, "periodSeconds": 15},
+                            {"type": "Pods", "value": 4, "periodSeconds": 15},
+                        ],
+                    },
+                    # Scale down slowly: each removed pod drops its long-lived connections.
+                    "scaleDown": {
+                        "stabilizationWindowSeconds": 300,
+                        "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
+                    },
+                },
+            },
+            opts=child,
+        )
+
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-disruption-budget",
+            metadata=podspec.metadata(app, args.namespace, object_labels),
+            spec={"maxUnavailable": 1, "selector": {"matchLabels": match}},
+            opts=child,
+        )
+
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-network-policy",
+            metadata=podspec.metadata(app, args.namespace, object_labels),
+            spec={
+                "podSelector": {"matchLabels": match},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [
+                    {"from": [podspec.namespace_peer(args.ingress_gateway_namespace, args.ingress_gateway_labels)],
+                     "ports": podspec.tcp_ports(WEBSOCKET_PORT)},
+                    # Metrics: the app's own endpoint and the sidecar's merged metrics.
+                    {"from": [podspec.namespace_peer(args.monitoring_namespace)],
+                     "ports": podspec.tcp_ports(HEALTH_PORT, 15020)},
+                ],
+                "egress": [
+                    podspec.dns_egress(),
+                    podspec.istiod_egress(args.istiod_namespace),
+                    {"to": [podspec.namespace_peer(args.redis_namespace)], "ports": podspec.tcp_ports(args.redis_port)},
+                ],
+            },
+            opts=child,
+        )
+
+        self.service_name = service.metadata["name"]
+        self.service_host = pulumi.Output.concat(
+            service.metadata["name"], ".", service.metadata["namespace"], ".svc.cluster.local")
+        self.websocket_port = pulumi.Output.from_input(WEBSOCKET_PORT)
+        self.health_port = pulumi.Output.from_input(HEALTH_PORT)
+        self.register_outputs({
+            "service_name": self.service_name,
+            "service_host": self.service_host,
+            "websocket_port": self.websocket_port,
+            "health_port": self.health_port,
+        })
+
+
+def _utilization(resource: str, percent: int) -> dict:
+    return {"type": "Resource",
+            "resource": {"name": resource, "target": {"type": "Utilization", "averageUtilization": percent}}}

@@ -1,0 +1,141 @@
+"""The application namespace's workloads: WebSocket service, user and admin frontends, shared config."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import podspec
+from components.frontend import Frontend, FrontendArgs
+from components.websocket_service import WebSocketService, WebSocketServiceArgs
+from stacks.settings import FrontendSettings, MeshSettings, SessionSettings, WebSocketSettings
+
+APP_CONFIG = "app-config"
+APP_SECRETS = "app-secrets"
+REDIS_PASSWORD_KEY = "REDIS_PASSWORD"  # noqa: S105 (a key name, not a value)
+
+
+@dataclass(frozen=True)
+class WorkloadsArgs:
+    """Inputs of the application workloads. The Redis address and password come from the caller
+    (settings today, the Redis component's outputs once it exists)."""
+
+    namespace: pulumi.Input[str]
+    websocket: WebSocketSettings
+    user_frontend: FrontendSettings
+    admin_frontend: FrontendSettings
+    sessions: SessionSettings
+    mesh: MeshSettings
+    monitoring_namespace: str
+    redis_url: str
+    redis_namespace: str
+    redis_port: int
+    redis_password: pulumi.Input[str]
+    """Must be a Pulumi secret; it only ever lands in the `app-secrets` Secret."""
+
+
+def app_config_data(args: WorkloadsArgs) -> dict[str, str]:
+    """Non-secret runtime config of the WebSocket service (the `app-config` ConfigMap)."""
+    return {
+        "REDIS_URL": args.redis_url,
+        "REDIS_HEALTH_TIMEOUT_MS": str(args.sessions.redis_health_timeout_seconds * 1000),
+        "SESSION_KEY_PREFIX": "ws:session:",
+        "SESSION_TTL_SECONDS": str(args.sessions.session_ttl_seconds),
+        "CONNECTION_KEY_PREFIX": "connection:",
+        "CONNECTION_TTL_SECONDS": str(args.sessions.connection_ttl_seconds),
+        "MAX_CONNECTIONS_PER_POD": str(args.websocket.connections_per_pod),
+        "SHUTDOWN_DRAIN_SECONDS": str(args.websocket.drain_seconds),
+    }
+
+
+class Workloads(pulumi.ComponentResource):
+    """Everything that runs in the application namespace.
+
+    Outputs: `websocket_service_host`, `websocket_port`, `health_port`, `user_frontend_host`,
+    `admin_frontend_host`, `frontend_port`, `config_map_name`, `secret_name`.
+    """
+
+    def __init__(self, name: str, args: WorkloadsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("aiwfe:platform:Workloads", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        ns = args.namespace
+        shared_labels = podspec.labels("aiwfe-app", "config")
+        config_data = app_config_data(args)
+
+        config_map = k8s.core.v1.ConfigMap(
+            f"{name}-app-config",
+            metadata=podspec.metadata(APP_CONFIG, ns, shared_labels),
+            data=config_data,
+            opts=child,
+        )
+        secret = k8s.core.v1.Secret(
+            f"{name}-app-secrets",
+            metadata=podspec.metadata(APP_SECRETS, ns, shared_labels),
+            type="Opaque",
+            string_data={REDIS_PASSWORD_KEY: pulumi.Output.secret(args.redis_password)},
+            opts=child,
+        )
+        # Everything in the namespace starts closed; each workload opens what it needs.
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-default-deny",
+            metadata=podspec.metadata("default-deny", ns, shared_labels),
+            spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+            opts=child,
+        )
+
+        common = {
+            "ingress_gateway_namespace": args.mesh.ingress_gateway_namespace,
+            "ingress_gateway_labels": args.mesh.ingress_gateway_labels,
+            "monitoring_namespace": args.monitoring_namespace,
+            "istiod_namespace": args.mesh.istiod_namespace,
+        }
+        websocket = WebSocketService(
+            "websocket",
+            WebSocketServiceArgs(
+                namespace=ns,
+                settings=args.websocket,
+                config_map_name=config_map.metadata["name"],
+                config_keys=tuple(config_data),
+                config_checksum=hashlib.sha256(json.dumps(config_data, sort_keys=True).encode()).hexdigest()[:16],
+                secret_name=secret.metadata["name"],
+                redis_password_key=REDIS_PASSWORD_KEY,
+                redis_namespace=args.redis_namespace,
+                redis_port=args.redis_port,
+                **common,
+            ),
+            opts=child,
+        )
+        user = Frontend(
+            "user-frontend",
+            FrontendArgs(namespace=ns, app="user-frontend", path_prefix="/user", settings=args.user_frontend, **common),
+            opts=child,
+        )
+        admin = Frontend(
+            "admin-frontend",
+            FrontendArgs(namespace=ns, app="admin-frontend", path_prefix="/admin", settings=args.admin_frontend,
+                         **common),
+            opts=child,
+        )
+
+        self.websocket_service_host = websocket.service_host
+        self.websocket_port = websocket.websocket_port
+        self.health_port = websocket.health_port
+        self.user_frontend_host = user.service_host
+        self.admin_frontend_host = admin.service_host
+        self.frontend_port = user.service_port
+        self.config_map_name = config_map.metadata["name"]
+        self.secret_name = secret.metadata["name"]
+        self.register_outputs({
+            "websocket_service_host": self.websocket_service_host,
+            "websocket_port": self.websocket_port,
+            "health_port": self.health_port,
+            "user_frontend_host": self.user_frontend_host,
+            "admin_frontend_host": self.admin_frontend_host,
+            "frontend_port": self.frontend_port,
+            "config_map_name": self.config_map_name,
+            "secret_name": self.secret_name,
+        })

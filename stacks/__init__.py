@@ -1,0 +1,1 @@
+"""Stack settings and the wiring of components for one stack."""

@@ -1,0 +1,76 @@
+"""Wires the components of one stack together: namespaces first, then components, each given
+only the settings and the other components' outputs it needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import podspec
+from components.workloads import Workloads, WorkloadsArgs
+from stacks.settings import Settings, load_settings
+
+
+@dataclass(frozen=True)
+class Platform:
+    """The components of one stack (what `main` exports from)."""
+
+    app_namespace: k8s.core.v1.Namespace
+    workloads: Workloads
+
+
+def mesh_namespace_labels(settings: Settings) -> dict[str, str]:
+    """Sidecar injection by revision label when a revision is pinned, else the default injector."""
+    if settings.mesh.istio_revision:
+        return {"istio.io/rev": settings.mesh.istio_revision}
+    return {"istio-injection": "enabled"}
+
+
+def build(settings: Settings) -> Platform:
+    """Declare every resource of the stack."""
+    app_namespace = k8s.core.v1.Namespace(
+        "app-namespace",
+        metadata={
+            "name": settings.app_namespace,
+            "labels": {
+                **podspec.labels(settings.app_namespace, "namespace"),
+                **mesh_namespace_labels(settings),
+                # istio-init needs NET_ADMIN unless Istio CNI is used, which `restricted` forbids:
+                # enforce `baseline`, and report what `restricted` would reject.
+                "pod-security.kubernetes.io/enforce": "baseline",
+                "pod-security.kubernetes.io/warn": "restricted",
+                "pod-security.kubernetes.io/audit": "restricted",
+            },
+        },
+    )
+    workloads = Workloads(
+        "workloads",
+        WorkloadsArgs(
+            namespace=app_namespace.metadata["name"],
+            websocket=settings.websocket,
+            user_frontend=settings.user_frontend,
+            admin_frontend=settings.admin_frontend,
+            sessions=settings.sessions,
+            mesh=settings.mesh,
+            monitoring_namespace=settings.monitoring.namespace,
+            redis_url=settings.redis.url,
+            redis_namespace=settings.redis.namespace,
+            redis_port=settings.redis.port,
+            redis_password=pulumi.Output.secret(settings.redis.password.reveal()),
+        ),
+    )
+    return Platform(app_namespace=app_namespace, workloads=workloads)
+
+
+def main() -> None:
+    """The program: validate config (before any resource), build, export."""
+    settings = load_settings()
+    platform = build(settings)
+    pulumi.export("environment", settings.environment)
+    pulumi.export("app_namespace", platform.app_namespace.metadata["name"])
+    pulumi.export("websocket_service_host", platform.workloads.websocket_service_host)
+    pulumi.export("websocket_port", platform.workloads.websocket_port)
+    pulumi.export("user_frontend_host", platform.workloads.user_frontend_host)
+    pulumi.export("admin_frontend_host", platform.workloads.admin_frontend_host)

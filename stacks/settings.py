@@ -1,0 +1,530 @@
+"""Typed, validated stack settings.
+
+Every value that differs between stacks is read here, once, from the stack's Pulumi config.
+`parse_settings` is a pure function over the raw config map (key -> string, structured values
+as JSON, the way Pulumi hands them to a program), so it can be tested without an engine.
+Any bad value raises one `SettingsError` naming the key, the value and what is allowed, before
+a single resource is declared. Components never read `pulumi.Config`: they get these objects.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+PROJECT = "aiwfe-platform"
+
+# Config keys (in the project namespace) whose values must be stack secrets.
+SECRET_KEYS: tuple[str, ...] = ("redisPassword",)
+
+ENVIRONMENTS = ("staging", "prod")
+# kubernetes-validate bundles schemas up to 1.37; native preStop `sleep` needs 1.30+.
+KUBERNETES_VERSIONS = tuple(f"1.{minor}" for minor in range(30, 38))
+
+# Ports are facts of the WebSocket service image, not per-stack choices.
+WEBSOCKET_PORT = 8080
+HEALTH_PORT = 8081
+FRONTEND_CONTAINER_PORT = 8080
+FRONTEND_SERVICE_PORT = 80
+# REQUIREMENTS: a Redis health check must time out in 3 s at most.
+MAX_REDIS_HEALTH_TIMEOUT_SECONDS = 3
+
+
+class SettingsError(ValueError):
+    """A stack config value is missing, malformed or out of range.
+
+    The message names the full config key, the offending value (masked for secrets) and what is
+    allowed, so `pulumi preview` stops with one actionable line.
+    """
+
+    def __init__(self, key: str, value: Any, allowed: str, *, secret: bool = False) -> None:
+        self.key = key
+        self.value = "[secret]" if secret else value
+        self.allowed = allowed
+        shown = "[secret]" if secret else _show(value)
+        super().__init__(f"config {key} = {shown}: {allowed}")
+
+
+def _show(value: Any) -> str:
+    if value is _MISSING:
+        return "(not set)"
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+_MISSING: Any = object()
+
+
+class SecretStr:
+    """A secret config value. Its repr never shows the value; `reveal()` is explicit."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "SecretStr('[secret]')"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretStr) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+# ---------------------------------------------------------------- value parsers
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+# registry/path[:tag][@sha256:digest]
+_IMAGE = re.compile(
+    r"^(?P<repo>[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*)"
+    r"(:(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"(@(?P<digest>sha256:[a-f0-9]{64}))?$"
+)
+_CPU = re.compile(r"^(?P<num>\d+(\.\d+)?)(?P<unit>m?)$")
+_MEMORY = re.compile(r"^(?P<num>\d+(\.\d+)?)(?P<unit>Ki|Mi|Gi|Ti|k|M|G|T)?$")
+_MEMORY_FACTORS = {
+    None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
+}
+_DURATION = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
+_REDIS_URL = re.compile(r"^rediss?://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:\d{1,5})?(,[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:\d{1,5})?)*/?$")
+
+
+def parse_cpu_millis(text: str) -> int:
+    """'100m' -> 100, '0.5' -> 500, '2' -> 2000. Raises ValueError when malformed."""
+    match = _CPU.match(text) if isinstance(text, str) else None
+    if not match:
+        raise ValueError(text)
+    number = float(match["num"])
+    return round(number if match["unit"] else number * 1000)
+
+
+def parse_memory_bytes(text: str) -> int:
+    """'128Mi' -> 134217728, '1G' -> 10**9. Raises ValueError when malformed."""
+    match = _MEMORY.match(text) if isinstance(text, str) else None
+    if not match:
+        raise ValueError(text)
+    return round(float(match["num"]) * _MEMORY_FACTORS[match["unit"]])
+
+
+def parse_duration_seconds(value: Any) -> int:
+    """'90s', '5m', '24h', '1h30m' or a whole number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int):
+        return value
+    match = _DURATION.match(value) if isinstance(value, str) and value else None
+    if not match or not any(match.groupdict().values()):
+        raise ValueError(value)
+    parts = {k: int(v) if v else 0 for k, v in match.groupdict().items()}
+    return parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
+
+
+def image_tag(image: str) -> str:
+    """The tag of a validated image reference, or the short digest when it has no tag."""
+    match = _IMAGE.match(image)
+    assert match, image
+    return match["tag"] or (match["digest"] or "")[7:19]
+
+
+# ---------------------------------------------------------------- typed settings
+
+
+@dataclass(frozen=True)
+class ContainerResources:
+    """Requests and limits of one container, as Kubernetes quantities."""
+
+    cpu_request: str
+    memory_request: str
+    cpu_limit: str
+    memory_limit: str
+
+    def as_k8s(self) -> dict[str, dict[str, str]]:
+        return {
+            "requests": {"cpu": self.cpu_request, "memory": self.memory_request},
+            "limits": {"cpu": self.cpu_limit, "memory": self.memory_limit},
+        }
+
+
+@dataclass(frozen=True)
+class MeshSettings:
+    """How the application namespaces join the Istio mesh, and where its ingress gateway runs."""
+
+    istio_revision: str | None
+    """A revision label (`istio.io/rev`) for canary control planes; None uses `istio-injection`."""
+    istiod_namespace: str
+    ingress_gateway_namespace: str
+    ingress_gateway_labels: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class MonitoringSettings:
+    """Where the metrics scraper runs (the only peer allowed to reach metrics ports)."""
+
+    namespace: str
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """How the WebSocket service reaches Redis (from config until the Redis component lands)."""
+
+    url: str
+    namespace: str
+    port: int
+    password: SecretStr
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """Application facts the platform passes through as config (it does not implement them)."""
+
+    session_ttl_seconds: int
+    connection_ttl_seconds: int
+    redis_health_timeout_seconds: int
+
+
+@dataclass(frozen=True)
+class WebSocketSettings:
+    """Sizing and rollout behaviour of the WebSocket service."""
+
+    image: str
+    min_replicas: int
+    max_replicas: int
+    cpu_target_percent: int
+    memory_target_percent: int
+    termination_grace_seconds: int
+    drain_seconds: int
+    """preStop pause so endpoints are withdrawn before the process gets SIGTERM."""
+    connections_per_pod: int
+    resources: ContainerResources
+
+
+@dataclass(frozen=True)
+class FrontendSettings:
+    """One static nginx frontend (user or admin)."""
+
+    image: str
+    replicas: int
+    resources: ContainerResources
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one stack declares, validated."""
+
+    project: str
+    stack: str
+    environment: str
+    kubernetes_version: str
+    domain: str
+    app_namespace: str
+    mesh: MeshSettings
+    monitoring: MonitoringSettings
+    redis: RedisSettings
+    sessions: SessionSettings
+    websocket: WebSocketSettings
+    user_frontend: FrontendSettings
+    admin_frontend: FrontendSettings
+
+    @property
+    def is_prod(self) -> bool:
+        return self.environment == "prod"
+
+
+# ---------------------------------------------------------------- reading structured values
+
+WEBSOCKET_RESOURCES = ContainerResources("100m", "128Mi", "500m", "512Mi")
+FRONTEND_RESOURCES = ContainerResources("50m", "64Mi", "100m", "128Mi")
+
+
+class _Section:
+    """A config object being read: tracks the keys used so leftovers are reported as typos."""
+
+    def __init__(self, key: str, raw: Any, separator: str = ".") -> None:
+        if not isinstance(raw, Mapping):
+            raise SettingsError(key, raw, "must be an object (a YAML mapping)")
+        self.key = key
+        self.separator = separator
+        self.raw = raw
+        self.known: list[str] = []
+
+    def _get(self, name: str, default: Any) -> Any:
+        self.known.append(name)
+        value = self.raw.get(name, _MISSING)
+        if value is _MISSING or value is None:
+            if default is _MISSING:
+                raise SettingsError(self.path(name), _MISSING, "is required")
+            return default
+        return value
+
+    def path(self, name: str) -> str:
+        return f"{self.key}{self.separator}{name}"
+
+    def string(self, name: str, pattern: re.Pattern[str], allowed: str, default: Any = _MISSING) -> Any:
+        value = self._get(name, default)
+        if value is default and default is not _MISSING:
+            return value
+        if not isinstance(value, str) or not pattern.match(value):
+            raise SettingsError(self.path(name), value, allowed)
+        return value
+
+    def integer(self, name: str, low: int, high: int, default: Any = _MISSING) -> int:
+        value = self._get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise SettingsError(self.path(name), value, f"must be a whole number from {low} to {high}")
+        return value
+
+    def duration(self, name: str, low: int, high: int, default: Any = _MISSING) -> int:
+        value = self._get(name, default)
+        try:
+            seconds = parse_duration_seconds(value)
+        except ValueError:
+            seconds = -1
+        if not low <= seconds <= high:
+            raise SettingsError(
+                self.path(name), value,
+                f"must be a duration like '90s', '5m' or '1h30m' from {low}s to {high}s",
+            )
+        return seconds
+
+    def image(self, name: str) -> str:
+        value = self._get(name, _MISSING)
+        match = _IMAGE.match(value) if isinstance(value, str) else None
+        if not match or not (match["tag"] or match["digest"]) or match["tag"] == "latest":
+            raise SettingsError(
+                self.path(name), value,
+                "must be an image reference pinned by a tag other than 'latest' or by an @sha256 digest",
+            )
+        return value
+
+    def labels(self, name: str, default: Any = _MISSING) -> Mapping[str, str]:
+        value = self._get(name, default)
+        if (
+            not isinstance(value, Mapping) or not value
+            or not all(isinstance(k, str) and _LABEL_KEY.match(k) for k in value)
+            or not all(isinstance(v, str) and _LABEL_VALUE.match(v) for v in value.values())
+        ):
+            raise SettingsError(self.path(name), value, "must be a non-empty map of Kubernetes label keys to values")
+        return MappingProxyType(dict(value))
+
+    def section(self, name: str, default: Any = _MISSING) -> _Section:
+        return _Section(self.path(name), self._get(name, default))
+
+    def resources(self, name: str, default: ContainerResources) -> ContainerResources:
+        section = self.section(name, {})
+        requests = section.section("requests", {})
+        limits = section.section("limits", {})
+        cpu_req = _quantity(requests, "cpu", default.cpu_request, parse_cpu_millis)
+        mem_req = _quantity(requests, "memory", default.memory_request, parse_memory_bytes)
+        cpu_lim = _quantity(limits, "cpu", default.cpu_limit, parse_cpu_millis)
+        mem_lim = _quantity(limits, "memory", default.memory_limit, parse_memory_bytes)
+        for sub in (requests, limits, section):
+            sub.done()
+        if parse_cpu_millis(cpu_lim) < parse_cpu_millis(cpu_req):
+            raise SettingsError(limits.path("cpu"), cpu_lim, f"must be at least the cpu request ({cpu_req})")
+        if parse_memory_bytes(mem_lim) < parse_memory_bytes(mem_req):
+            raise SettingsError(limits.path("memory"), mem_lim, f"must be at least the memory request ({mem_req})")
+        return ContainerResources(cpu_req, mem_req, cpu_lim, mem_lim)
+
+    def done(self) -> None:
+        unknown = sorted(set(map(str, self.raw)) - set(self.known))
+        if unknown:
+            raise SettingsError(
+                self.path(unknown[0]), self.raw.get(unknown[0]),
+                f"unknown key; allowed keys here: {', '.join(sorted(set(self.known)))}",
+            )
+
+
+def _quantity(section: _Section, name: str, default: str, parse: Callable[[str], int]) -> str:
+    value = section._get(name, default)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    try:
+        ok = parse(value) > 0
+    except (ValueError, TypeError):
+        ok = False
+    if not ok:
+        kind = "cpu like '100m' or '0.5'" if parse is parse_cpu_millis else "memory like '128Mi' or '1Gi'"
+        raise SettingsError(section.path(name), value, f"must be a positive Kubernetes {kind}")
+    return value
+
+
+def _decode(key: str, raw: str, expect_object: bool) -> Any:
+    """Pulumi hands structured config to programs as JSON text; plain strings stay strings."""
+    if not expect_object:
+        return raw
+    try:
+        return json.loads(raw)
+    except (TypeError, ValueError):
+        raise SettingsError(key, raw, "must be an object (a YAML mapping)") from None
+
+
+# ---------------------------------------------------------------- the parser
+
+_TOP_LEVEL_OBJECTS = ("mesh", "monitoring", "redis", "sessions", "websocket", "frontends")
+_TOP_LEVEL_SCALARS = ("environment", "kubernetesVersion", "domain", "appNamespace", *SECRET_KEYS)
+ALLOWED_KEYS: tuple[str, ...] = tuple(sorted(_TOP_LEVEL_OBJECTS + _TOP_LEVEL_SCALARS))
+
+
+def parse_settings(
+    raw_config: Mapping[str, str],
+    *,
+    stack: str,
+    secret_keys: Iterable[str] = (),
+    project: str = PROJECT,
+) -> Settings:
+    """Validate a stack's raw config map (`project:key` -> string) into `Settings`."""
+    prefix = f"{project}:"
+    secrets = set(secret_keys)
+    values: dict[str, Any] = {}
+    for full_key, raw in raw_config.items():
+        if not isinstance(full_key, str) or not full_key.startswith(prefix):
+            continue  # provider config (kubernetes:, gcp:) is not ours to judge
+        name = full_key[len(prefix):]
+        if name not in ALLOWED_KEYS:
+            raise SettingsError(full_key, raw, f"unknown key; allowed keys: {', '.join(ALLOWED_KEYS)}",
+                                secret=full_key in secrets)
+        values[name] = _decode(full_key, raw, name in _TOP_LEVEL_OBJECTS)
+
+    top = _Section(project, values, separator=":")
+
+    environment = top._get("environment", _MISSING)
+    if environment not in ENVIRONMENTS:
+        raise SettingsError(top.path("environment"), environment, f"must be one of {', '.join(ENVIRONMENTS)}")
+    kubernetes_version = top._get("kubernetesVersion", _MISSING)
+    if kubernetes_version not in KUBERNETES_VERSIONS:
+        raise SettingsError(top.path("kubernetesVersion"), kubernetes_version,
+                            f"must be a quoted minor version, one of {', '.join(KUBERNETES_VERSIONS)}")
+    domain = top.string("domain", _HOSTNAME, "must be a lower-case DNS name such as 'app.example.com'")
+    app_namespace = top.string("appNamespace", _DNS_LABEL, "must be a DNS label (lower-case, digits, '-')")
+    if app_namespace in ("default", "kube-system", "kube-public", "kube-node-lease"):
+        raise SettingsError(top.path("appNamespace"), app_namespace, "must not be a Kubernetes system namespace")
+
+    password_key = top.path("redisPassword")
+    password = top._get("redisPassword", _MISSING)
+    if password_key not in secrets:
+        raise SettingsError(password_key, password,
+                            f"must be a stack secret: pulumi config set --secret {password_key.split(':', 1)[1]}",
+                            secret=True)
+    if not isinstance(password, str) or len(password) < 16:
+        raise SettingsError(password_key, password, "must be a string of at least 16 characters", secret=True)
+
+    mesh_s = top.section("mesh")
+    mesh = MeshSettings(
+        istio_revision=mesh_s.string("istioRevision", _DNS_LABEL, "must be an Istio revision name (DNS label)", None),
+        istiod_namespace=mesh_s.string("istiodNamespace", _DNS_LABEL, "must be a namespace name", "istio-system"),
+        ingress_gateway_namespace=mesh_s.string("ingressGatewayNamespace", _DNS_LABEL, "must be a namespace name"),
+        ingress_gateway_labels=mesh_s.labels("ingressGatewayLabels"),
+    )
+    mesh_s.done()
+
+    mon_s = top.section("monitoring")
+    monitoring = MonitoringSettings(
+        namespace=mon_s.string("namespace", _DNS_LABEL, "must be a namespace name"),
+    )
+    mon_s.done()
+
+    redis_s = top.section("redis")
+    redis = RedisSettings(
+        url=redis_s.string(
+            "url", _REDIS_URL,
+            "must be redis://host:port or rediss://host:port (comma-separated seeds allowed), no password"),
+        namespace=redis_s.string("namespace", _DNS_LABEL, "must be a namespace name"),
+        port=redis_s.integer("port", 1, 65535, 6379),
+        password=SecretStr(password),
+    )
+    redis_s.done()
+
+    sess_s = top.section("sessions", {})
+    sessions = SessionSettings(
+        session_ttl_seconds=sess_s.duration("sessionTtl", 60, 7 * 86400, "3600s"),
+        connection_ttl_seconds=sess_s.duration("connectionTtl", 60, 30 * 86400, "24h"),
+        redis_health_timeout_seconds=sess_s.duration(
+            "redisHealthTimeout", 1, MAX_REDIS_HEALTH_TIMEOUT_SECONDS, "3s"),
+    )
+    sess_s.done()
+
+    ws_s = top.section("websocket")
+    min_replicas = ws_s.integer("minReplicas", 1, 100)
+    max_replicas = ws_s.integer("maxReplicas", 1, 500)
+    if max_replicas <= min_replicas:
+        raise SettingsError(ws_s.path("maxReplicas"), max_replicas,
+                            f"must be greater than minReplicas ({min_replicas})")
+    if environment == "prod" and min_replicas < 2:
+        raise SettingsError(ws_s.path("minReplicas"), min_replicas,
+                            "must be at least 2 in prod (one pod can be disrupted)")
+    grace = ws_s.duration("terminationGracePeriod", 10, 3600)
+    drain = ws_s.duration("drainDelay", 0, 120, "10s")
+    if drain >= grace:
+        raise SettingsError(ws_s.path("drainDelay"), drain,
+                            f"must be shorter than terminationGracePeriod ({grace}s) so the process still gets SIGTERM")
+    websocket = WebSocketSettings(
+        image=ws_s.image("image"),
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        cpu_target_percent=ws_s.integer("cpuTargetPercent", 10, 100, 70),
+        memory_target_percent=ws_s.integer("memoryTargetPercent", 10, 100, 80),
+        termination_grace_seconds=grace,
+        drain_seconds=drain,
+        connections_per_pod=ws_s.integer("connectionsPerPod", 1, 100_000, 1000),
+        resources=ws_s.resources("resources", WEBSOCKET_RESOURCES),
+    )
+    ws_s.done()
+
+    fe_s = top.section("frontends")
+    frontends = {}
+    for name in ("user", "admin"):
+        one = fe_s.section(name)
+        replicas = one.integer("replicas", 1, 50)
+        if environment == "prod" and replicas < 2:
+            raise SettingsError(one.path("replicas"), replicas, "must be at least 2 in prod")
+        frontends[name] = FrontendSettings(
+            image=one.image("image"),
+            replicas=replicas,
+            resources=one.resources("resources", FRONTEND_RESOURCES),
+        )
+        one.done()
+    fe_s.done()
+    top.done()
+
+    return Settings(
+        project=project,
+        stack=stack,
+        environment=environment,
+        kubernetes_version=kubernetes_version,
+        domain=domain,
+        app_namespace=app_namespace,
+        mesh=mesh,
+        monitoring=monitoring,
+        redis=redis,
+        sessions=sessions,
+        websocket=websocket,
+        user_frontend=frontends["user"],
+        admin_frontend=frontends["admin"],
+    )
+
+
+def load_settings() -> Settings:
+    """Read and validate the running stack's config (call before declaring any resource)."""
+    import pulumi
+    from pulumi.runtime import config as runtime_config
+
+    # The SDK has no public way to list every config key, and unknown keys must be reported:
+    # merge what the language host passed (env) with what was set in-process (tests, render).
+    raw: dict[str, str] = dict(runtime_config.get_config_env())
+    raw.update(runtime_config.CONFIG.get())
+    secret_keys = [key for key in raw if runtime_config.is_config_secret(key)]
+    secret_keys += [key for key in runtime_config.get_config_secret_keys_env() if key in raw]
+    return parse_settings(raw, stack=pulumi.get_stack(), secret_keys=secret_keys, project=pulumi.get_project())

@@ -1,0 +1,1 @@
+"""Project tooling: offline render (render.py)."""

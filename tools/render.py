@@ -1,0 +1,301 @@
+"""Offline render: run the real program under the Pulumi SDK's mock engine, no cloud needed.
+
+    python -m tools.render --stack staging --out build/staging
+
+writes `resources.json` (every declared resource, inputs as the provider receives them),
+`manifests/` (one YAML document per Kubernetes object) and the policy pack's verdicts
+(`policy-report.json`, `policy-report.txt`). Secret values are replaced by `[secret]` in all of
+them. Exit code 1 when a mandatory policy is violated, 2 when the stack's config is invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from google.protobuf import json_format
+from pulumi.runtime.mocks import MockMonitor
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from stacks import settings as stack_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+FORMAT_VERSION = 1
+SECRET_MARKER = "[secret]"  # noqa: S105 (the mask, not a secret)
+# Stands in for stack secrets, which only the stack's secrets provider can decrypt.
+PLACEHOLDER_SECRET = "offline-render-placeholder-not-a-real-secret"  # noqa: S105
+# Pulumi's wire signature of a secret value (sdk/go/common/resource/properties.go).
+_SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"  # noqa: S105
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"  # noqa: S105
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One RegisterResource call, as the engine would receive it."""
+
+    urn: str
+    type: str
+    name: str
+    parent: str
+    custom: bool
+    props: dict[str, Any]
+    """Wire form: camelCase, numbers as floats, secrets still wrapped in their signature object."""
+    dependencies: list[str]
+    protect: bool
+    retain_on_delete: bool
+    provider: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "urn": self.urn,
+            "type": self.type,
+            "name": self.name,
+            "parent": self.parent,
+            "custom": self.custom,
+            "props": mask_secrets(self.props),
+            "dependencies": self.dependencies,
+            "protect": self.protect,
+            "retainOnDelete": self.retain_on_delete,
+            "provider": self.provider,
+        }
+
+
+class RecordingMonitor(MockMonitor):
+    """The SDK's mock monitor, also recording each request with its resource options
+    (`Mocks.new_resource` never sees protect, dependencies or the parent)."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.registrations.append(Registration(
+                urn=response.urn,
+                type=request.type,
+                name=request.name,
+                parent=request.parent,
+                custom=bool(request.custom),
+                props=json_format.MessageToDict(request.object),
+                dependencies=sorted(request.dependencies),
+                protect=bool(request.protect),
+                retain_on_delete=bool(request.retainOnDelete),
+                provider=request.provider,
+            ))
+        return response
+
+
+class EchoMocks(pulumi.runtime.Mocks):
+    """Every resource's state is its inputs: names given in metadata resolve as they would."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
+        return {}, []
+
+
+@dataclass
+class StackConfig:
+    project: str
+    stack: str
+    values: dict[str, str]
+    secret_keys: list[str] = field(default_factory=list)
+
+
+def load_stack_config(stack: str, root: Path = ROOT) -> StackConfig:
+    """Read `Pulumi.<stack>.yaml` the way Pulumi hands it to a program: every value a string,
+    structured values as JSON. Encrypted (`secure:`) and unset secret keys get a placeholder."""
+    project = yaml.safe_load((root / "Pulumi.yaml").read_text())["name"]
+    path = root / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"no stack config {path.name}; stacks here: "
+                                + ", ".join(sorted(p.name[7:-5] for p in root.glob("Pulumi.*.yaml"))))
+    document = yaml.safe_load(path.read_text()) or {}
+    values: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for key, value in (document.get("config") or {}).items():
+        full = key if ":" in key else f"{project}:{key}"
+        if _has_secure(value):
+            values[full] = PLACEHOLDER_SECRET if isinstance(value, Mapping) and set(value) == {"secure"} \
+                else json.dumps(_replace_secure(value))
+            secret_keys.append(full)
+        elif isinstance(value, (Mapping, list)):
+            values[full] = json.dumps(value)
+        elif isinstance(value, bool):
+            values[full] = "true" if value else "false"
+        else:
+            values[full] = str(value)
+    for name in stack_settings.SECRET_KEYS:
+        full = f"{project}:{name}"
+        if full not in values:
+            values[full] = PLACEHOLDER_SECRET
+            secret_keys.append(full)
+    return StackConfig(project=project, stack=stack, values=values, secret_keys=secret_keys)
+
+
+def _has_secure(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return set(value) == {"secure"} or any(_has_secure(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_secure(v) for v in value)
+    return False
+
+
+def _replace_secure(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        if set(value) == {"secure"}:
+            return PLACEHOLDER_SECRET
+        return {k: _replace_secure(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_secure(v) for v in value]
+    return value
+
+
+def mask_secrets(value: Any) -> Any:
+    """Replace every secret-wrapped value by the marker (nothing secret is ever written out)."""
+    if isinstance(value, dict):
+        if value.get(_SECRET_SIG_KEY) == _SECRET_SIG:
+            return SECRET_MARKER
+        return {k: mask_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(v) for v in value]
+    return value
+
+
+def run_program(program: Callable[[], Any], config: StackConfig) -> list[Registration]:
+    """Run `program` under the mock engine with `config`; return what it registered.
+
+    Mirrors `pulumi.runtime.test`: the same runtime entry (`run_pulumi_func`) the SDK uses, so
+    errors raised by the program, or inside an `apply`, propagate here.
+    """
+    pulumi.runtime.reset_options(project=config.project, stack=config.stack)
+    pulumi.runtime.set_all_config(config.values, config.secret_keys)
+    monitor = RecordingMonitor(EchoMocks())
+    pulumi.runtime.set_mocks(EchoMocks(), project=config.project, stack=config.stack,
+                             preview=False, monitor=monitor)
+    _sync_await(run_pulumi_func(program))
+    return monitor.registrations
+
+
+def platform_program() -> None:
+    from stacks.platform import main
+
+    main()
+
+
+def resources_document(config: StackConfig, registrations: list[Registration]) -> dict[str, Any]:
+    return {
+        "formatVersion": FORMAT_VERSION,
+        "stack": config.stack,
+        "project": config.project,
+        # Registration order depends on async scheduling; URN order is stable across runs.
+        "resources": [r.as_json() for r in sorted(registrations, key=lambda r: r.urn)],
+    }
+
+
+# kubectl applies a folder in file-name order: namespaces and config before what uses them.
+KIND_ORDER = ("Namespace", "ServiceAccount", "Secret", "ConfigMap", "PersistentVolumeClaim", "Service",
+              "StatefulSet", "Deployment", "Job", "CronJob", "HorizontalPodAutoscaler",
+              "PodDisruptionBudget", "NetworkPolicy")
+
+
+def kubernetes_manifest(resource: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The Kubernetes object a pulumi-kubernetes resource declares (None for other resources).
+
+    pulumi-kubernetes puts `apiVersion` and `kind` into every object's inputs."""
+    props = resource["props"]
+    if not resource["type"].startswith("kubernetes:") or not resource["custom"] or "kind" not in props:
+        return None
+    return _normalise_numbers(dict(props))
+
+
+def _normalise_numbers(value: Any) -> Any:
+    """The wire carries every number as a float; Kubernetes schemas want integers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _normalise_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normalise_numbers(v) for v in value]
+    return value
+
+
+def write_outputs(document: dict[str, Any], out: Path) -> list[Path]:
+    """Write resources.json and manifests/; return the manifest paths."""
+    if out.exists():
+        shutil.rmtree(out)
+    manifests_dir = out / "manifests"
+    manifests_dir.mkdir(parents=True)
+    (out / "resources.json").write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    paths = []
+    for resource in document["resources"]:
+        manifest = kubernetes_manifest(resource)
+        if manifest is None:
+            continue
+        kind = manifest["kind"]
+        order = KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER)
+        meta = manifest.get("metadata", {})
+        parts = [f"{order:02d}", kind.lower(), meta.get("namespace") or "cluster", meta.get("name", "")]
+        path = manifests_dir / ("-".join(str(p) for p in parts if p) + ".yaml")
+        if path.exists():
+            raise ValueError(f"two Kubernetes objects render to {path.name}")
+        path.write_text(yaml.safe_dump(manifest, sort_keys=True))
+        paths.append(path)
+    return sorted(paths)
+
+
+@dataclass
+class RenderResult:
+    document: dict[str, Any]
+    manifests: list[Path]
+    report: Any
+
+
+def render(stack: str, out: Path, program: Callable[[], Any] = platform_program,
+           config: StackConfig | None = None) -> RenderResult:
+    """Render `stack` into `out` and evaluate the policy pack on it."""
+    from policies import offline
+
+    config = config or load_stack_config(stack)
+    registrations = run_program(program, config)
+    document = resources_document(config, registrations)
+    paths = write_outputs(document, out)
+    report = offline.evaluate_document(document)
+    (out / "policy-report.json").write_text(json.dumps(report.as_json(), indent=2) + "\n")
+    (out / "policy-report.txt").write_text(report.as_text() + "\n")
+    return RenderResult(document=document, manifests=paths, report=report)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stack", required=True, help="stack name (a Pulumi.<stack>.yaml must exist)")
+    parser.add_argument("--out", type=Path, help="output folder (default build/<stack>)")
+    args = parser.parse_args(argv)
+    out = args.out or ROOT / "build" / args.stack
+    try:
+        result = render(args.stack, out)
+    except stack_settings.SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"rendered stack {args.stack}: {len(result.document['resources'])} resources, "
+          f"{len(result.manifests)} manifests in {out}")
+    print(result.report.as_text())
+    return 1 if result.report.mandatory_failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
