@@ -18,17 +18,26 @@ FRONTEND_GID = 101
 HEALTH_PATH = "/healthz"
 CONF_DIR = "/etc/nginx/conf.d"
 STATIC_ROOT = "/usr/share/nginx/html"
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "strict-origin-when-cross-origin"),
+)
 
 
 def render_nginx_server_conf(path_prefix: str, listen_port: int = FRONTEND_CONTAINER_PORT,
                              root: str = STATIC_ROOT) -> str:
     """The nginx `server` block: the app under `path_prefix`, a health endpoint, nothing else.
 
-    Files are served from `root` with the prefix stripped; unknown paths under the prefix fall back
-    to the app's index.html (client-side routing). Paths outside the prefix are 404.
+    Files are served from `root` with the prefix stripped; every other path under the prefix gets
+    the app's index.html (client-side routing), never cached so a deploy is seen at once. Paths
+    outside the prefix are 404.
     """
     if not path_prefix.startswith("/") or path_prefix.endswith("/") or " " in path_prefix:
         raise ValueError(f"path prefix {path_prefix!r} must start with '/' and not end with '/'")
+    # nginx drops inherited add_header lines in a location that sets its own: repeat them there.
+    server_headers = _add_headers(SECURITY_HEADERS, indent=4)
+    index_headers = _add_headers((*SECURITY_HEADERS, ("Cache-Control", "no-cache")), indent=8)
     return f"""\
 server {{
     listen {listen_port};
@@ -37,10 +46,7 @@ server {{
     absolute_redirect off;
     root {root};
 
-    add_header X-Content-Type-Options "nosniff" always;
-    add_header X-Frame-Options "DENY" always;
-    add_header Referrer-Policy "strict-origin-when-cross-origin" always;
-
+{server_headers}
     location = {HEALTH_PATH} {{
         access_log off;
         default_type text/plain;
@@ -53,13 +59,11 @@ server {{
 
     location ^~ {path_prefix}/ {{
         rewrite ^{path_prefix}(/.*)$ $1 break;
-        try_files $uri $uri/index.html @app;
+        try_files $uri @app;
     }}
 
     location @app {{
-        add_header Cache-Control "no-cache" always;
-        add_header X-Content-Type-Options "nosniff" always;
-        rewrite ^ /index.html break;
+{index_headers}        rewrite ^ /index.html break;
     }}
 
     location / {{
@@ -67,6 +71,10 @@ server {{
     }}
 }}
 """
+
+
+def _add_headers(headers: tuple[tuple[str, str], ...], indent: int) -> str:
+    return "".join(f'{" " * indent}add_header {name} "{value}" always;\n' for name, value in headers)
 
 
 @dataclass(frozen=True)

@@ -468,7 +468,7 @@ def parse_settings(
     grace = ws_s.duration("terminationGracePeriod", 10, 3600)
     drain = ws_s.duration("drainDelay", 0, 120, "10s")
     if drain >= grace:
-        raise SettingsError(ws_s.path("drainDelay"), drain,
+        raise SettingsError(ws_s.path("drainDelay"), ws_s.raw.get("drainDelay", "10s"),
                             f"must be shorter than terminationGracePeriod ({grace}s) so the process still gets SIGTERM")
     websocket = WebSocketSettings(
         image=ws_s.image("image"),

@@ -163,26 +163,39 @@ def _replace_secure(value: Any) -> Any:
 
 
 def mask_secrets(value: Any) -> Any:
-    """Replace every secret-wrapped value by the marker (nothing secret is ever written out)."""
+    """Replace every value inside a secret by the marker (nothing secret is ever written out).
+
+    The shape of a secret map or list is kept (its keys are not secret), so a masked Kubernetes
+    Secret still validates and shows which keys it carries."""
     if isinstance(value, dict):
         if value.get(_SECRET_SIG_KEY) == _SECRET_SIG:
-            return SECRET_MARKER
+            return _mask_leaves(value.get("value"))
         return {k: mask_secrets(v) for k, v in value.items()}
     if isinstance(value, list):
         return [mask_secrets(v) for v in value]
     return value
 
 
-def run_program(program: Callable[[], Any], config: StackConfig) -> list[Registration]:
+def _mask_leaves(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _mask_leaves(v) for k, v in value.items() if k != _SECRET_SIG_KEY}
+    if isinstance(value, list):
+        return [_mask_leaves(v) for v in value]
+    return SECRET_MARKER
+
+
+def run_program(program: Callable[[], Any], config: StackConfig,
+                monitor: RecordingMonitor | None = None) -> list[Registration]:
     """Run `program` under the mock engine with `config`; return what it registered.
 
     Mirrors `pulumi.runtime.test`: the same runtime entry (`run_pulumi_func`) the SDK uses, so
-    errors raised by the program, or inside an `apply`, propagate here.
+    errors raised by the program, or inside an `apply`, propagate here. Pass a `monitor` to
+    inspect what was registered even when the program fails.
     """
     pulumi.runtime.reset_options(project=config.project, stack=config.stack)
     pulumi.runtime.set_all_config(config.values, config.secret_keys)
-    monitor = RecordingMonitor(EchoMocks())
-    pulumi.runtime.set_mocks(EchoMocks(), project=config.project, stack=config.stack,
+    monitor = monitor or RecordingMonitor(EchoMocks())
+    pulumi.runtime.set_mocks(monitor.mocks, project=config.project, stack=config.stack,
                              preview=False, monitor=monitor)
     _sync_await(run_pulumi_func(program))
     return monitor.registrations

@@ -1,0 +1,143 @@
+"""The offline render: its files, their format, secrets masked, manifests valid, policies green."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from stacks.settings import SettingsError
+from tools import render as render_tool
+
+from tests.conftest import STACKS
+
+RESOURCE_KEYS = {"urn", "type", "name", "parent", "custom", "props", "dependencies", "protect",
+                 "retainOnDelete", "provider"}
+
+
+def test_resources_json_format(rendered: dict, stack: str) -> None:
+    result = rendered[stack]
+    document = json.loads((Path(result.manifests[0]).parent.parent / "resources.json").read_text())
+    assert document == result.document
+    assert document["formatVersion"] == render_tool.FORMAT_VERSION
+    assert (document["stack"], document["project"]) == (stack, "aiwfe-platform")
+    urns = [r["urn"] for r in document["resources"]]
+    assert urns == sorted(urns) and len(urns) == len(set(urns))
+    for resource in document["resources"]:
+        assert set(resource) == RESOURCE_KEYS
+        assert resource["urn"].startswith(f"urn:pulumi:{stack}::aiwfe-platform::")
+        assert resource["urn"].endswith(f"::{resource['name']}")
+        assert isinstance(resource["props"], dict)
+        assert resource["parent"].startswith(f"urn:pulumi:{stack}::aiwfe-platform::")
+    # Components are recorded too, and the stack itself is not a declared resource.
+    types = {r["type"] for r in document["resources"]}
+    assert {"aiwfe:platform:Workloads", "aiwfe:platform:WebSocketService", "aiwfe:platform:Frontend"} <= types
+    assert "pulumi:pulumi:Stack" not in types
+
+
+def test_render_is_deterministic(tmp_path: Path) -> None:
+    first = render_tool.render("prod", tmp_path / "a")
+    second = render_tool.render("prod", tmp_path / "b")
+    assert first.document == second.document
+    for a, b in zip(first.manifests, second.manifests, strict=True):
+        assert a.name == b.name and a.read_text() == b.read_text()
+
+
+def test_every_kubernetes_resource_has_one_manifest(rendered: dict, stack: str) -> None:
+    result = rendered[stack]
+    kubernetes = [r for r in result.document["resources"] if r["type"].startswith("kubernetes:")]
+    assert len(result.manifests) == len(kubernetes) > 0
+    names = {(m["kind"], m["metadata"]["name"]) for m in map(lambda p: yaml.safe_load(p.read_text()), result.manifests)}
+    assert names == {(r["props"]["kind"], r["props"]["metadata"]["name"]) for r in kubernetes}
+    first = yaml.safe_load(result.manifests[0].read_text())
+    assert first["kind"] == "Namespace", "namespaces sort first so `kubectl apply -f` works in order"
+
+
+def test_manifests_validate_strictly_against_the_stack_kubernetes_version(rendered: dict, stack: str) -> None:
+    config = render_tool.load_stack_config(stack)
+    version = config.values["aiwfe-platform:kubernetesVersion"]
+    for path in rendered[stack].manifests:
+        manifest = yaml.safe_load(path.read_text())
+        # strict=True rejects unknown fields; numbers must be integers where the schema says so.
+        kubernetes_validate.validate(manifest, version, strict=True)
+
+
+def test_strict_validation_catches_an_unknown_field(rendered: dict) -> None:
+    """Guards the test above: a misspelt field must not validate."""
+    deployment = next(yaml.safe_load(p.read_text()) for p in rendered["prod"].manifests if "-deployment-" in p.name)
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, "1.34", strict=True)
+
+
+def test_no_secret_value_is_written_anywhere(rendered: dict, stack: str) -> None:
+    out = rendered[stack].manifests[0].parent.parent
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) >= 4
+    for path in files:
+        assert render_tool.PLACEHOLDER_SECRET not in path.read_text(), f"secret value leaked into {path}"
+    secret = next(r for r in rendered[stack].document["resources"] if r["type"] == "kubernetes:core/v1:Secret")
+    assert secret["props"]["stringData"] == {"REDIS_PASSWORD": render_tool.SECRET_MARKER}
+
+
+def test_mask_secrets_replaces_wrapped_values_only() -> None:
+    wrapped = {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "value": "s3cret"}
+    wrapped_map = {**wrapped, "value": {"KEY": "s3cret", "LIST": ["x", 1]}}
+    masked = render_tool.mask_secrets({"a": [wrapped, "plain"], "b": {"c": wrapped}, "d": wrapped_map})
+    assert masked == {"a": ["[secret]", "plain"], "b": {"c": "[secret]"},
+                      "d": {"KEY": "[secret]", "LIST": ["[secret]", "[secret]"]}}
+
+
+def test_policy_pack_passes_on_both_stacks(rendered: dict, stack: str) -> None:
+    report = rendered[stack].report
+    assert report.violations == [], report.as_text()
+    assert report.not_evaluated == []
+    assert len(report.policies) >= 20
+    out = rendered[stack].manifests[0].parent.parent
+    assert json.loads((out / "policy-report.json").read_text())["passed"] is True
+    assert "PASSED" in (out / "policy-report.txt").read_text()
+
+
+def test_render_cli_writes_the_stack(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert render_tool.main(["--stack", "staging", "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "resources.json").exists()
+    assert "rendered stack staging" in capsys.readouterr().out
+
+
+def test_render_cli_rejects_an_unknown_stack(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert render_tool.main(["--stack", "qa", "--out", str(tmp_path)]) == 2
+    assert "stacks here: prod, staging" in capsys.readouterr().err
+
+
+def test_secure_values_become_secret_placeholders(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.yaml").write_text("name: aiwfe-platform\n")
+    (tmp_path / "Pulumi.qa.yaml").write_text(
+        "config:\n  aiwfe-platform:redisPassword:\n    secure: v1:abc\n  aiwfe-platform:domain: qa.example.com\n"
+        "  aiwfe-platform:mesh:\n    token:\n      secure: v1:def\n")
+    config = render_tool.load_stack_config("qa", tmp_path)
+    assert config.values["aiwfe-platform:redisPassword"] == render_tool.PLACEHOLDER_SECRET
+    assert json.loads(config.values["aiwfe-platform:mesh"]) == {"token": render_tool.PLACEHOLDER_SECRET}
+    assert set(config.secret_keys) == {"aiwfe-platform:redisPassword", "aiwfe-platform:mesh"}
+    assert config.values["aiwfe-platform:domain"] == "qa.example.com"
+
+
+@pytest.mark.parametrize("stack_name", STACKS)
+def test_bad_config_fails_before_any_resource_is_declared(stack_name: str) -> None:
+    config = render_tool.load_stack_config(stack_name)
+    websocket = json.loads(config.values["aiwfe-platform:websocket"])
+    websocket["image"] = "ghcr.io/aiwfe/websocket-service:latest"
+    config.values["aiwfe-platform:websocket"] = json.dumps(websocket)
+    monitor = render_tool.RecordingMonitor(render_tool.EchoMocks())
+    with pytest.raises(SettingsError, match="websocket.image"):
+        render_tool.run_program(render_tool.platform_program, config, monitor)
+    assert monitor.registrations == []
+
+
+def test_the_same_program_registers_resources_with_good_config() -> None:
+    """Guards the test above: the monitor does record registrations when config is valid."""
+    monitor = render_tool.RecordingMonitor(render_tool.EchoMocks())
+    render_tool.run_program(render_tool.platform_program, render_tool.load_stack_config("prod"), monitor)
+    assert len(monitor.registrations) > 20
