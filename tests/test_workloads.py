@@ -1,0 +1,268 @@
+"""Workloads, WebSocketService and Frontend components under the mock engine, for both stacks.
+
+Assertions are on the props the Kubernetes provider would receive (wire form: floats for numbers).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from stacks.settings import parse_settings
+from tests.conftest import STACKS, one, resources_of
+from tools import render as render_tool
+
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+SERVICE = "kubernetes:core/v1:Service"
+HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+PDB = "kubernetes:policy/v1:PodDisruptionBudget"
+NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+SECRET = "kubernetes:core/v1:Secret"
+SERVICE_ACCOUNT = "kubernetes:core/v1:ServiceAccount"
+NAMESPACE = "kubernetes:core/v1:Namespace"
+
+
+def settings_for(stack: str):
+    config = render_tool.load_stack_config(stack)
+    return parse_settings(config.values, stack=stack, secret_keys=config.secret_keys)
+
+
+def container(deployment: dict) -> dict:
+    containers = deployment["props"]["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def env_map(c: dict) -> dict[str, Any]:
+    return {e["name"]: e for e in c["env"]}
+
+
+# ---------------------------------------------------------------- WebSocket service
+
+def test_websocket_ports_are_named_for_istio(rendered: dict, stack: str) -> None:
+    c = container(one(rendered[stack], DEPLOYMENT, "websocket-deployment"))
+    assert [(p["name"], p["containerPort"]) for p in c["ports"]] == [("http-ws", 8080.0), ("http-health", 8081.0)]
+    service = one(rendered[stack], SERVICE, "websocket-service")["props"]["spec"]
+    assert service["type"] == "ClusterIP"
+    assert {(p["name"], p["port"], p["targetPort"], p["appProtocol"]) for p in service["ports"]} == {
+        ("http-ws", 8080.0, "http-ws", "http"), ("http-health", 8081.0, "http-health", "http")}
+
+
+def test_websocket_env_takes_config_and_secret_by_reference(rendered: dict, stack: str) -> None:
+    env = env_map(container(one(rendered[stack], DEPLOYMENT, "websocket-deployment")))
+    assert env["DEPLOYMENT_MODE"]["value"] == "kubernetes"
+    assert env["PORT"]["value"] == "8080"
+    assert env["REDIS_URL"]["valueFrom"] == {"configMapKeyRef": {"name": "app-config", "key": "REDIS_URL"}}
+    assert "value" not in env["REDIS_URL"]
+    assert env["REDIS_PASSWORD"]["valueFrom"] == {"secretKeyRef": {"name": "app-secrets", "key": "REDIS_PASSWORD"}}
+    assert "value" not in env["REDIS_PASSWORD"]
+    # Every config key the ConfigMap carries reaches the container.
+    data = one(rendered[stack], CONFIG_MAP, "workloads-app-config")["props"]["data"]
+    assert {k for k, v in env.items() if "configMapKeyRef" in v.get("valueFrom", {})} == set(data)
+
+
+def test_app_config_carries_redis_and_session_facts(rendered: dict, stack: str) -> None:
+    s = settings_for(stack)
+    data = one(rendered[stack], CONFIG_MAP, "workloads-app-config")["props"]["data"]
+    assert data["REDIS_URL"] == s.redis.url
+    assert data["REDIS_HEALTH_TIMEOUT_MS"] == "3000"
+    assert (data["SESSION_KEY_PREFIX"], data["SESSION_TTL_SECONDS"]) == ("ws:session:", "3600")
+    assert (data["CONNECTION_KEY_PREFIX"], data["CONNECTION_TTL_SECONDS"]) == ("connection:", "86400")
+    assert not any("PASSWORD" in key for key in data)
+
+
+def test_app_secret_holds_the_password_as_a_secret(rendered: dict, stack: str) -> None:
+    secret = one(rendered[stack], SECRET, "workloads-app-secrets")["props"]
+    assert secret["metadata"]["name"] == "app-secrets"
+    assert secret["stringData"] == {"REDIS_PASSWORD": render_tool.SECRET_MARKER}
+
+
+def test_websocket_resources_probes_and_shutdown(rendered: dict, stack: str) -> None:
+    s = settings_for(stack)
+    deployment = one(rendered[stack], DEPLOYMENT, "websocket-deployment")["props"]
+    c = container(one(rendered[stack], DEPLOYMENT, "websocket-deployment"))
+    assert c["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"},
+                              "limits": {"cpu": "500m", "memory": "512Mi"}}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http-health"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http-health"}
+    startup = c["startupProbe"]
+    assert startup["httpGet"]["path"] == "/health"
+    assert startup["periodSeconds"] * startup["failureThreshold"] <= 30, "pod start budget is 30 s"
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == s.websocket.termination_grace_seconds
+    assert c["lifecycle"]["preStop"] == {"sleep": {"seconds": float(s.websocket.drain_seconds)}}
+    assert s.websocket.drain_seconds < s.websocket.termination_grace_seconds
+    proxy = json.loads(deployment["spec"]["template"]["metadata"]["annotations"]["proxy.istio.io/config"])
+    assert int(proxy["terminationDrainDuration"].rstrip("s")) > s.websocket.drain_seconds
+
+
+def test_grace_period_follows_the_stack(rendered: dict) -> None:
+    graces = {stack: one(rendered[stack], DEPLOYMENT, "websocket-deployment")["props"]["spec"]["template"]["spec"]
+              ["terminationGracePeriodSeconds"] for stack in STACKS}
+    assert graces == {"staging": 60.0, "prod": 120.0}
+
+
+def test_websocket_rolls_without_downtime_and_spreads(rendered: dict, stack: str) -> None:
+    spec = one(rendered[stack], DEPLOYMENT, "websocket-deployment")["props"]["spec"]
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0.0, "maxSurge": "25%"}}
+    assert "replicas" not in spec, "the HPA owns the replica count"
+    keys = {c["topologyKey"] for c in spec["template"]["spec"]["topologySpreadConstraints"]}
+    assert keys == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+
+
+def replicas_after(seconds: int, start: float, behavior: dict, ceiling: float) -> float:
+    """Replicas the HPA can reach in `seconds` under its scale-up policies (selectPolicy Max)."""
+    assert behavior["stabilizationWindowSeconds"] == 0
+    replicas = start
+    period = min(p["periodSeconds"] for p in behavior["policies"])
+    for _ in range(int(seconds // period)):
+        steps = [replicas * p["value"] / 100 if p["type"] == "Percent" else p["value"] for p in behavior["policies"]]
+        replicas = min(ceiling, replicas + max(steps))
+    return replicas
+
+
+def test_hpa_bounds_targets_and_fast_scale_up(rendered: dict, stack: str) -> None:
+    s = settings_for(stack)
+    spec = one(rendered[stack], HPA, "websocket-autoscaler")["props"]["spec"]
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "websocket"}
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (s.websocket.min_replicas, s.websocket.max_replicas)
+    targets = {m["resource"]["name"]: m["resource"]["target"]["averageUtilization"] for m in spec["metrics"]}
+    assert targets == {"cpu": 70.0, "memory": 80.0}
+    up = spec["behavior"]["scaleUp"]
+    assert replicas_after(60, spec["minReplicas"], up, spec["maxReplicas"]) == spec["maxReplicas"]
+
+
+def test_prod_hpa_is_2_to_10(rendered: dict) -> None:
+    spec = one(rendered["prod"], HPA, "websocket-autoscaler")["props"]["spec"]
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (2.0, 10.0)
+
+
+# ---------------------------------------------------------------- frontends
+
+@pytest.mark.parametrize("app", ["user-frontend", "admin-frontend"])
+def test_frontend_serves_on_a_high_port_behind_service_port_80(rendered: dict, stack: str, app: str) -> None:
+    s = settings_for(stack)
+    fe = s.user_frontend if app == "user-frontend" else s.admin_frontend
+    deployment = one(rendered[stack], DEPLOYMENT, f"{app}-deployment")
+    c = container(deployment)
+    assert c["image"] == fe.image
+    assert deployment["props"]["spec"]["replicas"] == fe.replicas
+    assert c["ports"] == [{"name": "http", "containerPort": 8080.0, "protocol": "TCP"}]
+    assert c["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"},
+                              "limits": {"cpu": "100m", "memory": "128Mi"}}
+    assert c["readinessProbe"]["httpGet"]["path"] == c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    mounts = {m["mountPath"] for m in c["volumeMounts"]}
+    assert mounts == {"/tmp", "/etc/nginx/conf.d"}
+    port = one(rendered[stack], SERVICE, f"{app}-service")["props"]["spec"]["ports"][0]
+    assert (port["port"], port["targetPort"]) == (80.0, "http")
+
+
+# ---------------------------------------------------------------- every workload
+
+@pytest.mark.parametrize("name", ["websocket", "user-frontend", "admin-frontend"])
+def test_pods_are_hardened(rendered: dict, stack: str, name: str) -> None:
+    pod = one(rendered[stack], DEPLOYMENT, f"{name}-deployment")["props"]["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["serviceAccountName"] == name
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] >= 10000
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert not any(pod.get(k) for k in ("hostNetwork", "hostPID", "hostIPC"))
+    for c in pod["containers"]:
+        sc = c["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert sc["runAsNonRoot"] is True
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["volumes"]
+
+
+@pytest.mark.parametrize("name", ["websocket", "user-frontend", "admin-frontend"])
+def test_each_workload_has_its_service_account_and_budget(rendered: dict, stack: str, name: str) -> None:
+    account = one(rendered[stack], SERVICE_ACCOUNT, f"{name}-service-account")["props"]
+    assert account["automountServiceAccountToken"] is False
+    budget = one(rendered[stack], PDB, f"{name}-disruption-budget")["props"]["spec"]
+    assert budget["maxUnavailable"] == 1.0
+    labels = one(rendered[stack], DEPLOYMENT, f"{name}-deployment")["props"]["spec"]["template"]["metadata"]["labels"]
+    assert budget["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_single_replica_frontend_gets_no_budget(tmp_path) -> None:
+    """A PDB with maxUnavailable 1 on one replica is pointless; staging may run one replica."""
+    config = render_tool.load_stack_config("staging")
+    frontends = json.loads(config.values["aiwfe-platform:frontends"])
+    frontends["admin"]["replicas"] = 1
+    config.values["aiwfe-platform:frontends"] = json.dumps(frontends)
+    result = render_tool.render("staging", tmp_path, config=config)
+    assert not [r for r in resources_of(result, PDB) if r["name"] == "admin-frontend-disruption-budget"]
+    assert one(result, PDB, "user-frontend-disruption-budget")
+
+
+# ---------------------------------------------------------------- network policies and namespace
+
+def test_namespace_is_default_deny(rendered: dict, stack: str) -> None:
+    spec = one(rendered[stack], NETPOL, "workloads-default-deny")["props"]["spec"]
+    assert spec == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+
+
+def test_websocket_network_policy(rendered: dict, stack: str) -> None:
+    s = settings_for(stack)
+    spec = one(rendered[stack], NETPOL, "websocket-network-policy")["props"]["spec"]
+    gateway, metrics = spec["ingress"]
+    assert gateway["from"] == [{
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": s.mesh.ingress_gateway_namespace}},
+        "podSelector": {"matchLabels": dict(s.mesh.ingress_gateway_labels)}}]
+    assert gateway["ports"] == [{"protocol": "TCP", "port": 8080.0}]
+    assert metrics["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": s.monitoring.namespace}
+    assert {p["port"] for p in metrics["ports"]} == {8081.0, 15020.0}
+    egress_targets = {(rule["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+                       tuple(sorted(p["port"] for p in rule["ports"]))) for rule in spec["egress"]}
+    assert egress_targets == {("kube-system", (53.0, 53.0)), (s.mesh.istiod_namespace, (15012.0,)),
+                              (s.redis.namespace, (float(s.redis.port),))}
+
+
+@pytest.mark.parametrize("app", ["user-frontend", "admin-frontend"])
+def test_frontend_network_policy_admits_only_the_gateway_and_scraper(rendered: dict, stack: str, app: str) -> None:
+    spec = one(rendered[stack], NETPOL, f"{app}-network-policy")["props"]["spec"]
+    sources = [rule["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+               for rule in spec["ingress"]]
+    assert sources == ["istio-ingress", "monitoring"]
+    assert spec["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8080.0}]
+    assert len(spec["egress"]) == 2, "frontends need only DNS and istiod"
+
+
+def test_namespace_joins_the_mesh(rendered: dict, stack: str) -> None:
+    labels = one(rendered[stack], NAMESPACE, "app-namespace")["props"]["metadata"]["labels"]
+    assert labels["istio-injection"] == "enabled"
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+
+
+def test_istio_revision_switches_the_injection_label(tmp_path) -> None:
+    config = render_tool.load_stack_config("prod")
+    mesh = json.loads(config.values["aiwfe-platform:mesh"])
+    mesh["istioRevision"] = "1-30-3"
+    config.values["aiwfe-platform:mesh"] = json.dumps(mesh)
+    result = render_tool.render("prod", tmp_path, config=config)
+    labels = one(result, NAMESPACE, "app-namespace")["props"]["metadata"]["labels"]
+    assert labels["istio.io/rev"] == "1-30-3"
+    assert "istio-injection" not in labels
+
+
+def test_every_namespaced_object_lands_in_the_app_namespace(rendered: dict, stack: str) -> None:
+    for resource in rendered[stack].document["resources"]:
+        if resource["type"].startswith("kubernetes:") and resource["type"] != NAMESPACE:
+            assert resource["props"]["metadata"]["namespace"] == "aiwfe", resource["urn"]
+            assert "urn:pulumi:" in resource["dependencies"][0], "namespace must be created first"
+
+
+def test_children_are_parented_to_their_component(rendered: dict, stack: str) -> None:
+    for resource in rendered[stack].document["resources"]:
+        if resource["type"] == NAMESPACE:
+            assert resource["parent"].endswith("pulumi:pulumi:Stack::aiwfe-platform-" + stack)
+        elif resource["type"].startswith("kubernetes:"):
+            assert "aiwfe:platform:" in resource["parent"].split("::")[-2], resource["urn"]
