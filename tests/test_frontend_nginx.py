@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.conftest import STACKS, one, require_tool
 
 from components.frontend import render_nginx_server_conf
+from tests.conftest import STACKS, one, require_tool
 
 PREFIXES = ("/user", "/admin")
 CONFIG_MAPS = {"/user": "user-frontend-nginx-config", "/admin": "admin-frontend-nginx-config"}

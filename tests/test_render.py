@@ -10,9 +10,8 @@ import pytest
 import yaml
 
 from stacks.settings import SettingsError
-from tools import render as render_tool
-
 from tests.conftest import STACKS
+from tools import render as render_tool
 
 RESOURCE_KEYS = {"urn", "type", "name", "parent", "custom", "props", "dependencies", "protect",
                  "retainOnDelete", "provider"}
@@ -131,7 +130,7 @@ def test_bad_config_fails_before_any_resource_is_declared(stack_name: str) -> No
     websocket["image"] = "ghcr.io/aiwfe/websocket-service:latest"
     config.values["aiwfe-platform:websocket"] = json.dumps(websocket)
     monitor = render_tool.RecordingMonitor(render_tool.EchoMocks())
-    with pytest.raises(SettingsError, match="websocket.image"):
+    with pytest.raises(SettingsError, match=r"websocket\.image"):
         render_tool.run_program(render_tool.platform_program, config, monitor)
     assert monitor.registrations == []
 
