@@ -28,7 +28,7 @@ def _urn_of(resource: object) -> str:
 def resource_policy(rule: Rule) -> ResourceValidationPolicy:
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
         resource = Resource(type=args.resource_type, name=args.name, urn=args.urn, props=args.props,
-                            protect=bool(args.opts.protect), parent=_urn_of(args.opts.parent))
+                            protect=bool(args.opts.protect), parent=args.opts.parent or "")
         for message in run_resource_rule(rule, resource, Context(stack=stack_of(args.urn))):
             report_violation(message, None)
 

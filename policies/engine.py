@@ -171,6 +171,11 @@ def run_resource_rule(rule: Rule, resource: Resource, context: Context) -> list[
     return list(rule.check(resource, context))
 
 
+def _reason(unknown: UnknownValueError) -> str:
+    # pulumi_policy keeps the text in `.message`; str() of the exception is empty.
+    return getattr(unknown, "message", "") or str(unknown) or "a value is unknown until the update runs"
+
+
 def evaluate(resources: list[Resource], context: Context, rules: Iterable[Rule] | None = None) -> Report:
     """Run every rule (or `rules`) over the stack's resources."""
     selected = list(rules if rules is not None else REGISTRY.values())
@@ -185,12 +190,12 @@ def evaluate(resources: list[Resource], context: Context, rules: Iterable[Rule] 
                 for resource, message in rule.check(resources, context):
                     record(rule, resource.urn if resource else "", message)
             except UnknownValueError as unknown:
-                report.not_evaluated.append({"policy": rule.name, "urn": "", "reason": str(unknown)})
+                report.not_evaluated.append({"policy": rule.name, "urn": "", "reason": _reason(unknown)})
             continue
         for resource in resources:
             try:
                 for message in run_resource_rule(rule, resource, context):
                     record(rule, resource.urn, message)
             except UnknownValueError as unknown:
-                report.not_evaluated.append({"policy": rule.name, "urn": resource.urn, "reason": str(unknown)})
+                report.not_evaluated.append({"policy": rule.name, "urn": resource.urn, "reason": _reason(unknown)})
     return report

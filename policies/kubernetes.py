@@ -3,6 +3,7 @@ workloads, written as plain functions over the props pulumi-kubernetes receives.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -36,9 +37,14 @@ CONTROLLERS = (DEPLOYMENT, STATEFUL_SET, DAEMON_SET, REPLICA_SET)
 BATCH = (JOB, CRON_JOB)
 # Kinds that live outside namespaces.
 CLUSTER_SCOPED = re.compile(
-    r"^kubernetes:(core/v1:(Namespace|Node|PersistentVolume)|rbac\.authorization\.k8s\.io/v1:ClusterRole(Binding)?"
-    r"|storage\.k8s\.io/v1:StorageClass|apiextensions\.k8s\.io/v1:CustomResourceDefinition"
-    r"|admissionregistration\.k8s\.io/v1:\w+WebhookConfiguration|scheduling\.k8s\.io/v1:PriorityClass)$"
+    r"^kubernetes:(core/v1:(Namespace|Node|PersistentVolume)"
+    r"|rbac\.authorization\.k8s\.io/v1:ClusterRole(Binding)?"
+    r"|storage\.k8s\.io/v1:(StorageClass|CSIDriver|CSINode|VolumeAttachment)"
+    r"|apiextensions\.k8s\.io/v1:CustomResourceDefinition|apiregistration\.k8s\.io/v1:APIService"
+    r"|admissionregistration\.k8s\.io/v1:(\w+WebhookConfiguration|ValidatingAdmissionPolicy(Binding)?)"
+    r"|scheduling\.k8s\.io/v1:PriorityClass|networking\.k8s\.io/v1:IngressClass|node\.k8s\.io/v1:RuntimeClass"
+    r"|certificates\.k8s\.io/v1:CertificateSigningRequest"
+    r"|flowcontrol\.apiserver\.k8s\.io/v1:(FlowSchema|PriorityLevelConfiguration))$"
 )
 MIN_UID = 10000
 ALLOWED_ADDED_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})
@@ -331,11 +337,12 @@ def no_external_service(resource: Resource, _: Context) -> Iterable[str]:
                description="HPAs keep at least 2 replicas in prod and a max above the min, so one pod "
                            "restart is never an outage and scaling is possible.")
 def hpa_replicas(resource: Resource, context: Context) -> Iterable[str]:
-    low = number(dig(resource.props, "spec", "minReplicas"))
+    # Kubernetes defaults an unset minReplicas to 1.
+    low = number(dig(resource.props, "spec", "minReplicas")) or 1.0
     high = number(dig(resource.props, "spec", "maxReplicas"))
-    if context.is_prod and (low is None or low < 2):
+    if context.is_prod and low < 2:
         yield f"spec.minReplicas is {low}; prod needs at least 2"
-    if high is None or low is None or high <= low:
+    if high is None or high <= low:
         yield f"spec.maxReplicas ({high}) must be greater than spec.minReplicas ({low})"
 
 
@@ -365,9 +372,8 @@ def allowed_disruptions(pdb: Resource, replicas: float) -> float:
         if value is None:
             continue
         if isinstance(value, str) and value.endswith("%"):
-            percent = float(value[:-1])
-            # Kubernetes rounds maxUnavailable down and minAvailable up.
-            count = int(replicas * percent / 100) if key == "maxUnavailable" else -(-replicas * percent // 100)
+            # Kubernetes rounds a PDB percentage up, for either field.
+            count = float(math.ceil(replicas * float(value[:-1]) / 100))
         else:
             count = float(value)
         return count if key == "maxUnavailable" else replicas - count
@@ -389,10 +395,14 @@ def disruption_budget(resources: list[Resource], _: Context) -> Iterable[tuple[R
                     and selector_matches(dig(p.props, "spec", "selector"), labels)]
         if not matching:
             yield workload, f"{replicas:.0f} replicas but no PodDisruptionBudget selects its pods"
+        name = dig(workload.props, "metadata", "name")
         for pdb in matching:
-            if allowed_disruptions(pdb, replicas) < 1:
-                yield pdb, f"allows no disruption of {dig(workload.props, 'metadata', 'name')} " \
-                           f"at {replicas:.0f} replicas: node drains would block"
+            allowed = allowed_disruptions(pdb, replicas)
+            if allowed < 1:
+                yield pdb, f"allows no disruption of {name} at {replicas:.0f} replicas: node drains would block"
+            elif allowed >= replicas:
+                yield pdb, f"allows {allowed:.0f} disruptions of {name} at {replicas:.0f} replicas: " \
+                           "a drain could take every replica down"
 
 
 @stack_rule("kubernetes-workload-require-replicas", severity="high",
