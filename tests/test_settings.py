@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from stacks.settings import (
     ALLOWED_KEYS,
     PROJECT,
+    SECRET_KEYS,
     SecretStr,
     SettingsError,
     parse_cpu_millis,
@@ -238,3 +239,33 @@ def test_unknown_keys_are_rejected_listing_allowed_ones(section: str, name: str)
         parse(values)
     assert error.value.key == f"{PROJECT}:{section}.{name}"
     assert "allowed keys here:" in str(error.value)
+
+
+# ---------------------------------------------------------------- reading from the engine
+
+def test_load_settings_reads_what_the_language_host_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under `pulumi up` config arrives in PULUMI_CONFIG (JSON) with its secret keys listed."""
+    import pulumi
+
+    from stacks.settings import load_settings
+
+    values = {k: json.dumps(v) if isinstance(v, dict) else v for k, v in stack_values("staging").items()}
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps(values))
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps([f"{PROJECT}:redisPassword"]))
+    pulumi.runtime.reset_options(project=PROJECT, stack="staging")
+    pulumi.runtime.set_all_config({}, [])
+    s = load_settings()
+    assert (s.stack, s.environment, s.redis.password) == ("staging", "staging", SecretStr(PASSWORD))
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", "[]")
+    with pytest.raises(SettingsError, match="must be a stack secret"):
+        load_settings()
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_stack_files_hold_no_plaintext_secret(stack: str) -> None:
+    import yaml
+
+    document = yaml.safe_load((render_tool.ROOT / f"Pulumi.{stack}.yaml").read_text())
+    for name in SECRET_KEYS:
+        value = document["config"].get(f"{PROJECT}:{name}")
+        assert value is None or (isinstance(value, dict) and set(value) == {"secure"}), name
