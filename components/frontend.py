@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
@@ -86,10 +85,7 @@ class FrontendArgs:
     """Workload name, e.g. `user-frontend`."""
     path_prefix: str
     settings: FrontendSettings
-    ingress_gateway_namespace: str
-    ingress_gateway_labels: Mapping[str, str]
-    monitoring_namespace: str
-    istiod_namespace: str
+    peers: podspec.AppPeers
 
 
 class Frontend(pulumi.ComponentResource):
@@ -182,27 +178,10 @@ class Frontend(pulumi.ComponentResource):
             opts=child,
         )
         if s.replicas > 1:
-            k8s.policy.v1.PodDisruptionBudget(
-                f"{name}-disruption-budget",
-                metadata=podspec.metadata(app, args.namespace, object_labels),
-                spec={"maxUnavailable": 1, "selector": {"matchLabels": match}},
-                opts=child,
-            )
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-network-policy",
-            metadata=podspec.metadata(app, args.namespace, object_labels),
-            spec={
-                "podSelector": {"matchLabels": match},
-                "policyTypes": ["Ingress", "Egress"],
-                "ingress": [
-                    {"from": [podspec.namespace_peer(args.ingress_gateway_namespace, args.ingress_gateway_labels)],
-                     "ports": podspec.tcp_ports(FRONTEND_CONTAINER_PORT)},
-                    {"from": [podspec.namespace_peer(args.monitoring_namespace)], "ports": podspec.tcp_ports(15020)},
-                ],
-                "egress": [podspec.dns_egress(), podspec.istiod_egress(args.istiod_namespace)],
-            },
-            opts=child,
-        )
+            podspec.disruption_budget(f"{name}-disruption-budget", app, args.namespace, object_labels, match,
+                                      opts=child)
+        podspec.app_network_policy(f"{name}-network-policy", app, args.namespace, object_labels, match, args.peers,
+                                   app_ports=[FRONTEND_CONTAINER_PORT], opts=child)
 
         self.service_name = service.metadata["name"]
         self.service_host = pulumi.Output.concat(

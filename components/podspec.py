@@ -7,7 +7,11 @@ everywhere (and the policy pack checks the same list).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
 
 PART_OF = "aiwfe"
 MANAGED_BY = "pulumi"
@@ -149,3 +153,54 @@ def dns_egress() -> dict[str, Any]:
 def istiod_egress(istiod_namespace: str) -> dict[str, Any]:
     """Sidecars fetch config and certificates from istiod (xDS/CA on 15012)."""
     return {"to": [namespace_peer(istiod_namespace, {"app": "istiod"})], "ports": tcp_ports(15012)}
+
+
+@dataclass(frozen=True)
+class AppPeers:
+    """Who an application pod talks to, for its NetworkPolicy: the mesh's ingress gateway (the only
+    way in), the metrics scraper, and istiod (sidecars need it)."""
+
+    ingress_gateway_namespace: str
+    ingress_gateway_labels: Mapping[str, str]
+    monitoring_namespace: str
+    istiod_namespace: str
+
+
+# The Istio sidecar's merged Prometheus endpoint.
+SIDECAR_METRICS_PORT = 15020
+
+
+def app_network_policy(resource_name: str, app: str, namespace: Any, object_labels: Mapping[str, str],
+                       match: Mapping[str, str], peers: AppPeers, *, app_ports: Sequence[int],
+                       metrics_ports: Sequence[int] = (), extra_egress: Sequence[dict[str, Any]] = (),
+                       opts: pulumi.ResourceOptions | None = None) -> k8s.networking.v1.NetworkPolicy:
+    """Ingress from the gateway to `app_ports` and from the scraper to the metrics ports; egress to
+    DNS, istiod and `extra_egress` only. Everything else stays denied."""
+    return k8s.networking.v1.NetworkPolicy(
+        resource_name,
+        metadata=metadata(app, namespace, object_labels),
+        spec={
+            "podSelector": {"matchLabels": dict(match)},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [
+                {"from": [namespace_peer(peers.ingress_gateway_namespace, peers.ingress_gateway_labels)],
+                 "ports": tcp_ports(*app_ports)},
+                {"from": [namespace_peer(peers.monitoring_namespace)],
+                 "ports": tcp_ports(*metrics_ports, SIDECAR_METRICS_PORT)},
+            ],
+            "egress": [dns_egress(), istiod_egress(peers.istiod_namespace), *extra_egress],
+        },
+        opts=opts,
+    )
+
+
+def disruption_budget(resource_name: str, app: str, namespace: Any, object_labels: Mapping[str, str],
+                      match: Mapping[str, str],
+                      opts: pulumi.ResourceOptions | None = None) -> k8s.policy.v1.PodDisruptionBudget:
+    """One pod at a time may be evicted: drains proceed, and never take every replica."""
+    return k8s.policy.v1.PodDisruptionBudget(
+        resource_name,
+        metadata=metadata(app, namespace, object_labels),
+        spec={"maxUnavailable": 1, "selector": {"matchLabels": dict(match)}},
+        opts=opts,
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -31,10 +31,7 @@ class WebSocketServiceArgs:
     redis_password_key: str
     redis_namespace: str
     redis_port: int
-    ingress_gateway_namespace: str
-    ingress_gateway_labels: Mapping[str, str]
-    monitoring_namespace: str
-    istiod_namespace: str
+    peers: podspec.AppPeers
     name: str = "websocket"
 
 
@@ -181,32 +178,14 @@ class WebSocketService(pulumi.ComponentResource):
             opts=child,
         )
 
-        k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-disruption-budget",
-            metadata=podspec.metadata(app, args.namespace, object_labels),
-            spec={"maxUnavailable": 1, "selector": {"matchLabels": match}},
-            opts=child,
-        )
-
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-network-policy",
-            metadata=podspec.metadata(app, args.namespace, object_labels),
-            spec={
-                "podSelector": {"matchLabels": match},
-                "policyTypes": ["Ingress", "Egress"],
-                "ingress": [
-                    {"from": [podspec.namespace_peer(args.ingress_gateway_namespace, args.ingress_gateway_labels)],
-                     "ports": podspec.tcp_ports(WEBSOCKET_PORT)},
-                    # Metrics: the app's own endpoint and the sidecar's merged metrics.
-                    {"from": [podspec.namespace_peer(args.monitoring_namespace)],
-                     "ports": podspec.tcp_ports(HEALTH_PORT, 15020)},
-                ],
-                "egress": [
-                    podspec.dns_egress(),
-                    podspec.istiod_egress(args.istiod_namespace),
-                    {"to": [podspec.namespace_peer(args.redis_namespace)], "ports": podspec.tcp_ports(args.redis_port)},
-                ],
-            },
+        podspec.disruption_budget(f"{name}-disruption-budget", app, args.namespace, object_labels, match,
+                                  opts=child)
+        podspec.app_network_policy(
+            f"{name}-network-policy", app, args.namespace, object_labels, match, args.peers,
+            app_ports=[WEBSOCKET_PORT],
+            metrics_ports=[HEALTH_PORT],
+            extra_egress=[{"to": [podspec.namespace_peer(args.redis_namespace)],
+                           "ports": podspec.tcp_ports(args.redis_port)}],
             opts=child,
         )
 

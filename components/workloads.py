@@ -52,6 +52,34 @@ def app_config_data(args: WorkloadsArgs) -> dict[str, str]:
     }
 
 
+def app_peers(args: WorkloadsArgs) -> podspec.AppPeers:
+    return podspec.AppPeers(
+        ingress_gateway_namespace=args.mesh.ingress_gateway_namespace,
+        ingress_gateway_labels=args.mesh.ingress_gateway_labels,
+        monitoring_namespace=args.monitoring_namespace,
+        istiod_namespace=args.mesh.istiod_namespace,
+    )
+
+
+def websocket_service_args(args: WorkloadsArgs, config_map_name: pulumi.Input[str], secret_name: pulumi.Input[str],
+                           name: str = "websocket") -> WebSocketServiceArgs:
+    """The WebSocket service's wiring to the shared ConfigMap, Secret and peers."""
+    config_data = app_config_data(args)
+    return WebSocketServiceArgs(
+        namespace=args.namespace,
+        settings=args.websocket,
+        config_map_name=config_map_name,
+        config_keys=tuple(config_data),
+        config_checksum=hashlib.sha256(json.dumps(config_data, sort_keys=True).encode()).hexdigest()[:16],
+        secret_name=secret_name,
+        redis_password_key=REDIS_PASSWORD_KEY,
+        redis_namespace=args.redis_namespace,
+        redis_port=args.redis_port,
+        peers=app_peers(args),
+        name=name,
+    )
+
+
 class Workloads(pulumi.ComponentResource):
     """Everything that runs in the application namespace.
 
@@ -64,12 +92,10 @@ class Workloads(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         ns = args.namespace
         shared_labels = podspec.labels("aiwfe-app", "config")
-        config_data = app_config_data(args)
-
         config_map = k8s.core.v1.ConfigMap(
             f"{name}-app-config",
             metadata=podspec.metadata(APP_CONFIG, ns, shared_labels),
-            data=config_data,
+            data=app_config_data(args),
             opts=child,
         )
         secret = k8s.core.v1.Secret(
@@ -87,37 +113,22 @@ class Workloads(pulumi.ComponentResource):
             opts=child,
         )
 
-        common = {
-            "ingress_gateway_namespace": args.mesh.ingress_gateway_namespace,
-            "ingress_gateway_labels": args.mesh.ingress_gateway_labels,
-            "monitoring_namespace": args.monitoring_namespace,
-            "istiod_namespace": args.mesh.istiod_namespace,
-        }
         websocket = WebSocketService(
             "websocket",
-            WebSocketServiceArgs(
-                namespace=ns,
-                settings=args.websocket,
-                config_map_name=config_map.metadata["name"],
-                config_keys=tuple(config_data),
-                config_checksum=hashlib.sha256(json.dumps(config_data, sort_keys=True).encode()).hexdigest()[:16],
-                secret_name=secret.metadata["name"],
-                redis_password_key=REDIS_PASSWORD_KEY,
-                redis_namespace=args.redis_namespace,
-                redis_port=args.redis_port,
-                **common,
-            ),
+            websocket_service_args(args, config_map.metadata["name"], secret.metadata["name"]),
             opts=child,
         )
+        peers = app_peers(args)
         user = Frontend(
             "user-frontend",
-            FrontendArgs(namespace=ns, app="user-frontend", path_prefix="/user", settings=args.user_frontend, **common),
+            FrontendArgs(namespace=ns, app="user-frontend", path_prefix="/user", settings=args.user_frontend,
+                         peers=peers),
             opts=child,
         )
         admin = Frontend(
             "admin-frontend",
             FrontendArgs(namespace=ns, app="admin-frontend", path_prefix="/admin", settings=args.admin_frontend,
-                         **common),
+                         peers=peers),
             opts=child,
         )
 
