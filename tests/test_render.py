@@ -140,3 +140,16 @@ def test_the_same_program_registers_resources_with_good_config() -> None:
     monitor = render_tool.RecordingMonitor(render_tool.EchoMocks())
     render_tool.run_program(render_tool.platform_program, render_tool.load_stack_config("prod"), monitor)
     assert len(monitor.registrations) > 20
+
+
+def test_manifests_round_trip_to_the_declared_props(rendered: dict, stack: str) -> None:
+    """What kubectl would apply is exactly what the provider receives (numbers as integers)."""
+    by_key = {(r["props"]["kind"], r["props"]["metadata"]["name"]): r for r in rendered[stack].document["resources"]
+              if r["type"].startswith("kubernetes:")}
+    for path in rendered[stack].manifests:
+        manifest = yaml.safe_load(path.read_text())
+        declared = by_key[(manifest["kind"], manifest["metadata"]["name"])]["props"]
+        assert manifest == json.loads(json.dumps(declared), parse_float=lambda f: int(float(f))
+                                      if float(f).is_integer() else float(f)), path.name
+    config_map = next(p for p in rendered[stack].manifests if p.name.endswith("user-frontend-nginx.yaml"))
+    assert "default.conf: |" in config_map.read_text(), "multi-line config renders as a readable block"
