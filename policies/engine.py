@@ -146,13 +146,27 @@ class Report:
             "notEvaluated": self.not_evaluated,
         }
 
+    def status(self, policy: str) -> str:
+        """pass, FAIL (mandatory violation), WARN (advisory violation) or SKIP (not evaluated)."""
+        levels = {v.enforcement for v in self.violations if v.policy == policy}
+        if MANDATORY in levels:
+            return "FAIL"
+        if levels:
+            return "WARN"
+        return "SKIP" if any(n["policy"] == policy for n in self.not_evaluated) else "pass"
+
     def as_text(self) -> str:
-        lines = [f"policy pack on stack {self.stack}: {len(self.policies)} policies, {self.resources} resources"]
+        """A table with one row per policy, then each violation with the resource it names."""
+        width = max((len(p) for p in self.policies), default=6)
+        lines = [f"policy pack on stack {self.stack}: {len(self.policies)} policies, {self.resources} resources",
+                 f"  {'status':6}  {'policy':{width}}  violations"]
+        for policy in self.policies:
+            count = sum(v.policy == policy for v in self.violations)
+            lines.append(f"  {self.status(policy):6}  {policy:{width}}  {count}")
         for v in self.violations:
-            lines.append(f"  {v.enforcement.upper():9} {v.policy} [{v.severity}]\n"
-                         f"            {v.urn}\n            {v.message}")
+            lines.append(f"{v.enforcement.upper()} {v.policy} [{v.severity}]\n    {v.urn}\n    {v.message}")
         for n in self.not_evaluated:
-            lines.append(f"  NOT EVALUATED {n['policy']} on {n['urn']}: {n['reason']}")
+            lines.append(f"NOT EVALUATED {n['policy']} on {n['urn'] or 'the stack'}: {n['reason']}")
         failed = len(self.mandatory_failures)
         advisory = len(self.violations) - failed
         verdict = "FAILED" if failed else "PASSED"

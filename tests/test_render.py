@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 from pathlib import Path
 
 import kubernetes_validate
@@ -153,3 +155,18 @@ def test_manifests_round_trip_to_the_declared_props(rendered: dict, stack: str) 
                                       if float(f).is_integer() else float(f)), path.name
     config_map = next(p for p in rendered[stack].manifests if p.name.endswith("user-frontend-nginx.yaml"))
     assert "default.conf: |" in config_map.read_text(), "multi-line config renders as a readable block"
+
+
+def test_policy_report_table_marks_the_failing_policy(rendered: dict) -> None:
+    from policies import offline
+
+    document = copy.deepcopy(rendered["prod"].document)
+    deployment = next(r for r in document["resources"] if r["name"] == "websocket-deployment")
+    deployment["props"]["spec"]["template"]["spec"]["containers"][0]["image"] = "ghcr.io/aiwfe/websocket-service"
+    report = offline.evaluate_document(document)
+    assert report.status("kubernetes-workload-require-pinned-image") == "FAIL"
+    assert report.status("kubernetes-workload-require-probes") == "pass"
+    text = report.as_text()
+    assert re.search(r"^  FAIL +kubernetes-workload-require-pinned-image +1$", text, re.MULTILINE)
+    assert len(re.findall(r"^  pass ", text, re.MULTILINE)) == len(report.policies) - 1
+    assert text.rstrip().endswith("FAILED: 1 mandatory violation(s), 0 advisory")
