@@ -28,6 +28,26 @@ def mesh_namespace_labels(settings: Settings) -> dict[str, str]:
     return {"istio-injection": "enabled"}
 
 
+def pod_security_labels(settings: Settings) -> dict[str, str]:
+    """Pod Security Admission for a meshed namespace.
+
+    With the Istio CNI plugin the injected containers need no NET_ADMIN/NET_RAW, and `baseline` is
+    enforced (Istio's documented PSA setup). Without it every pod gets an istio-init container with
+    those capabilities, which `baseline` forbids: only `privileged` admits it. Either way the app
+    pods are held to `restricted` by warn/audit, so drift shows up.
+    """
+    version = f"v{settings.kubernetes_version}"
+    level = "baseline" if settings.mesh.cni else "privileged"
+    return {
+        "pod-security.kubernetes.io/enforce": level,
+        "pod-security.kubernetes.io/enforce-version": version,
+        "pod-security.kubernetes.io/warn": "restricted",
+        "pod-security.kubernetes.io/warn-version": version,
+        "pod-security.kubernetes.io/audit": "restricted",
+        "pod-security.kubernetes.io/audit-version": version,
+    }
+
+
 def build(settings: Settings) -> Platform:
     """Declare every resource of the stack."""
     app_namespace = k8s.core.v1.Namespace(
@@ -37,11 +57,7 @@ def build(settings: Settings) -> Platform:
             "labels": {
                 **podspec.labels(settings.app_namespace, "namespace"),
                 **mesh_namespace_labels(settings),
-                # istio-init needs NET_ADMIN unless Istio CNI is used, which `restricted` forbids:
-                # enforce `baseline`, and report what `restricted` would reject.
-                "pod-security.kubernetes.io/enforce": "baseline",
-                "pod-security.kubernetes.io/warn": "restricted",
-                "pod-security.kubernetes.io/audit": "restricted",
+                **pod_security_labels(settings),
             },
         },
     )

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NoReturn
 
 PROJECT = "aiwfe-platform"
 
@@ -132,6 +132,13 @@ def parse_duration_seconds(value: Any) -> int:
     return parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
 
 
+def redis_seeds(url: str) -> list[tuple[str, int]]:
+    """(host, port) of each seed in a validated redis:// URL (port 6379 when not given)."""
+    seeds = url.split("://", 1)[1].rstrip("/")
+    return [(host, int(port) if port else 6379)
+            for host, _, port in (seed.partition(":") for seed in seeds.split(","))]
+
+
 def image_tag(image: str) -> str:
     """The tag of a validated image reference, or the short digest when it has no tag."""
     match = _IMAGE.match(image)
@@ -164,6 +171,8 @@ class MeshSettings:
 
     istio_revision: str | None
     """A revision label (`istio.io/rev`) for canary control planes; None uses `istio-injection`."""
+    cni: bool
+    """Istio CNI plugin installed: pods need no NET_ADMIN init container (decides Pod Security)."""
     istiod_namespace: str
     ingress_gateway_namespace: str
     ingress_gateway_labels: Mapping[str, str]
@@ -174,6 +183,8 @@ class MonitoringSettings:
     """Where the metrics scraper runs (the only peer allowed to reach metrics ports)."""
 
     namespace: str
+    scraper_labels: Mapping[str, str] | None
+    """Labels of the scraper's pods; None admits any pod of the monitoring namespace."""
 
 
 @dataclass(frozen=True)
@@ -252,12 +263,16 @@ FRONTEND_RESOURCES = ContainerResources("50m", "64Mi", "100m", "128Mi")
 class _Section:
     """A config object being read: tracks the keys used so leftovers are reported as typos."""
 
-    def __init__(self, key: str, raw: Any, separator: str = ".") -> None:
+    def __init__(self, key: str, raw: Any, separator: str = ".", *, secret: bool = False,
+                 secret_keys: frozenset[str] = frozenset()) -> None:
         if not isinstance(raw, Mapping):
-            raise SettingsError(key, raw, "must be an object (a YAML mapping)")
+            raise SettingsError(key, raw, "must be an object (a YAML mapping)", secret=secret)
         self.key = key
         self.separator = separator
         self.raw = raw
+        # A section under a secret key masks every value it reports, however deep.
+        self.secret = secret
+        self.secret_keys = secret_keys
         self.known: list[str] = []
 
     def _get(self, name: str, default: Any) -> Any:
@@ -265,25 +280,31 @@ class _Section:
         value = self.raw.get(name, _MISSING)
         if value is _MISSING or value is None:
             if default is _MISSING:
-                raise SettingsError(self.path(name), _MISSING, "is required")
+                self.fail(name, _MISSING, "is required")
             return default
         return value
 
     def path(self, name: str) -> str:
         return f"{self.key}{self.separator}{name}"
 
+    def is_secret(self, name: str) -> bool:
+        return self.secret or self.path(name) in self.secret_keys
+
+    def fail(self, name: str, value: Any, allowed: str) -> NoReturn:
+        raise SettingsError(self.path(name), value, allowed, secret=self.is_secret(name))
+
     def string(self, name: str, pattern: re.Pattern[str], allowed: str, default: Any = _MISSING) -> Any:
         value = self._get(name, default)
         if value is default and default is not _MISSING:
             return value
         if not isinstance(value, str) or not pattern.match(value):
-            raise SettingsError(self.path(name), value, allowed)
+            self.fail(name, value, allowed)
         return value
 
     def integer(self, name: str, low: int, high: int, default: Any = _MISSING) -> int:
         value = self._get(name, default)
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise SettingsError(self.path(name), value, f"must be a whole number from {low} to {high}")
+            self.fail(name, value, f"must be a whole number from {low} to {high}")
         return value
 
     def duration(self, name: str, low: int, high: int, default: Any = _MISSING) -> int:
@@ -293,8 +314,7 @@ class _Section:
         except ValueError:
             seconds = -1
         if not low <= seconds <= high:
-            raise SettingsError(
-                self.path(name), value,
+            self.fail(name, value,
                 f"must be a duration like '90s', '5m' or '1h30m' from {low}s to {high}s",
             )
         return seconds
@@ -303,24 +323,25 @@ class _Section:
         value = self._get(name, _MISSING)
         match = _IMAGE.match(value) if isinstance(value, str) else None
         if not match or not (match["tag"] or match["digest"]) or match["tag"] == "latest":
-            raise SettingsError(
-                self.path(name), value,
+            self.fail(name, value,
                 "must be an image reference pinned by a tag other than 'latest' or by an @sha256 digest",
             )
         return value
 
     def labels(self, name: str, default: Any = _MISSING) -> Mapping[str, str]:
         value = self._get(name, default)
+        if value is None and default is None:
+            return None  # type: ignore[return-value]
         if (
             not isinstance(value, Mapping) or not value
             or not all(isinstance(k, str) and _LABEL_KEY.match(k) for k in value)
             or not all(isinstance(v, str) and _LABEL_VALUE.match(v) for v in value.values())
         ):
-            raise SettingsError(self.path(name), value, "must be a non-empty map of Kubernetes label keys to values")
+            self.fail(name, value, "must be a non-empty map of Kubernetes label keys to values")
         return MappingProxyType(dict(value))
 
     def section(self, name: str, default: Any = _MISSING) -> _Section:
-        return _Section(self.path(name), self._get(name, default))
+        return _Section(self.path(name), self._get(name, default), secret=self.is_secret(name))
 
     def resources(self, name: str, default: ContainerResources) -> ContainerResources:
         section = self.section(name, {})
@@ -333,18 +354,16 @@ class _Section:
         for sub in (requests, limits, section):
             sub.done()
         if parse_cpu_millis(cpu_lim) < parse_cpu_millis(cpu_req):
-            raise SettingsError(limits.path("cpu"), cpu_lim, f"must be at least the cpu request ({cpu_req})")
+            limits.fail("cpu", cpu_lim, f"must be at least the cpu request ({cpu_req})")
         if parse_memory_bytes(mem_lim) < parse_memory_bytes(mem_req):
-            raise SettingsError(limits.path("memory"), mem_lim, f"must be at least the memory request ({mem_req})")
+            limits.fail("memory", mem_lim, f"must be at least the memory request ({mem_req})")
         return ContainerResources(cpu_req, mem_req, cpu_lim, mem_lim)
 
     def done(self) -> None:
         unknown = sorted(set(map(str, self.raw)) - set(self.known))
         if unknown:
-            raise SettingsError(
-                self.path(unknown[0]), self.raw.get(unknown[0]),
-                f"unknown key; allowed keys here: {', '.join(sorted(set(self.known)))}",
-            )
+            self.fail(unknown[0], self.raw.get(unknown[0]),
+                      f"unknown key; allowed keys here: {', '.join(sorted(set(self.known)))}")
 
 
 def _quantity(section: _Section, name: str, default: str, parse: Callable[[str], int]) -> str:
@@ -357,18 +376,18 @@ def _quantity(section: _Section, name: str, default: str, parse: Callable[[str],
         ok = False
     if not ok:
         kind = "cpu like '100m' or '0.5'" if parse is parse_cpu_millis else "memory like '128Mi' or '1Gi'"
-        raise SettingsError(section.path(name), value, f"must be a positive Kubernetes {kind}")
+        section.fail(name, value, f"must be a positive Kubernetes {kind}")
     return value
 
 
-def _decode(key: str, raw: str, expect_object: bool) -> Any:
+def _decode(key: str, raw: str, expect_object: bool, secret: bool) -> Any:
     """Pulumi hands structured config to programs as JSON text; plain strings stay strings."""
     if not expect_object:
         return raw
     try:
         return json.loads(raw)
     except (TypeError, ValueError):
-        raise SettingsError(key, raw, "must be an object (a YAML mapping)") from None
+        raise SettingsError(key, raw, "must be an object (a YAML mapping)", secret=secret) from None
 
 
 # ---------------------------------------------------------------- the parser
@@ -396,21 +415,25 @@ def parse_settings(
         if name not in ALLOWED_KEYS:
             raise SettingsError(full_key, raw, f"unknown key; allowed keys: {', '.join(ALLOWED_KEYS)}",
                                 secret=full_key in secrets)
-        values[name] = _decode(full_key, raw, name in _TOP_LEVEL_OBJECTS)
+        values[name] = _decode(full_key, raw, name in _TOP_LEVEL_OBJECTS, full_key in secrets)
 
-    top = _Section(project, values, separator=":")
+    top = _Section(project, values, separator=":", secret_keys=frozenset(secrets))
 
     environment = top._get("environment", _MISSING)
     if environment not in ENVIRONMENTS:
-        raise SettingsError(top.path("environment"), environment, f"must be one of {', '.join(ENVIRONMENTS)}")
+        top.fail("environment", environment, f"must be one of {', '.join(ENVIRONMENTS)}")
+    if environment != stack:
+        # The policy pack decides which rules are prod-only from the stack name in each URN.
+        top.fail("environment", environment,
+                 f"must equal the stack name ({stack!r}); stacks are {', '.join(ENVIRONMENTS)}")
     kubernetes_version = top._get("kubernetesVersion", _MISSING)
     if kubernetes_version not in KUBERNETES_VERSIONS:
-        raise SettingsError(top.path("kubernetesVersion"), kubernetes_version,
+        top.fail("kubernetesVersion", kubernetes_version,
                             f"must be a quoted minor version, one of {', '.join(KUBERNETES_VERSIONS)}")
     domain = top.string("domain", _HOSTNAME, "must be a lower-case DNS name such as 'app.example.com'")
     app_namespace = top.string("appNamespace", _DNS_LABEL, "must be a DNS label (lower-case, digits, '-')")
     if app_namespace in ("default", "kube-system", "kube-public", "kube-node-lease"):
-        raise SettingsError(top.path("appNamespace"), app_namespace, "must not be a Kubernetes system namespace")
+        top.fail("appNamespace", app_namespace, "must not be a Kubernetes system namespace")
 
     password_key = top.path("redisPassword")
     password = top._get("redisPassword", _MISSING)
@@ -422,7 +445,11 @@ def parse_settings(
         raise SettingsError(password_key, password, "must be a string of at least 16 characters", secret=True)
 
     mesh_s = top.section("mesh")
+    cni = mesh_s._get("cni", _MISSING)
+    if not isinstance(cni, bool):
+        mesh_s.fail("cni", cni, "must be true (Istio CNI plugin installed) or false (istio-init containers)")
     mesh = MeshSettings(
+        cni=cni,
         istio_revision=mesh_s.string("istioRevision", _DNS_LABEL, "must be an Istio revision name (DNS label)", None),
         istiod_namespace=mesh_s.string("istiodNamespace", _DNS_LABEL, "must be a namespace name", "istio-system"),
         ingress_gateway_namespace=mesh_s.string("ingressGatewayNamespace", _DNS_LABEL, "must be a namespace name"),
@@ -433,6 +460,7 @@ def parse_settings(
     mon_s = top.section("monitoring")
     monitoring = MonitoringSettings(
         namespace=mon_s.string("namespace", _DNS_LABEL, "must be a namespace name"),
+        scraper_labels=mon_s.labels("scraperLabels", None),
     )
     mon_s.done()
 
@@ -445,6 +473,12 @@ def parse_settings(
         port=redis_s.integer("port", 1, 65535, 6379),
         password=SecretStr(password),
     )
+    for host, port in redis_seeds(redis.url):
+        # The WebSocket NetworkPolicy admits egress to that namespace and port only.
+        if port != redis.port or not re.search(rf"\.{re.escape(redis.namespace)}(\.svc(\.cluster\.local)?)?$", host):
+            redis_s.fail("url", redis.url, f"every seed must be a Service in namespace {redis.namespace!r} on port "
+                                           f"{redis.port} (redis.namespace/redis.port), like "
+                                           f"redis.{redis.namespace}.svc.cluster.local:{redis.port}")
     redis_s.done()
 
     sess_s = top.section("sessions", {})
@@ -460,15 +494,16 @@ def parse_settings(
     min_replicas = ws_s.integer("minReplicas", 1, 100)
     max_replicas = ws_s.integer("maxReplicas", 1, 500)
     if max_replicas <= min_replicas:
-        raise SettingsError(ws_s.path("maxReplicas"), max_replicas,
+        ws_s.fail("maxReplicas", max_replicas,
                             f"must be greater than minReplicas ({min_replicas})")
     if environment == "prod" and min_replicas < 2:
-        raise SettingsError(ws_s.path("minReplicas"), min_replicas,
+        ws_s.fail("minReplicas", min_replicas,
                             "must be at least 2 in prod (one pod can be disrupted)")
     grace = ws_s.duration("terminationGracePeriod", 10, 3600)
-    drain = ws_s.duration("drainDelay", 0, 120, "10s")
+    # Kubernetes before 1.33 rejects a preStop sleep of 0 s.
+    drain = ws_s.duration("drainDelay", 1, 120, "10s")
     if drain >= grace:
-        raise SettingsError(ws_s.path("drainDelay"), ws_s.raw.get("drainDelay", "10s"),
+        ws_s.fail("drainDelay", ws_s.raw.get("drainDelay", "10s"),
                             f"must be shorter than terminationGracePeriod ({grace}s) so the process still gets SIGTERM")
     websocket = WebSocketSettings(
         image=ws_s.image("image"),
@@ -489,7 +524,7 @@ def parse_settings(
         one = fe_s.section(name)
         replicas = one.integer("replicas", 1, 50)
         if environment == "prod" and replicas < 2:
-            raise SettingsError(one.path("replicas"), replicas, "must be at least 2 in prod")
+            one.fail("replicas", replicas, "must be at least 2 in prod")
         frontends[name] = FrontendSettings(
             image=one.image("image"),
             replicas=replicas,

@@ -238,7 +238,19 @@ def test_frontend_network_policy_admits_only_the_gateway_and_scraper(rendered: d
 def test_namespace_joins_the_mesh(rendered: dict, stack: str) -> None:
     labels = one(rendered[stack], NAMESPACE, "app-namespace")["props"]["metadata"]["labels"]
     assert labels["istio-injection"] == "enabled"
-    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline", "stacks run Istio CNI"
+    assert labels["pod-security.kubernetes.io/warn"] == labels["pod-security.kubernetes.io/audit"] == "restricted"
+    assert labels["pod-security.kubernetes.io/enforce-version"] == "v1.34"
+
+
+def test_without_istio_cni_only_privileged_admits_istio_init(tmp_path) -> None:
+    config = render_tool.load_stack_config("staging")
+    mesh = json.loads(config.values["aiwfe-platform:mesh"])
+    mesh["cni"] = False
+    config.values["aiwfe-platform:mesh"] = json.dumps(mesh)
+    labels = one(render_tool.render("staging", tmp_path, config=config), NAMESPACE,
+                 "app-namespace")["props"]["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "privileged"
     assert labels["pod-security.kubernetes.io/warn"] == "restricted"
 
 
