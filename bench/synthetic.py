@@ -51,6 +51,7 @@ def add_websocket_services(count: int) -> None:
         sessions=settings.sessions,
         mesh=settings.mesh,
         monitoring_namespace=settings.monitoring.namespace,
+        scraper_labels=settings.monitoring.scraper_labels,
         redis_url=settings.redis.url,
         redis_namespace=settings.redis.namespace,
         redis_port=settings.redis.port,

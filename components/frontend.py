@@ -114,12 +114,7 @@ class Frontend(pulumi.ComponentResource):
             data={"default.conf": server_conf},
             opts=child,
         )
-        account = k8s.core.v1.ServiceAccount(
-            f"{name}-service-account",
-            metadata=podspec.metadata(app, args.namespace, object_labels),
-            automount_service_account_token=False,
-            opts=child,
-        )
+        account = podspec.service_account(f"{name}-service-account", app, args.namespace, object_labels, child)
         container = {
             "name": "nginx",
             "image": s.image,
@@ -166,17 +161,9 @@ class Frontend(pulumi.ComponentResource):
             },
             opts=child,
         )
-        service = k8s.core.v1.Service(
-            f"{name}-service",
-            metadata=podspec.metadata(app, args.namespace, object_labels),
-            spec={
-                "type": "ClusterIP",
-                "selector": match,
-                "ports": [{"name": "http", "port": FRONTEND_SERVICE_PORT, "targetPort": "http",
-                           "protocol": "TCP", "appProtocol": "http"}],
-            },
-            opts=child,
-        )
+        service, service_host = podspec.cluster_service(
+            f"{name}-service", app, args.namespace, object_labels, match,
+            [podspec.http_port("http", FRONTEND_SERVICE_PORT, "http")], child)
         if s.replicas > 1:
             podspec.disruption_budget(f"{name}-disruption-budget", app, args.namespace, object_labels, match,
                                       opts=child)
@@ -184,8 +171,7 @@ class Frontend(pulumi.ComponentResource):
                                    app_ports=[FRONTEND_CONTAINER_PORT], opts=child)
 
         self.service_name = service.metadata["name"]
-        self.service_host = pulumi.Output.concat(
-            service.metadata["name"], ".", service.metadata["namespace"], ".svc.cluster.local")
+        self.service_host = service_host
         self.service_port = pulumi.Output.from_input(FRONTEND_SERVICE_PORT)
         self.path_prefix = pulumi.Output.from_input(args.path_prefix)
         self.register_outputs({

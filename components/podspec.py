@@ -91,13 +91,15 @@ def tmp_mount() -> dict[str, Any]:
 
 
 def topology_spread(match_labels: Mapping[str, str]) -> list[dict[str, Any]]:
-    """Spread over zones first, then nodes; soft on zones so a zone outage cannot block scheduling."""
-    selector = {"matchLabels": dict(match_labels)}
+    """Spread over zones first, then nodes; soft on zones so a zone outage cannot block scheduling.
+
+    Only nodes the pods tolerate count as domains (`nodeTaintsPolicy: Honor`, else tainted pools
+    would leave pods Pending), and each rollout's pods are spread on their own (`matchLabelKeys`)."""
+    common = {"maxSkew": 1, "labelSelector": {"matchLabels": dict(match_labels)},
+              "matchLabelKeys": ["pod-template-hash"], "nodeTaintsPolicy": "Honor"}
     return [
-        {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
-         "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": selector},
-        {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
-         "whenUnsatisfiable": "DoNotSchedule", "labelSelector": selector},
+        {**common, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"},
+        {**common, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule"},
     ]
 
 
@@ -142,10 +144,17 @@ def tcp_ports(*ports: int | str) -> list[dict[str, Any]]:
     return [{"protocol": "TCP", "port": port} for port in ports]
 
 
+# GKE answers DNS on link-local addresses when NodeLocal DNSCache (always on in Autopilot) or
+# Cloud DNS is enabled, instead of through the kube-dns pods.
+NODE_LOCAL_DNS = "169.254.20.10/32"
+CLOUD_DNS = "169.254.169.254/32"
+
+
 def dns_egress() -> dict[str, Any]:
-    """Egress to the cluster DNS (kube-dns in kube-system) on UDP and TCP 53."""
+    """Egress to the cluster DNS on UDP and TCP 53: kube-dns pods, NodeLocal DNSCache, Cloud DNS."""
     return {
-        "to": [namespace_peer("kube-system", {"k8s-app": "kube-dns"})],
+        "to": [namespace_peer("kube-system", {"k8s-app": "kube-dns"}),
+               {"ipBlock": {"cidr": NODE_LOCAL_DNS}}, {"ipBlock": {"cidr": CLOUD_DNS}}],
         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
     }
 
@@ -164,6 +173,8 @@ class AppPeers:
     ingress_gateway_labels: Mapping[str, str]
     monitoring_namespace: str
     istiod_namespace: str
+    scraper_labels: Mapping[str, str] | None = None
+    """The scraper's pod labels; None admits any pod of the monitoring namespace."""
 
 
 # The Istio sidecar's merged Prometheus endpoint.
@@ -185,7 +196,7 @@ def app_network_policy(resource_name: str, app: str, namespace: Any, object_labe
             "ingress": [
                 {"from": [namespace_peer(peers.ingress_gateway_namespace, peers.ingress_gateway_labels)],
                  "ports": tcp_ports(*app_ports)},
-                {"from": [namespace_peer(peers.monitoring_namespace)],
+                {"from": [namespace_peer(peers.monitoring_namespace, peers.scraper_labels)],
                  "ports": tcp_ports(*metrics_ports, SIDECAR_METRICS_PORT)},
             ],
             "egress": [dns_egress(), istiod_egress(peers.istiod_namespace), *extra_egress],
@@ -204,3 +215,33 @@ def disruption_budget(resource_name: str, app: str, namespace: Any, object_label
         spec={"maxUnavailable": 1, "selector": {"matchLabels": dict(match)}},
         opts=opts,
     )
+
+
+def service_account(resource_name: str, app: str, namespace: Any, object_labels: Mapping[str, str],
+                    opts: pulumi.ResourceOptions | None = None) -> k8s.core.v1.ServiceAccount:
+    """One identity per workload, with no API token mounted (the apps never call the API)."""
+    return k8s.core.v1.ServiceAccount(
+        resource_name,
+        metadata=metadata(app, namespace, object_labels),
+        automount_service_account_token=False,
+        opts=opts,
+    )
+
+
+def http_port(name: str, port: int, target: str) -> dict[str, Any]:
+    """A Service port Istio treats as HTTP (so routes, retries and JWT rules apply)."""
+    return {"name": name, "port": port, "targetPort": target, "protocol": "TCP", "appProtocol": "http"}
+
+
+def cluster_service(resource_name: str, app: str, namespace: Any, object_labels: Mapping[str, str],
+                    match: Mapping[str, str], ports: Sequence[dict[str, Any]],
+                    opts: pulumi.ResourceOptions | None = None) -> tuple[k8s.core.v1.Service, pulumi.Output[str]]:
+    """A ClusterIP Service (never exposed outside the cluster) and its cluster DNS name."""
+    service = k8s.core.v1.Service(
+        resource_name,
+        metadata=metadata(app, namespace, object_labels),
+        spec={"type": "ClusterIP", "selector": dict(match), "ports": list(ports)},
+        opts=opts,
+    )
+    host = pulumi.Output.concat(service.metadata["name"], ".", service.metadata["namespace"], ".svc.cluster.local")
+    return service, host

@@ -56,12 +56,7 @@ class WebSocketService(pulumi.ComponentResource):
         object_labels = podspec.labels(app, "realtime")
         pod_labels = podspec.labels(app, "realtime", version)
 
-        account = k8s.core.v1.ServiceAccount(
-            f"{name}-service-account",
-            metadata=podspec.metadata(app, args.namespace, object_labels),
-            automount_service_account_token=False,
-            opts=child,
-        )
+        account = podspec.service_account(f"{name}-service-account", app, args.namespace, object_labels, child)
 
         env = [
             {"name": "DEPLOYMENT_MODE", "value": "kubernetes"},
@@ -131,21 +126,11 @@ class WebSocketService(pulumi.ComponentResource):
             opts=child,
         )
 
-        service = k8s.core.v1.Service(
-            f"{name}-service",
-            metadata=podspec.metadata(app, args.namespace, object_labels),
-            spec={
-                "type": "ClusterIP",
-                "selector": match,
-                "ports": [
-                    {"name": "http-ws", "port": WEBSOCKET_PORT, "targetPort": "http-ws",
-                     "protocol": "TCP", "appProtocol": "http"},
-                    {"name": "http-health", "port": HEALTH_PORT, "targetPort": "http-health",
-                     "protocol": "TCP", "appProtocol": "http"},
-                ],
-            },
-            opts=child,
-        )
+        service, service_host = podspec.cluster_service(
+            f"{name}-service", app, args.namespace, object_labels, match,
+            [podspec.http_port("http-ws", WEBSOCKET_PORT, "http-ws"),
+             podspec.http_port("http-health", HEALTH_PORT, "http-health")],
+            child)
 
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             f"{name}-autoscaler",
@@ -190,8 +175,7 @@ class WebSocketService(pulumi.ComponentResource):
         )
 
         self.service_name = service.metadata["name"]
-        self.service_host = pulumi.Output.concat(
-            service.metadata["name"], ".", service.metadata["namespace"], ".svc.cluster.local")
+        self.service_host = service_host
         self.websocket_port = pulumi.Output.from_input(WEBSOCKET_PORT)
         self.health_port = pulumi.Output.from_input(HEALTH_PORT)
         self.register_outputs({

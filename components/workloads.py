@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
@@ -31,6 +32,7 @@ class WorkloadsArgs:
     sessions: SessionSettings
     mesh: MeshSettings
     monitoring_namespace: str
+    scraper_labels: Mapping[str, str] | None
     redis_url: str
     redis_namespace: str
     redis_port: int
@@ -58,6 +60,7 @@ def app_peers(args: WorkloadsArgs) -> podspec.AppPeers:
         ingress_gateway_labels=args.mesh.ingress_gateway_labels,
         monitoring_namespace=args.monitoring_namespace,
         istiod_namespace=args.mesh.istiod_namespace,
+        scraper_labels=args.scraper_labels,
     )
 
 

@@ -228,11 +228,19 @@ def test_websocket_network_policy(rendered: dict, stack: str) -> None:
 @pytest.mark.parametrize("app", ["user-frontend", "admin-frontend"])
 def test_frontend_network_policy_admits_only_the_gateway_and_scraper(rendered: dict, stack: str, app: str) -> None:
     spec = one(rendered[stack], NETPOL, f"{app}-network-policy")["props"]["spec"]
-    sources = [rule["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
-               for rule in spec["ingress"]]
-    assert sources == ["istio-ingress", "monitoring"]
+    s = settings_for(stack)
+    gateway, scraper = (rule["from"] for rule in spec["ingress"])
+    assert gateway == [{
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "istio-ingress"}},
+        "podSelector": {"matchLabels": dict(s.mesh.ingress_gateway_labels)}}]
+    assert scraper == [{
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}]
     assert spec["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8080.0}]
+    assert spec["ingress"][1]["ports"] == [{"protocol": "TCP", "port": 15020.0}]
     assert len(spec["egress"]) == 2, "frontends need only DNS and istiod"
+    dns_peers = spec["egress"][0]["to"]
+    assert {"ipBlock": {"cidr": "169.254.20.10/32"}} in dns_peers, "NodeLocal DNSCache"
 
 
 def test_namespace_joins_the_mesh(rendered: dict, stack: str) -> None:
@@ -266,10 +274,11 @@ def test_istio_revision_switches_the_injection_label(tmp_path) -> None:
 
 
 def test_every_namespaced_object_lands_in_the_app_namespace(rendered: dict, stack: str) -> None:
+    namespace_urn = one(rendered[stack], NAMESPACE, "app-namespace")["urn"]
     for resource in rendered[stack].document["resources"]:
         if resource["type"].startswith("kubernetes:") and resource["type"] != NAMESPACE:
             assert resource["props"]["metadata"]["namespace"] == "aiwfe", resource["urn"]
-            assert "urn:pulumi:" in resource["dependencies"][0], "namespace must be created first"
+            assert namespace_urn in resource["dependencies"], f"{resource['urn']} must wait for its namespace"
 
 
 def test_children_are_parented_to_their_component(rendered: dict, stack: str) -> None:
