@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import yaml
+
 from policies.catalog import all_rules
 from stacks.settings import ALLOWED_KEYS
 
@@ -19,9 +21,22 @@ def test_every_policy_is_documented_with_its_severity() -> None:
         assert row.group(1) == rule.severity, rule.name
 
 
+def config_reference() -> str:
+    return README.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
+
+
 def test_every_config_key_is_documented() -> None:
+    """Every top-level key and every nested key the stack files use has a row mentioning it."""
+    section = config_reference()
     for key in ALLOWED_KEYS:
-        assert f"`{key}" in README, f"README configuration reference lacks {key}"
+        assert f"`{key}" in section, f"README configuration reference lacks {key}"
+    for stack in ("staging", "prod"):
+        document = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+        for full_key, value in document.items():
+            if full_key.startswith("aiwfe-platform:") and isinstance(value, dict):
+                top = full_key.split(":", 1)[1]
+                for nested in value:
+                    assert re.search(rf"`{top}\.{nested}`|`{nested}`", section), f"README lacks {top}.{nested}"
 
 
 def test_readme_commands_exist() -> None:

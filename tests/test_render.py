@@ -170,3 +170,27 @@ def test_policy_report_table_marks_the_failing_policy(rendered: dict) -> None:
     assert re.search(r"^  FAIL +kubernetes-workload-require-pinned-image +1$", text, re.MULTILINE)
     assert len(re.findall(r"^  pass ", text, re.MULTILINE)) == len(report.policies) - 1
     assert text.rstrip().endswith("FAILED: 1 mandatory violation(s), 0 advisory")
+
+
+def test_objects_with_masked_secrets_never_land_in_manifests(rendered: dict, stack: str) -> None:
+    out = rendered[stack].manifests[0].parent.parent
+    applied = list((out / "manifests").glob("*.yaml"))
+    assert applied and all(render_tool.SECRET_MARKER not in p.read_text() for p in applied)
+    masked = [p.name for p in (out / "masked").glob("*.yaml")]
+    assert masked == ["02-secret-aiwfe-app-secrets.yaml"]
+
+
+def test_render_refuses_a_folder_it_did_not_write(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "notes.txt").write_text("keep me")
+    assert render_tool.main(["--stack", "staging", "--out", str(tmp_path)]) == 2
+    assert "notes.txt" in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+    assert not (tmp_path / "resources.json").exists()
+
+
+def test_render_replaces_its_own_earlier_output(tmp_path: Path) -> None:
+    render_tool.render("staging", tmp_path)
+    stale = tmp_path / "manifests" / "99-stale.yaml"
+    stale.write_text("kind: Stale\n")
+    render_tool.render("staging", tmp_path)
+    assert not stale.exists()

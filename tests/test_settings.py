@@ -287,3 +287,25 @@ def test_stack_files_hold_no_plaintext_secret(stack: str) -> None:
     for name in SECRET_KEYS:
         value = document["config"].get(f"{PROJECT}:{name}")
         assert value is None or (isinstance(value, dict) and set(value) == {"secure"}), name
+
+
+@pytest.mark.parametrize(("edit", "key"), [
+    ({"password": "hunter2-hunter2-hunter2"}, "redis.password"),           # unknown key under a secret object
+    ({"url": "redis://:hunter2-hunter2@redis:6379"}, "redis.url"),        # bad value under a secret object
+])
+def test_values_under_a_secret_key_are_masked_in_errors(edit: dict, key: str) -> None:
+    values = stack_values("prod")
+    values[f"{PROJECT}:redis"] = {**values[f"{PROJECT}:redis"], **edit}
+    raw = {k: json.dumps(v) if isinstance(v, dict) else v for k, v in values.items()}
+    with pytest.raises(SettingsError) as error:
+        parse_settings(raw, stack="prod", secret_keys=[f"{PROJECT}:redisPassword", f"{PROJECT}:redis"])
+    assert error.value.key == f"{PROJECT}:{key}"
+    assert "hunter2" not in str(error.value) and "[secret]" in str(error.value)
+
+
+def test_undecodable_secret_object_is_masked() -> None:
+    raw = {k: json.dumps(v) if isinstance(v, dict) else v for k, v in stack_values("prod").items()}
+    raw[f"{PROJECT}:redis"] = "{not json hunter2"
+    with pytest.raises(SettingsError) as error:
+        parse_settings(raw, stack="prod", secret_keys=[f"{PROJECT}:redisPassword", f"{PROJECT}:redis"])
+    assert "hunter2" not in str(error.value)

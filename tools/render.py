@@ -3,7 +3,8 @@
     python -m tools.render --stack staging --out build/staging
 
 writes `resources.json` (every declared resource, inputs as the provider receives them),
-`manifests/` (one YAML document per Kubernetes object) and the policy pack's verdicts
+`manifests/` (one YAML document per Kubernetes object; those carrying a masked secret go to
+`masked/` so that applying `manifests/` can never overwrite a real secret) and the policy pack's verdicts
 (`policy-report.json`, `policy-report.txt`). Secret values are replaced by `[secret]` in all of
 them. Exit code 1 when a mandatory policy is violated, 2 when the stack's config is invalid.
 """
@@ -257,12 +258,44 @@ def _normalise_numbers(value: Any) -> Any:
     return value
 
 
-def write_outputs(document: dict[str, Any], out: Path) -> list[Path]:
-    """Write resources.json and manifests/; return the manifest paths."""
+# What a render writes into its output folder; nothing else there is ever deleted.
+OUTPUT_ENTRIES = ("resources.json", "manifests", "masked", "policy-report.json", "policy-report.txt")
+
+
+class OutputFolderError(ValueError):
+    """The --out folder holds something other than an earlier render."""
+
+
+def prepare_output(out: Path) -> None:
+    """Clear an earlier render in `out`; refuse a folder holding anything else."""
     if out.exists():
-        shutil.rmtree(out)
-    manifests_dir = out / "manifests"
-    manifests_dir.mkdir(parents=True)
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in OUTPUT_ENTRIES)
+        if foreign:
+            raise OutputFolderError(f"{out} holds files a render did not write ({', '.join(foreign[:5])}); "
+                                    "choose an empty or render-only folder")
+        for name in OUTPUT_ENTRIES:
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def carries_masked_secret(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(carries_masked_secret(v) for v in value.values())
+    if isinstance(value, list):
+        return any(carries_masked_secret(v) for v in value)
+    return value == SECRET_MARKER
+
+
+def write_outputs(document: dict[str, Any], out: Path) -> list[Path]:
+    """Write resources.json, manifests/ and masked/; return every object file written.
+
+    Objects that carry a masked secret go to masked/ instead of manifests/: applying them would
+    overwrite the real value with the marker, so `kubectl apply -f manifests/` stays safe."""
+    prepare_output(out)
     (out / "resources.json").write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
     paths = []
     for resource in document["resources"]:
@@ -273,7 +306,9 @@ def write_outputs(document: dict[str, Any], out: Path) -> list[Path]:
         order = KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER)
         meta = manifest.get("metadata", {})
         parts = [f"{order:02d}", kind.lower(), meta.get("namespace") or "cluster", meta.get("name", "")]
-        path = manifests_dir / ("-".join(str(p) for p in parts if p) + ".yaml")
+        folder = out / ("masked" if carries_masked_secret(manifest) else "manifests")
+        folder.mkdir(exist_ok=True)
+        path = folder / ("-".join(str(p) for p in parts if p) + ".yaml")
         if path.exists():
             raise ValueError(f"two Kubernetes objects render to {path.name}")
         path.write_text(yaml.dump(manifest, Dumper=_ManifestDumper, sort_keys=True))
@@ -317,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     except stack_settings.SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except FileNotFoundError as error:
+    except (FileNotFoundError, OutputFolderError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"rendered stack {args.stack}: {len(result.document['resources'])} resources, "
