@@ -38,27 +38,15 @@ def add_websocket_services(count: int) -> None:
     import pulumi
 
     from components.websocket_service import WebSocketService
-    from components.workloads import APP_CONFIG, APP_SECRETS, WorkloadsArgs, websocket_service_args
+    from components.workloads import APP_CONFIG, APP_SECRETS, websocket_service_args
+    from stacks.platform import workloads_args
     from stacks.settings import load_settings
 
     settings = load_settings()
-    workloads_args = WorkloadsArgs(
-        # Outputs, as the real service gets them from the Namespace, ConfigMap and Secret.
-        namespace=pulumi.Output.from_input(settings.app_namespace),
-        websocket=settings.websocket,
-        user_frontend=settings.user_frontend,
-        admin_frontend=settings.admin_frontend,
-        sessions=settings.sessions,
-        mesh=settings.mesh,
-        monitoring_namespace=settings.monitoring.namespace,
-        scraper_labels=settings.monitoring.scraper_labels,
-        redis_url=settings.redis.url,
-        redis_namespace=settings.redis.namespace,
-        redis_port=settings.redis.port,
-        redis_password=pulumi.Output.secret(settings.redis.password.reveal()),
-    )
+    # An Output namespace, as the real service gets it from the Namespace resource.
+    args_of_workloads = workloads_args(settings, pulumi.Output.from_input(settings.app_namespace))
     for index in range(1, count + 1):
         name = synthetic_name(index)
-        args = websocket_service_args(workloads_args, pulumi.Output.from_input(APP_CONFIG),
+        args = websocket_service_args(args_of_workloads, pulumi.Output.from_input(APP_CONFIG),
                                       pulumi.Output.from_input(APP_SECRETS), name=name)
         WebSocketService(name, args)

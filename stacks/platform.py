@@ -48,6 +48,25 @@ def pod_security_labels(settings: Settings) -> dict[str, str]:
     }
 
 
+def workloads_args(settings: Settings, namespace: pulumi.Input[str]) -> WorkloadsArgs:
+    """What the workloads get: their settings, the mesh peers, and Redis (from config until the
+    Redis component lands)."""
+    return WorkloadsArgs(
+        namespace=namespace,
+        websocket=settings.websocket,
+        user_frontend=settings.user_frontend,
+        admin_frontend=settings.admin_frontend,
+        sessions=settings.sessions,
+        mesh=settings.mesh,
+        monitoring_namespace=settings.monitoring.namespace,
+        scraper_labels=settings.monitoring.scraper_labels,
+        redis_url=settings.redis.url,
+        redis_namespace=settings.redis.namespace,
+        redis_port=settings.redis.port,
+        redis_password=pulumi.Output.secret(settings.redis.password.reveal()),
+    )
+
+
 def build(settings: Settings) -> Platform:
     """Declare every resource of the stack."""
     app_namespace = k8s.core.v1.Namespace(
@@ -61,23 +80,7 @@ def build(settings: Settings) -> Platform:
             },
         },
     )
-    workloads = Workloads(
-        "workloads",
-        WorkloadsArgs(
-            namespace=app_namespace.metadata["name"],
-            websocket=settings.websocket,
-            user_frontend=settings.user_frontend,
-            admin_frontend=settings.admin_frontend,
-            sessions=settings.sessions,
-            mesh=settings.mesh,
-            monitoring_namespace=settings.monitoring.namespace,
-            scraper_labels=settings.monitoring.scraper_labels,
-            redis_url=settings.redis.url,
-            redis_namespace=settings.redis.namespace,
-            redis_port=settings.redis.port,
-            redis_password=pulumi.Output.secret(settings.redis.password.reveal()),
-        ),
-    )
+    workloads = Workloads("workloads", workloads_args(settings, app_namespace.metadata["name"]))
     return Platform(app_namespace=app_namespace, workloads=workloads)
 
 
