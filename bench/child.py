@@ -182,11 +182,7 @@ def measure_imports(modules: Sequence[str] = FLOOR_MODULES, freeze: bool = False
         "imported": list(modules),
         "import_s": import_s,
         "gc_s": gc_timer.seconds,
-        "total_s": time.perf_counter() - _STARTED,
-        "cpu_s": cpu_seconds(),
-        "peak_rss_kb": peak_rss_kb(),
-        "modules_loaded": len(set(sys.modules) - _MODULES_AT_START),
-        **_clock(),
+        **_process_totals(),
     }
 
 
@@ -253,6 +249,13 @@ def measure_render(stack: str, out: str, extra: int = 0, freeze: bool = True) ->
         "gc_s": gc_timer.seconds,
         "gc_eager_import_s": gc_eager_import_s,
         "gc_collections": gc_timer.collections,
+        **_process_totals(),
+    }
+
+
+def _process_totals() -> dict[str, Any]:
+    """What every measurement reports about the whole child process so far."""
+    return {
         "total_s": time.perf_counter() - _STARTED,
         "cpu_s": cpu_seconds(),
         "peak_rss_kb": peak_rss_kb(),
