@@ -98,9 +98,11 @@ class WebSocketService(pulumi.ComponentResource):
             volumes=[podspec.tmp_volume()],
         )
         proxy_config = {
-            # The sidecar must outlive the app's drain, and start before it.
+            # The sidecar must outlive the app's drain, and start before it; it leaves as soon as
+            # the last connection has closed rather than waiting out the whole drain duration.
             "terminationDrainDuration": f"{max(s.termination_grace_seconds - 5, 1)}s",
             "holdApplicationUntilProxyStarts": True,
+            "proxyMetadata": {"EXIT_ON_ZERO_ACTIVE_CONNECTIONS": "true"},
         }
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",

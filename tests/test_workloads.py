@@ -97,6 +97,8 @@ def test_websocket_resources_probes_and_shutdown(rendered: dict, stack: str) -> 
     assert s.websocket.drain_seconds < s.websocket.termination_grace_seconds
     proxy = json.loads(deployment["spec"]["template"]["metadata"]["annotations"]["proxy.istio.io/config"])
     assert int(proxy["terminationDrainDuration"].rstrip("s")) > s.websocket.drain_seconds
+    assert int(proxy["terminationDrainDuration"].rstrip("s")) < s.websocket.termination_grace_seconds
+    assert proxy["proxyMetadata"] == {"EXIT_ON_ZERO_ACTIVE_CONNECTIONS": "true"}
 
 
 def test_grace_period_follows_the_stack(rendered: dict) -> None:
