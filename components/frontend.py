@@ -28,9 +28,9 @@ def render_nginx_server_conf(path_prefix: str, listen_port: int = FRONTEND_CONTA
                              root: str = STATIC_ROOT) -> str:
     """The nginx `server` block: the app under `path_prefix`, a health endpoint, nothing else.
 
-    Files are served from `root` with the prefix stripped; every other path under the prefix gets
-    the app's index.html (client-side routing), never cached so a deploy is seen at once. Paths
-    outside the prefix are 404.
+    Files are served from `root` with the prefix stripped; a missing file is 404, and every other
+    path under the prefix gets the app's index.html (client-side routing), never cached so a deploy
+    is seen at once. Paths outside the prefix are 404.
     """
     if not path_prefix.startswith("/") or path_prefix.endswith("/") or " " in path_prefix:
         raise ValueError(f"path prefix {path_prefix!r} must start with '/' and not end with '/'")
@@ -57,6 +57,11 @@ server {{
     }}
 
     location ^~ {path_prefix}/ {{
+        # A missing file (a path with an extension) is a 404, not the app's HTML.
+        location ~ "^{path_prefix}/.*\\.[A-Za-z0-9]+$" {{
+            rewrite ^{path_prefix}(/.*)$ $1 break;
+            try_files $uri =404;
+        }}
         rewrite ^{path_prefix}(/.*)$ $1 break;
         try_files $uri @app;
     }}

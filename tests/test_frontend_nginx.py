@@ -231,6 +231,19 @@ def test_client_route_falls_back_to_index(site: Site) -> None:
     assert reply.headers["Cache-Control"] == "no-cache"
 
 
+@pytest.mark.parametrize("path", ["/assets/missing.js", "/missing.css", "/deep/route/logo.png"])
+def test_missing_file_is_404_not_the_app(site: Site, path: str) -> None:
+    reply = get(site, f"{site.prefix}{path}")
+    assert reply.status == 404
+    assert reply.body != site.index_html
+
+
+def test_client_route_with_a_dot_in_a_directory_still_falls_back(site: Site) -> None:
+    reply = get(site, f"{site.prefix}/v1.2/settings")
+    assert reply.status == 200
+    assert reply.body == site.index_html
+
+
 @pytest.mark.parametrize("path", ["/", "/other-prefix/", "/index.html", "/assets/app.js"])
 def test_paths_outside_the_prefix_are_404(site: Site, path: str) -> None:
     assert get(site, path).status == 404
