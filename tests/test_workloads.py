@@ -71,6 +71,8 @@ def test_app_config_carries_redis_and_session_facts(rendered: dict, stack: str) 
     assert data["REDIS_HEALTH_TIMEOUT_MS"] == "3000"
     assert (data["SESSION_KEY_PREFIX"], data["SESSION_TTL_SECONDS"]) == ("ws:session:", "3600")
     assert (data["CONNECTION_KEY_PREFIX"], data["CONNECTION_TTL_SECONDS"]) == ("connection:", "86400")
+    assert data["MAX_CONNECTIONS_PER_POD"] == str(s.websocket.connections_per_pod)
+    assert data["SHUTDOWN_DRAIN_SECONDS"] == str(s.websocket.drain_seconds)
     assert not any("PASSWORD" in key for key in data)
 
 
