@@ -291,3 +291,20 @@ def test_children_are_parented_to_their_component(rendered: dict, stack: str) ->
             assert resource["parent"].endswith("pulumi:pulumi:Stack::aiwfe-platform-" + stack)
         elif resource["type"].startswith("kubernetes:"):
             assert "aiwfe:platform:" in resource["parent"].split("::")[-2], resource["urn"]
+
+
+def test_resource_overrides_reach_the_containers(tmp_path) -> None:
+    config = render_tool.load_stack_config("staging")
+    websocket = json.loads(config.values["aiwfe-platform:websocket"])
+    websocket["resources"] = {"requests": {"cpu": "200m"}, "limits": {"memory": "1Gi"}}
+    config.values["aiwfe-platform:websocket"] = json.dumps(websocket)
+    frontends = json.loads(config.values["aiwfe-platform:frontends"])
+    frontends["admin"]["resources"] = {"limits": {"cpu": "250m"}}
+    config.values["aiwfe-platform:frontends"] = json.dumps(frontends)
+    result = render_tool.render("staging", tmp_path, config=config)
+    assert container(one(result, DEPLOYMENT, "websocket-deployment"))["resources"] == {
+        "requests": {"cpu": "200m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "1Gi"}}
+    assert container(one(result, DEPLOYMENT, "admin-frontend-deployment"))["resources"]["limits"] == {
+        "cpu": "250m", "memory": "128Mi"}
+    assert container(one(result, DEPLOYMENT, "user-frontend-deployment"))["resources"]["limits"] == {
+        "cpu": "100m", "memory": "128Mi"}
