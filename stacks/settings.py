@@ -314,9 +314,7 @@ class _Section:
         except ValueError:
             seconds = -1
         if not low <= seconds <= high:
-            self.fail(name, value,
-                f"must be a duration like '90s', '5m' or '1h30m' from {low}s to {high}s",
-            )
+            self.fail(name, value, f"must be a duration like '90s', '5m' or '1h30m' from {low}s to {high}s")
         return seconds
 
     def image(self, name: str) -> str:
@@ -324,14 +322,14 @@ class _Section:
         match = _IMAGE.match(value) if isinstance(value, str) else None
         if not match or not (match["tag"] or match["digest"]) or match["tag"] == "latest":
             self.fail(name, value,
-                "must be an image reference pinned by a tag other than 'latest' or by an @sha256 digest",
-            )
+                      "must be an image reference pinned by a tag other than 'latest' or by an @sha256 digest")
         return value
 
-    def labels(self, name: str, default: Any = _MISSING) -> Mapping[str, str]:
+    def labels(self, name: str, default: Any = _MISSING) -> Mapping[str, str] | None:
+        """A label map; None only when the key is optional (default None) and unset."""
         value = self._get(name, default)
         if value is None and default is None:
-            return None  # type: ignore[return-value]
+            return None
         if (
             not isinstance(value, Mapping) or not value
             or not all(isinstance(k, str) and _LABEL_KEY.match(k) for k in value)
@@ -429,7 +427,7 @@ def parse_settings(
     kubernetes_version = top._get("kubernetesVersion", _MISSING)
     if kubernetes_version not in KUBERNETES_VERSIONS:
         top.fail("kubernetesVersion", kubernetes_version,
-                            f"must be a quoted minor version, one of {', '.join(KUBERNETES_VERSIONS)}")
+                 f"must be a quoted minor version, one of {', '.join(KUBERNETES_VERSIONS)}")
     domain = top.string("domain", _HOSTNAME, "must be a lower-case DNS name such as 'app.example.com'")
     app_namespace = top.string("appNamespace", _DNS_LABEL, "must be a DNS label (lower-case, digits, '-')")
     if app_namespace in ("default", "kube-system", "kube-public", "kube-node-lease"):
@@ -476,9 +474,9 @@ def parse_settings(
     for host, port in redis_seeds(redis.url):
         # The WebSocket NetworkPolicy admits egress to that namespace and port only.
         if port != redis.port or not re.search(rf"\.{re.escape(redis.namespace)}(\.svc(\.cluster\.local)?)?$", host):
-            redis_s.fail("url", redis.url, f"every seed must be a Service in namespace {redis.namespace!r} on port "
-                                           f"{redis.port} (redis.namespace/redis.port), like "
-                                           f"redis.{redis.namespace}.svc.cluster.local:{redis.port}")
+            redis_s.fail("url", redis.url,
+                         f"every seed must be a Service in namespace {redis.namespace!r} on port {redis.port} "
+                         f"(redis.namespace/redis.port), like redis.{redis.namespace}.svc.cluster.local:{redis.port}")
     redis_s.done()
 
     sess_s = top.section("sessions", {})
@@ -495,16 +493,16 @@ def parse_settings(
     max_replicas = ws_s.integer("maxReplicas", 1, 500)
     if max_replicas <= min_replicas:
         ws_s.fail("maxReplicas", max_replicas,
-                            f"must be greater than minReplicas ({min_replicas})")
+                  f"must be greater than minReplicas ({min_replicas})")
     if environment == "prod" and min_replicas < 2:
         ws_s.fail("minReplicas", min_replicas,
-                            "must be at least 2 in prod (one pod can be disrupted)")
+                  "must be at least 2 in prod (one pod can be disrupted)")
     grace = ws_s.duration("terminationGracePeriod", 10, 3600)
     # Kubernetes before 1.33 rejects a preStop sleep of 0 s.
     drain = ws_s.duration("drainDelay", 1, 120, "10s")
     if drain >= grace:
         ws_s.fail("drainDelay", ws_s.raw.get("drainDelay", "10s"),
-                            f"must be shorter than terminationGracePeriod ({grace}s) so the process still gets SIGTERM")
+                  f"must be shorter than terminationGracePeriod ({grace}s) so the process still gets SIGTERM")
     websocket = WebSocketSettings(
         image=ws_s.image("image"),
         min_replicas=min_replicas,
