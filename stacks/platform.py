@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from components import podspec
@@ -17,6 +18,7 @@ from stacks.settings import Settings, load_settings
 class Platform:
     """The components of one stack (what `main` exports from)."""
 
+    gcp_provider: gcp.Provider
     app_namespace: k8s.core.v1.Namespace
     workloads: Workloads
 
@@ -69,6 +71,9 @@ def workloads_args(settings: Settings, namespace: pulumi.Input[str]) -> Workload
 
 def build(settings: Settings) -> Platform:
     """Declare every resource of the stack."""
+    # Explicit, so the project and region come from validated settings and never from ambient
+    # `gcloud` defaults on the machine running `pulumi up`.
+    gcp_provider = gcp.Provider("gcp", project=settings.gcp.project, region=settings.gcp.region)
     app_namespace = k8s.core.v1.Namespace(
         "app-namespace",
         metadata={
@@ -81,7 +86,7 @@ def build(settings: Settings) -> Platform:
         },
     )
     workloads = Workloads("workloads", workloads_args(settings, app_namespace.metadata["name"]))
-    return Platform(app_namespace=app_namespace, workloads=workloads)
+    return Platform(gcp_provider=gcp_provider, app_namespace=app_namespace, workloads=workloads)
 
 
 def main() -> None:

@@ -99,6 +99,10 @@ _MEMORY_FACTORS = {
     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
 }
 _DURATION = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
+_GCP_PROJECT = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
+_GCP_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+_GCP_NETWORK = re.compile(r"^([a-z]([-a-z0-9]{0,61}[a-z0-9])?|projects/[a-z][-a-z0-9]{4,28}[a-z0-9]/global/networks/"
+                          r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?)$")
 _REDIS_URL = re.compile(r"^rediss?://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:\d{1,5})?(,[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:\d{1,5})?)*/?$")
 
 
@@ -179,6 +183,18 @@ class MeshSettings:
 
 
 @dataclass(frozen=True)
+class GcpSettings:
+    """Where the stack's Google Cloud resources live (the GKE cluster's project, region and zones)."""
+
+    project: str
+    region: str
+    zones: tuple[str, ...]
+    """The cluster's zones: one ingress-gateway NEG per zone, and the spread for zonal workloads."""
+    network: str
+    """The VPC the cluster runs in (private IP services attach to it)."""
+
+
+@dataclass(frozen=True)
 class MonitoringSettings:
     """Where the metrics scraper runs (the only peer allowed to reach metrics ports)."""
 
@@ -241,6 +257,7 @@ class Settings:
     kubernetes_version: str
     domain: str
     app_namespace: str
+    gcp: GcpSettings
     mesh: MeshSettings
     monitoring: MonitoringSettings
     redis: RedisSettings
@@ -252,6 +269,16 @@ class Settings:
     @property
     def is_prod(self) -> bool:
         return self.environment == "prod"
+
+    @property
+    def product_host(self) -> str:
+        """The public host of the product (WebSocket and frontends)."""
+        return self.domain
+
+    @property
+    def auth_host(self) -> str:
+        """Keycloak's public host: its own host, since the product's `/admin` is the admin frontend."""
+        return f"auth.{self.domain}"
 
 
 # ---------------------------------------------------------------- reading structured values
@@ -390,8 +417,10 @@ def _decode(key: str, raw: str, expect_object: bool, secret: bool) -> Any:
 
 # ---------------------------------------------------------------- the parser
 
-_TOP_LEVEL_OBJECTS = ("mesh", "monitoring", "redis", "sessions", "websocket", "frontends")
+_TOP_LEVEL_OBJECTS = ("gcp", "mesh", "monitoring", "redis", "sessions", "websocket", "frontends")
 _TOP_LEVEL_SCALARS = ("environment", "kubernetesVersion", "domain", "appNamespace", *SECRET_KEYS)
+TOP_LEVEL_OBJECTS = _TOP_LEVEL_OBJECTS
+"""Top-level keys whose values are objects (Pulumi hands them to the program as JSON text)."""
 ALLOWED_KEYS: tuple[str, ...] = tuple(sorted(_TOP_LEVEL_OBJECTS + _TOP_LEVEL_SCALARS))
 
 
@@ -441,6 +470,21 @@ def parse_settings(
                             secret=True)
     if not isinstance(password, str) or len(password) < 16:
         raise SettingsError(password_key, password, "must be a string of at least 16 characters", secret=True)
+
+    gcp_s = top.section("gcp")
+    region = gcp_s.string("region", _GCP_REGION, "must be a GCP region such as 'europe-west1'")
+    zones = gcp_s._get("zones", _MISSING)
+    if (not isinstance(zones, list) or not zones or len(set(map(str, zones))) != len(zones)
+            or not all(isinstance(z, str) and re.fullmatch(rf"{re.escape(region)}-[a-z]", z) for z in zones)):
+        gcp_s.fail("zones", zones, f"must be a non-empty list of distinct zones of {region}, like {region}-b")
+    gcp = GcpSettings(
+        project=gcp_s.string("project", _GCP_PROJECT, "must be a GCP project id (6-30 of a-z, 0-9, '-')"),
+        region=region,
+        zones=tuple(zones),
+        network=gcp_s.string("network", _GCP_NETWORK,
+                             "must be a VPC network name or projects/<project>/global/networks/<name>"),
+    )
+    gcp_s.done()
 
     mesh_s = top.section("mesh")
     cni = mesh_s._get("cni", _MISSING)
@@ -539,6 +583,7 @@ def parse_settings(
         kubernetes_version=kubernetes_version,
         domain=domain,
         app_namespace=app_namespace,
+        gcp=gcp,
         mesh=mesh,
         monitoring=monitoring,
         redis=redis,

@@ -10,7 +10,6 @@ every registered rule. Cases marked `bug=` document a known rule defect (strict 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +30,9 @@ from pulumi_policy.proxy import UnknownValueError
 import policies.catalog  # noqa: F401  (registers every rule)
 from policies import offline
 from policies.crossguard import build_policies, resource_policy, stack_policy
-from policies.engine import MANDATORY, REGISTRY, Context, Report, Resource, Rule, analyzer_props, evaluate
+from policies.engine import MANDATORY, REGISTRY, Context, Resource, Rule, analyzer_props, evaluate
 from policies.kubernetes import DEPLOYMENT, HPA, NETWORK_POLICY, PDB
+from tests.policy_cases import Case, bad, check_failing_case, check_passing_case, collect_cases, ok, params
 from tests.policy_fixtures import (
     CONTAINER,
     DELETE,
@@ -79,32 +79,6 @@ ANTI_AFFINITY = {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExec
     "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
                         "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "web"}}},
 }]}}
-
-
-@dataclass(frozen=True)
-class Case:
-    rule: str
-    passes: bool
-    why: str
-    wires: tuple[Wire, ...]
-    stack: str = "prod"
-    also: frozenset[str] = frozenset()
-    """Other rules the failing input is known to trip too."""
-    bug: str = ""
-    """Non-empty: the case documents a rule defect and is expected to fail (strict xfail)."""
-
-    @property
-    def id(self) -> str:
-        return f"{self.rule}:{'pass' if self.passes else 'fail'}:{self.why}"
-
-
-def ok(rule: str, why: str, wires: list[Wire], *, stack: str = "prod", bug: str = "") -> Case:
-    return Case(rule, True, why, tuple(wires), stack, bug=bug)
-
-
-def bad(rule: str, why: str, wires: list[Wire], *, stack: str = "prod", also: tuple[str, ...] = (),
-        bug: str = "") -> Case:
-    return Case(rule, False, why, tuple(wires), stack, frozenset(also), bug)
 
 
 def web(**edits: Any) -> list[Wire]:
@@ -294,29 +268,20 @@ CASES: list[Case] = [
 ]
 
 
-def params(cases: list[Case]) -> list[Any]:
-    return [pytest.param(c, id=c.id, marks=[pytest.mark.xfail(strict=True, reason=c.bug)] if c.bug else [])
-            for c in cases]
-
-
-def run(case: Case) -> Report:
-    """The whole pack over the case's resources, as the offline runner would."""
-    return evaluate([to_resource(w, case.stack) for w in case.wires], Context(stack=case.stack))
-
-
 # ---------------------------------------------------------------- the case table itself
 
 def test_every_rule_has_a_passing_and_a_failing_case() -> None:
-    covered = {(c.rule, c.passes) for c in CASES if not c.bug}
+    covered = {(c.rule, c.passes) for c in collect_cases() if not c.bug}
     missing = [f"{name}: no {'passing' if passes else 'failing'} case"
                for name in REGISTRY for passes in (True, False) if (name, passes) not in covered]
     assert not missing, "\n".join(missing)
 
 
 def test_cases_name_registered_rules_and_have_unique_ids() -> None:
-    named = {c.rule for c in CASES} | {r for c in CASES for r in c.also}
+    cases = collect_cases()
+    named = {c.rule for c in cases} | {r for c in cases for r in c.also}
     assert named <= set(REGISTRY), f"cases for unregistered rules: {sorted(named - set(REGISTRY))}"
-    ids = [c.id for c in CASES]
+    ids = [c.id for c in cases]
     assert len(ids) == len(set(ids)), "duplicate case ids"
 
 
@@ -324,26 +289,12 @@ def test_cases_name_registered_rules_and_have_unique_ids() -> None:
 
 @pytest.mark.parametrize("case", params([c for c in CASES if not c.passes]))
 def test_failing_case_reports_its_rule(case: Case) -> None:
-    report = run(case)
-    assert report.not_evaluated == []
-    assert case.rule in report.failed_policies(), report.as_text()
-    assert report.failed_policies() - {case.rule} == case.also, report.as_text()
-    urns = {urn(w.type, w.name, case.stack) for w in case.wires}
-    for violation in report.violations:
-        assert violation.urn in urns and violation.message
-        assert violation.enforcement == MANDATORY
-        assert violation.severity == REGISTRY[violation.policy].severity
+    check_failing_case(case)
 
 
 @pytest.mark.parametrize("case", params([c for c in CASES if c.passes]))
 def test_passing_case_reports_nothing(case: Case) -> None:
-    rule = REGISTRY[case.rule]
-    assert rule.applies_to is None or any(rule.applies_to(w.type) for w in case.wires), \
-        "the case holds no resource the rule judges, so passing proves nothing"
-    report = run(case)
-    assert case.rule not in report.failed_policies(), report.as_text()
-    assert report.violations == [], report.as_text()
-    assert report.not_evaluated == []
+    check_passing_case(case)
 
 
 def test_prod_only_rules_follow_the_production_stacks() -> None:

@@ -14,6 +14,7 @@ from stacks.settings import (
     ALLOWED_KEYS,
     PROJECT,
     SECRET_KEYS,
+    TOP_LEVEL_OBJECTS,
     SecretStr,
     SettingsError,
     parse_cpu_millis,
@@ -24,7 +25,7 @@ from stacks.settings import (
 from tools import render as render_tool
 
 PASSWORD = "correct-horse-battery-staple-42"
-OBJECT_KEYS = ("mesh", "monitoring", "redis", "sessions", "websocket", "frontends")
+OBJECT_KEYS = TOP_LEVEL_OBJECTS
 
 
 def stack_values(stack: str) -> dict[str, Any]:
@@ -59,6 +60,8 @@ def test_committed_stacks_parse(stack: str) -> None:
     assert s.user_frontend.resources.as_k8s() == {
         "requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "100m", "memory": "128Mi"}}
     assert s.redis.password == SecretStr(PASSWORD)
+    assert s.gcp.zones and all(zone.startswith(f"{s.gcp.region}-") for zone in s.gcp.zones)
+    assert (s.product_host, s.auth_host) == (s.domain, f"auth.{s.domain}")
 
 
 def test_prod_is_sized_for_the_requirements() -> None:
@@ -131,6 +134,12 @@ BAD_VALUES = [
     ("redis.port", 70000, "redis.port", "from 1 to 65535"),
     ("redis.url", "redis://redis.other.svc.cluster.local:6379", "redis.url", "namespace 'aiwfe-redis'"),
     ("redis.url", "redis://redis.aiwfe-redis.svc.cluster.local:6380", "redis.url", "on port 6379"),
+    ("gcp.zones", ["us-central1-a"], "gcp.zones", "zones of europe-west1"),
+    ("gcp.zones", [], "gcp.zones", "non-empty list"),
+    ("gcp.zones", ["europe-west1-b", "europe-west1-b"], "gcp.zones", "distinct"),
+    ("gcp.project", "AIWFE", "gcp.project", "project id"),
+    ("gcp.network", "projects/x/networks/vpc", "gcp.network", "VPC network name"),
+    ("gcp.region", ..., "gcp.region", "is required"),
     ("mesh.cni", "yes", "mesh.cni", "must be true"),
     ("mesh.cni", ..., "mesh.cni", "is required"),
     ("monitoring.scraperLabels", {}, "monitoring.scraperLabels", "non-empty map"),

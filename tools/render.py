@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import json
 import shutil
 import sys
@@ -109,11 +110,38 @@ class RecordingMonitor(MockMonitor):
         return response
 
 
+# Offline stand-ins for what a provider computes, per resource type (documentation addresses).
+_MOCK_IPV4 = "203.0.113.10"  # TEST-NET-3 (RFC 5737)
+
+
+def _computed_outputs(type_: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """What the real provider would add to a resource's state, shaped like it, never a real value."""
+    if type_.startswith("random:index/random"):
+        length = int(inputs.get("length", 32))
+        digest = hashlib.sha256(f"{type_}/{name}".encode()).hexdigest()
+        value = (digest * (length // len(digest) + 1))[:length]
+        return {"result": value, "hex": value, "b64Std": value, "b64Url": value}
+    if type_.startswith("gcp:"):
+        resource_name = str(inputs.get("name") or f"{name}-mock")
+        outputs: dict[str, Any] = {
+            "name": resource_name,
+            "selfLink": f"https://www.googleapis.com/mock/{type_.split(':')[1]}/{resource_name}",
+        }
+        if type_ in ("gcp:compute/globalAddress:GlobalAddress", "gcp:compute/address:Address"):
+            outputs["address"] = inputs.get("address") or _MOCK_IPV4
+        if type_ == "gcp:sql/databaseInstance:DatabaseInstance":
+            outputs["connectionName"] = f"mock-project:mock-region:{resource_name}"
+            outputs["privateIpAddress"] = "10.0.0.5"
+        return outputs
+    return {}
+
+
 class EchoMocks(pulumi.runtime.Mocks):
-    """Every resource's state is its inputs: names given in metadata resolve as they would."""
+    """Every resource's state is its inputs, plus stand-ins for what providers compute
+    (generated passwords, self links, addresses): names given in metadata resolve as they would."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
-        return f"{args.name}-id", dict(args.inputs)
+        return f"{args.name}-id", {**_computed_outputs(args.typ, args.name, args.inputs), **dict(args.inputs)}
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
         return {}, []
