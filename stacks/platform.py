@@ -10,6 +10,7 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from components import podspec
+from components.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.workloads import Workloads, WorkloadsArgs
 from stacks.settings import Settings, load_settings
 
@@ -21,6 +22,7 @@ class Platform:
     gcp_provider: gcp.Provider
     app_namespace: k8s.core.v1.Namespace
     workloads: Workloads
+    load_balancer: LoadBalancer
 
 
 def mesh_namespace_labels(settings: Settings) -> dict[str, str]:
@@ -86,7 +88,20 @@ def build(settings: Settings) -> Platform:
         },
     )
     workloads = Workloads("workloads", workloads_args(settings, app_namespace.metadata["name"]))
-    return Platform(gcp_provider=gcp_provider, app_namespace=app_namespace, workloads=workloads)
+    load_balancer = LoadBalancer(
+        "load-balancer",
+        LoadBalancerArgs(
+            settings=settings.load_balancer,
+            product_host=settings.product_host,
+            auth_host=settings.auth_host,
+            project=settings.gcp.project,
+            zones=settings.gcp.zones,
+            network=settings.gcp.network,
+        ),
+        pulumi.ResourceOptions(providers={"gcp": gcp_provider}),
+    )
+    return Platform(gcp_provider=gcp_provider, app_namespace=app_namespace, workloads=workloads,
+                    load_balancer=load_balancer)
 
 
 def main() -> None:
@@ -99,3 +114,7 @@ def main() -> None:
     pulumi.export("websocket_port", platform.workloads.websocket_port)
     pulumi.export("user_frontend_host", platform.workloads.user_frontend_host)
     pulumi.export("admin_frontend_host", platform.workloads.admin_frontend_host)
+    pulumi.export("ip_address", platform.load_balancer.ip_address)
+    pulumi.export("urls", platform.load_balancer.urls)
+    # The mesh's WebSocket idle timeout must be at least this (the integrator wires it to the mesh).
+    pulumi.export("websocket_timeout_seconds", platform.load_balancer.websocket_timeout_seconds)

@@ -265,6 +265,7 @@ class Settings:
     websocket: WebSocketSettings
     user_frontend: FrontendSettings
     admin_frontend: FrontendSettings
+    load_balancer: LoadBalancerSettings
 
     @property
     def is_prod(self) -> bool:
@@ -415,9 +416,195 @@ def _decode(key: str, raw: str, expect_object: bool, secret: bool) -> Any:
         raise SettingsError(key, raw, "must be an object (a YAML mapping)", secret=secret) from None
 
 
+# ---------------------------------------------------------------- load balancer (issue 6)
+
+# The backend service timeout is the whole lifetime of a WebSocket behind a GCP Application LB
+# (the default 30 s cuts every socket after 30 s). Settings and the policy pack both enforce this.
+MIN_WEBSOCKET_TIMEOUT_SECONDS = 3600
+MAX_BACKEND_TIMEOUT_SECONDS = 7 * 86400
+# Google's health-check probes and its front ends (global external Application LB, zonal
+# GCE_VM_IP_PORT NEGs) connect from these ranges; there is no proxy-only subnet for this LB type.
+GOOGLE_LB_SOURCE_RANGES = ("35.191.0.0/16", "130.211.0.0/22")
+# Request headers the LB must pass through untouched: browsers send the token in
+# Sec-WebSocket-Protocol, other clients in Authorization; Upgrade/Connection carry the handshake.
+PROTECTED_HEADERS = frozenset({"authorization", "sec-websocket-protocol", "sec-websocket-key",
+                               "sec-websocket-version", "sec-websocket-extensions", "upgrade", "connection"})
+# GCP refuses these names in custom headers (hop-by-hop, or reserved by Google).
+GCP_REJECTED_HEADERS = frozenset({"connection", "upgrade", "keep-alive", "te", "trailer", "transfer-encoding",
+                                  "proxy-authorization", "proxy-authenticate", "x-user-ip", "cdn-loop", "host"})
+GCP_REJECTED_HEADER_PREFIXES = ("x-google", "x-goog-", "x-gfe", "x-amz-")
+# `{variable}` placeholders the global external Application LB expands in custom header values
+# (GCP's "custom headers" page). Anything else, and nginx's `$http_*`, would be sent literally.
+GCP_HEADER_VARIABLES = frozenset({
+    "client_rtt_msec", "client_region", "client_region_subdivision", "client_city", "client_city_lat_long",
+    "client_encrypted", "client_protocol", "tls_sni_hostname", "tls_version", "tls_cipher_suite",
+    "tls_ja3_fingerprint", "tls_ja4_fingerprint", "device_request_type", "user_agent_family",
+    "cdn_cache_id", "cdn_cache_status", "origin_request_header",
+})
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an RFC 7230 token
+_HEADER_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_CIDR = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})/(\d|[12]\d|3[0-2])$")
+SESSION_AFFINITIES = ("NONE", "CLIENT_IP", "GENERATED_COOKIE")
+SSL_PROFILES = ("MODERN", "RESTRICTED")
+# Cloud Armor accepts only these rate-limit intervals (seconds).
+RATE_LIMIT_INTERVALS = (10, 30, 60, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700, 3600)
+RATE_LIMIT_ACTIONS = ("throttle", "rate_based_ban")
+
+
+def header_problem(name: str, value: str) -> str | None:
+    """Why GCP would refuse, or mangle, a custom request header; None when it is fine.
+
+    Shared by settings (before anything is declared) and the policy pack (on what is declared)."""
+    lowered = name.lower()
+    if not _HEADER_NAME.match(name):
+        return "the name must be an HTTP header name (RFC 7230 token)"
+    if lowered in PROTECTED_HEADERS:
+        return f"{name} must pass through untouched (auth and WebSocket handshake headers are never set by the LB)"
+    if lowered in GCP_REJECTED_HEADERS or lowered.startswith(GCP_REJECTED_HEADER_PREFIXES):
+        return f"GCP does not allow {name} as a custom header (hop-by-hop or reserved by Google)"
+    if "$" in value:
+        return "GCP does not expand `$...` (nginx syntax): the literal text would be sent"
+    for variable in _HEADER_PLACEHOLDER.findall(value):
+        if variable not in GCP_HEADER_VARIABLES:
+            return f"{{{variable}}} is not a variable GCP expands; known: {', '.join(sorted(GCP_HEADER_VARIABLES))}"
+    if "{" in _HEADER_PLACEHOLDER.sub("", value) or "}" in _HEADER_PLACEHOLDER.sub("", value):
+        return "unbalanced braces: variables are written {name}"
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return "control characters are not allowed in header values"
+    return None
+
+
+@dataclass(frozen=True)
+class RateLimitRule:
+    """One Cloud Armor rate limit, per client IP, on one of the LB's hosts."""
+
+    host: str
+    """`auth` or `product`."""
+    requests: int
+    interval_seconds: int
+    action: str
+    """`throttle` (429 above the rate) or `rate_based_ban` (429 for `ban_seconds` once exceeded)."""
+    ban_seconds: int
+
+
+@dataclass(frozen=True)
+class CloudArmorSettings:
+    """The security policy on both backends: rate limits, blocked ranges, then default allow."""
+
+    rate_limits: tuple[RateLimitRule, ...]
+    blocked_source_ranges: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LoadBalancerSettings:
+    """The GCP HTTPS load balancer in front of the Istio ingress gateway."""
+
+    websocket_timeout_seconds: int
+    """Backend service timeout of `websocket`: the longest a WebSocket can live."""
+    web_timeout_seconds: int
+    draining_timeout_seconds: int
+    session_affinity: str
+    log_sample_rate: float
+    neg_name: str
+    """The gateway's standalone NEG, one per zone of `gcp.zones` (GKE names them alike)."""
+    gateway_http_port: int
+    """The gateway pods' container port behind Service port 80 (what NEG endpoints point at)."""
+    gateway_health_port: int
+    max_rate_per_endpoint: int
+    ssl_profile: str
+    node_tags: tuple[str, ...]
+    """Network tags of the GKE nodes; empty applies the firewall rule to the whole VPC."""
+    custom_request_headers: Mapping[str, str]
+    cloud_armor: CloudArmorSettings
+
+
+def _float(section: _Section, name: str, low: float, high: float, default: float) -> float:
+    value = section._get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        section.fail(name, value, f"must be a number from {low} to {high}")
+    return float(value)
+
+
+def _parse_load_balancer(top: _Section) -> LoadBalancerSettings:
+    lb = top.section("loadBalancer")
+    websocket_timeout = lb.duration("websocketTimeout", 1, MAX_BACKEND_TIMEOUT_SECONDS, "1h")
+    if websocket_timeout < MIN_WEBSOCKET_TIMEOUT_SECONDS:
+        lb.fail("websocketTimeout", lb.raw.get("websocketTimeout"),
+                f"must be at least {MIN_WEBSOCKET_TIMEOUT_SECONDS}s: the backend service timeout is the longest "
+                "a WebSocket can live behind the GCP load balancer")
+    affinity = lb._get("sessionAffinity", "NONE")
+    if affinity not in SESSION_AFFINITIES:
+        lb.fail("sessionAffinity", affinity, f"must be one of {', '.join(SESSION_AFFINITIES)}")
+    profile = lb._get("sslPolicyProfile", "MODERN")
+    if profile not in SSL_PROFILES:
+        lb.fail("sslPolicyProfile", profile, f"must be one of {', '.join(SSL_PROFILES)} (both keep TLS >= 1.2)")
+    tags = lb._get("nodeTags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) and _DNS_LABEL.match(t) for t in tags):
+        lb.fail("nodeTags", tags, "must be a list of GCE network tags (lower-case, digits, '-')")
+    headers = lb._get("customRequestHeaders", {})
+    if not isinstance(headers, Mapping) or not all(isinstance(v, str) for v in headers.values()):
+        lb.fail("customRequestHeaders", headers, "must be a map of header name to string value")
+    if len({str(k).lower() for k in headers}) != len(headers):
+        lb.fail("customRequestHeaders", headers, "must not name a header twice")
+    for header, value in headers.items():
+        problem = header_problem(str(header), value)
+        if problem:
+            raise SettingsError(lb.path(f"customRequestHeaders.{header}"), value, problem)
+
+    armor_s = lb.section("cloudArmor")
+    raw_limits = armor_s._get("rateLimits", _MISSING)
+    if not isinstance(raw_limits, list) or not raw_limits:
+        armor_s.fail("rateLimits", raw_limits, "must be a non-empty list of rate limits (one on host 'auth' at least)")
+    limits = []
+    for index, raw in enumerate(raw_limits):
+        one = _Section(armor_s.path(f"rateLimits[{index}]"), raw)
+        host = one._get("host", _MISSING)
+        if host not in ("auth", "product"):
+            one.fail("host", host, "must be 'auth' (Keycloak's host) or 'product'")
+        interval = one.duration("interval", 10, 3600, "60s")
+        if interval not in RATE_LIMIT_INTERVALS:
+            one.fail("interval", one.raw.get("interval", "60s"),
+                     f"Cloud Armor accepts only these intervals (s): {', '.join(map(str, RATE_LIMIT_INTERVALS))}")
+        action = one._get("action", "throttle")
+        if action not in RATE_LIMIT_ACTIONS:
+            one.fail("action", action, f"must be one of {', '.join(RATE_LIMIT_ACTIONS)}")
+        limits.append(RateLimitRule(host=host, requests=one.integer("requests", 1, 1_000_000),
+                                    interval_seconds=interval, action=action,
+                                    ban_seconds=one.duration("banDuration", 60, 86400, "10m")))
+        one.done()
+    if not any(limit.host == "auth" for limit in limits):
+        armor_s.fail("rateLimits", raw_limits, "must include a rate limit on host 'auth' (login endpoints)")
+    blocked = armor_s._get("blockedSourceRanges", [])
+    if not isinstance(blocked, list) or not all(
+            isinstance(r, str) and (m := _CIDR.match(r)) and all(int(o) <= 255 for o in m.groups()[:4])
+            for r in blocked):
+        armor_s.fail("blockedSourceRanges", blocked, "must be a list of IPv4 CIDR ranges like 198.51.100.0/24")
+    armor_s.done()
+
+    settings = LoadBalancerSettings(
+        websocket_timeout_seconds=websocket_timeout,
+        web_timeout_seconds=lb.duration("webTimeout", 5, 600, "30s"),
+        draining_timeout_seconds=lb.duration("drainingTimeout", 0, 3600, "60s"),
+        session_affinity=affinity,
+        log_sample_rate=_float(lb, "logSampleRate", 0.01, 1.0, 1.0),
+        neg_name=lb.string("negName", _DNS_LABEL, "must be the NEG name given in the gateway Service's "
+                                                   "cloud.google.com/neg annotation (a DNS label)"),
+        gateway_http_port=lb.integer("gatewayHttpPort", 1, 65535, 8080),
+        gateway_health_port=lb.integer("gatewayHealthPort", 1, 65535, 15021),
+        max_rate_per_endpoint=lb.integer("maxRatePerEndpoint", 1, 1_000_000, 1000),
+        ssl_profile=profile,
+        node_tags=tuple(tags),
+        custom_request_headers=MappingProxyType({str(k): v for k, v in headers.items()}),
+        cloud_armor=CloudArmorSettings(rate_limits=tuple(limits), blocked_source_ranges=tuple(blocked)),
+    )
+    lb.done()
+    return settings
+
+
 # ---------------------------------------------------------------- the parser
 
-_TOP_LEVEL_OBJECTS = ("gcp", "mesh", "monitoring", "redis", "sessions", "websocket", "frontends")
+_TOP_LEVEL_OBJECTS = ("gcp", "mesh", "monitoring", "redis", "sessions", "websocket", "frontends",
+                      "loadBalancer")
 _TOP_LEVEL_SCALARS = ("environment", "kubernetesVersion", "domain", "appNamespace", *SECRET_KEYS)
 TOP_LEVEL_OBJECTS = _TOP_LEVEL_OBJECTS
 """Top-level keys whose values are objects (Pulumi hands them to the program as JSON text)."""
@@ -574,6 +761,7 @@ def parse_settings(
         )
         one.done()
     fe_s.done()
+    load_balancer = _parse_load_balancer(top)
     top.done()
 
     return Settings(
@@ -591,6 +779,7 @@ def parse_settings(
         websocket=websocket,
         user_frontend=frontends["user"],
         admin_frontend=frontends["admin"],
+        load_balancer=load_balancer,
     )
 
 
