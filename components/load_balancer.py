@@ -41,6 +41,16 @@ def neg_url(project: str, zone: str, name: str) -> str:
     return f"https://www.googleapis.com/compute/v1/projects/{project}/zones/{zone}/networkEndpointGroups/{name}"
 
 
+def global_link(project: str, collection: str, name: str) -> str:
+    """The self link GCP gives a global resource, e.g. `backendServices`, `aiwfe-web`.
+
+    References between the LB's resources use these instead of the `self_link` outputs: the names
+    are ours, so the links are known at `pulumi preview` and the policy pack can follow the URL map
+    to its backends before anything exists (an output link is unknown until created, and every
+    cross-resource rule would be "not evaluated" on a first preview). `depends_on` keeps the order."""
+    return f"https://www.googleapis.com/compute/v1/projects/{project}/global/{collection}/{name}"
+
+
 def host_expression(host: str) -> str:
     """Cloud Armor (CEL) match for requests to `host` (with or without an explicit :443)."""
     return f"request.headers['host'].lower().matches('^{re.escape(host)}(:443)?$')"
@@ -80,12 +90,20 @@ class LoadBalancer(pulumi.ComponentResource):
         s = args.settings
         prefix = args.name_prefix
 
+        def link(collection: str, resource_name: str) -> str:
+            return global_link(args.project, collection, resource_name)
+
+        def after(*resources: pulumi.Resource) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions(parent=self, depends_on=list(resources))
+
+        health_check_name = f"{prefix}-gateway-ready"
+        security_policy_name = f"{prefix}-edge-policy"
         address = compute.GlobalAddress(
             f"{name}-address", name=f"{prefix}-lb-ip", address_type="EXTERNAL", ip_version="IPV4", opts=child)
 
         health_check = compute.HealthCheck(
             f"{name}-gateway-health-check",
-            name=f"{prefix}-gateway-ready",
+            name=health_check_name,
             description="Istio ingress gateway readiness (status port)",
             check_interval_sec=5,
             timeout_sec=5,
@@ -118,7 +136,7 @@ class LoadBalancer(pulumi.ComponentResource):
 
         security_policy = compute.SecurityPolicy(
             f"{name}-security-policy",
-            name=f"{prefix}-edge-policy",
+            name=security_policy_name,
             description="Rate limits on the auth (and product) host, blocked ranges, default allow",
             type="CLOUD_ARMOR",
             rules=self._armor_rules(s, args),
@@ -139,8 +157,8 @@ class LoadBalancer(pulumi.ComponentResource):
                 timeout_sec=timeout,
                 connection_draining_timeout_sec=s.draining_timeout_seconds,
                 session_affinity=affinity,
-                health_checks=health_check.self_link,
-                security_policy=security_policy.self_link,
+                health_checks=link("healthChecks", health_check_name),
+                security_policy=link("securityPolicies", security_policy_name),
                 custom_request_headers=headers or None,
                 log_config=compute.BackendServiceLogConfigArgs(enable=True, sample_rate=s.log_sample_rate),
                 # Zonal GCE_VM_IP_PORT NEGs behind an Application LB take RATE (UTILIZATION is for
@@ -149,19 +167,21 @@ class LoadBalancer(pulumi.ComponentResource):
                     group=neg, balancing_mode="RATE", max_rate_per_endpoint=s.max_rate_per_endpoint,
                     capacity_scaler=1.0) for neg in negs],
                 # No `iap` block: IAP would consume the Authorization header of every WebSocket.
-                opts=child,
+                opts=after(health_check, security_policy),
             )
 
         websocket = backend_service(
             "websocket", s.websocket_timeout_seconds, s.session_affinity,
             "WebSocket upgrades: the timeout is the longest a WebSocket lives")
         web = backend_service("web", s.web_timeout_seconds, "NONE", "Frontends and Keycloak: ordinary requests")
+        websocket_link = link("backendServices", f"{prefix}-websocket")
+        web_link = link("backendServices", f"{prefix}-web")
 
         url_map = compute.URLMap(
             f"{name}-url-map",
             name=f"{prefix}-https",
             description="Product host: WebSocket paths to `websocket`, the rest to `web`; auth host to `web`",
-            default_service=web.self_link,
+            default_service=web_link,
             host_rules=[
                 compute.URLMapHostRuleArgs(hosts=[args.product_host], path_matcher="product"),
                 compute.URLMapHostRuleArgs(hosts=[args.auth_host], path_matcher="auth"),
@@ -169,15 +189,15 @@ class LoadBalancer(pulumi.ComponentResource):
             path_matchers=[
                 compute.URLMapPathMatcherArgs(
                     name="product",
-                    default_service=web.self_link,
+                    default_service=web_link,
                     path_rules=[
-                        compute.URLMapPathMatcherPathRuleArgs(paths=list(WEBSOCKET_PATHS), service=websocket.self_link),
-                        compute.URLMapPathMatcherPathRuleArgs(paths=list(FRONTEND_PATHS), service=web.self_link),
+                        compute.URLMapPathMatcherPathRuleArgs(paths=list(WEBSOCKET_PATHS), service=websocket_link),
+                        compute.URLMapPathMatcherPathRuleArgs(paths=list(FRONTEND_PATHS), service=web_link),
                     ],
                 ),
-                compute.URLMapPathMatcherArgs(name="auth", default_service=web.self_link),
+                compute.URLMapPathMatcherArgs(name="auth", default_service=web_link),
             ],
-            opts=child,
+            opts=after(websocket, web),
         )
 
         certificate = compute.ManagedSslCertificate(
@@ -192,10 +212,10 @@ class LoadBalancer(pulumi.ComponentResource):
         https_proxy = compute.TargetHttpsProxy(
             f"{name}-https-proxy",
             name=f"{prefix}-https",
-            url_map=url_map.self_link,
-            ssl_certificates=[certificate.self_link],
-            ssl_policy=ssl_policy.self_link,
-            opts=child,
+            url_map=link("urlMaps", f"{prefix}-https"),
+            ssl_certificates=[link("sslCertificates", f"{prefix}-edge-cert")],
+            ssl_policy=link("sslPolicies", f"{prefix}-tls12"),
+            opts=after(url_map, certificate, ssl_policy),
         )
         compute.GlobalForwardingRule(
             f"{name}-https-forwarding-rule",
@@ -204,8 +224,8 @@ class LoadBalancer(pulumi.ComponentResource):
             ip_protocol="TCP",
             ip_address=address.address,
             port_range="443",
-            target=https_proxy.self_link,
-            opts=child,
+            target=link("targetHttpsProxies", f"{prefix}-https"),
+            opts=after(https_proxy),
         )
 
         redirect_map = compute.URLMap(
@@ -217,7 +237,8 @@ class LoadBalancer(pulumi.ComponentResource):
             opts=child,
         )
         http_proxy = compute.TargetHttpProxy(
-            f"{name}-http-proxy", name=f"{prefix}-http-redirect", url_map=redirect_map.self_link, opts=child)
+            f"{name}-http-proxy", name=f"{prefix}-http-redirect",
+            url_map=link("urlMaps", f"{prefix}-http-redirect"), opts=after(redirect_map))
         compute.GlobalForwardingRule(
             f"{name}-http-forwarding-rule",
             name=f"{prefix}-http-redirect",
@@ -225,8 +246,8 @@ class LoadBalancer(pulumi.ComponentResource):
             ip_protocol="TCP",
             ip_address=address.address,
             port_range="80",
-            target=http_proxy.self_link,
-            opts=child,
+            target=link("targetHttpProxies", f"{prefix}-http-redirect"),
+            opts=after(http_proxy),
         )
 
         self.ip_address = address.address
@@ -236,8 +257,8 @@ class LoadBalancer(pulumi.ComponentResource):
             "auth": f"https://{args.auth_host}/",
         }
         self.websocket_timeout_seconds = s.websocket_timeout_seconds
-        self.websocket_backend = websocket.self_link
-        self.web_backend = web.self_link
+        self.websocket_backend = pulumi.Output.from_input(websocket_link)
+        self.web_backend = pulumi.Output.from_input(web_link)
         self.register_outputs({
             "ip_address": self.ip_address,
             "urls": self.urls,
