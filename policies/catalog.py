@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from policies import kubernetes  # noqa: F401  (registers the Kubernetes rules)
+from policies import gcp, kubernetes  # noqa: F401  (registers the GCP and Kubernetes rules)
 from policies.engine import REGISTRY, Rule
 
 
