@@ -12,7 +12,7 @@ last path segment (the GCP name).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from policies.engine import Context, Resource, resource_rule, stack_rule
@@ -54,7 +54,7 @@ def _walk(value: Any) -> Iterator[Mapping[str, Any]]:
         yield value
         for child in value.values():
             yield from _walk(child)
-    elif isinstance(value, (list, tuple)):
+    elif isinstance(value, Sequence) and not isinstance(value, str):
         for child in value:
             yield from _walk(child)
 

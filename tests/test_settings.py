@@ -150,6 +150,34 @@ BAD_VALUES = [
     ("frontends.admin.image", "nginx", "frontends.admin.image", "pinned"),
     ("redisPassword", "short", "redisPassword", "at least 16 characters"),
     ("replicas", 3, "replicas", "unknown key; allowed keys: " + ", ".join(ALLOWED_KEYS)),
+    # load balancer (issue 6)
+    ("loadBalancer.websocketTimeout", "30s", "loadBalancer.websocketTimeout", "at least 3600s"),
+    ("loadBalancer.websocketTimeout", "59m59s", "loadBalancer.websocketTimeout", "at least 3600s"),
+    ("loadBalancer.customRequestHeaders", {"X-Auth": "$http_authorization"},
+     "loadBalancer.customRequestHeaders.X-Auth", "does not expand `$...`"),
+    ("loadBalancer.customRequestHeaders", {"X-Client-IP": "{client_ip}"},
+     "loadBalancer.customRequestHeaders.X-Client-IP", "{client_ip} is not a variable GCP expands"),
+    ("loadBalancer.customRequestHeaders", {"X-Geo": "{client_region"},
+     "loadBalancer.customRequestHeaders.X-Geo", "unbalanced braces"),
+    ("loadBalancer.customRequestHeaders", {"Authorization": "{tls_version}"},
+     "loadBalancer.customRequestHeaders.Authorization", "must pass through untouched"),
+    ("loadBalancer.customRequestHeaders", {"sec-websocket-protocol": "x"},
+     "loadBalancer.customRequestHeaders.sec-websocket-protocol", "must pass through untouched"),
+    ("loadBalancer.customRequestHeaders", {"Keep-Alive": "1"},
+     "loadBalancer.customRequestHeaders.Keep-Alive", "hop-by-hop or reserved"),
+    ("loadBalancer.customRequestHeaders", {"X-Goog-Thing": "1"},
+     "loadBalancer.customRequestHeaders.X-Goog-Thing", "hop-by-hop or reserved"),
+    ("loadBalancer.customRequestHeaders", {"X Bad": "1"}, "loadBalancer.customRequestHeaders.X Bad", "RFC 7230"),
+    ("loadBalancer.sessionAffinity", "CLIENT_IP_PORT_PROTO", "loadBalancer.sessionAffinity", "one of NONE"),
+    ("loadBalancer.sslPolicyProfile", "COMPATIBLE", "loadBalancer.sslPolicyProfile", "one of MODERN"),
+    ("loadBalancer.logSampleRate", 0, "loadBalancer.logSampleRate", "number from 0.01 to 1.0"),
+    ("loadBalancer.negName", ..., "loadBalancer.negName", "is required"),
+    ("loadBalancer.nodeTags", ["GKE Nodes"], "loadBalancer.nodeTags", "network tags"),
+    ("loadBalancer.cloudArmor.rateLimits", [], "loadBalancer.cloudArmor.rateLimits", "non-empty list"),
+    ("loadBalancer.cloudArmor.rateLimits", [{"host": "product", "requests": 10}],
+     "loadBalancer.cloudArmor.rateLimits", "on host 'auth'"),
+    ("loadBalancer.cloudArmor.blockedSourceRanges", ["10.0.0.0/33"], "loadBalancer.cloudArmor.blockedSourceRanges",
+     "IPv4 CIDR"),
 ]
 
 
@@ -168,6 +196,37 @@ def test_bad_value_names_key_value_and_what_is_allowed(path: str, value: Any, ke
     elif key != "websocket.drainDelay":  # that one reports the default it compared
         shown = repr(offending) if isinstance(offending, str) else json.dumps(offending)
         assert f"= {shown}:" in message
+
+
+@pytest.mark.parametrize(("limit", "key", "allowed"), [
+    ({"host": "auth", "requests": 10, "interval": "45s"}, "rateLimits[0].interval", "only these intervals"),
+    ({"host": "auth", "requests": 10, "action": "deny"}, "rateLimits[0].action", "throttle, rate_based_ban"),
+    ({"host": "keycloak", "requests": 10}, "rateLimits[0].host", "must be 'auth'"),
+    ({"host": "auth"}, "rateLimits[0].requests", "is required"),
+])
+def test_bad_rate_limit_names_its_index(limit: dict, key: str, allowed: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        parse(mutate(stack_values("prod"), "loadBalancer.cloudArmor.rateLimits", [limit]))
+    assert error.value.key == f"{PROJECT}:loadBalancer.cloudArmor.{key}"
+    assert allowed in str(error.value)
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_load_balancer_settings_of_the_committed_stacks(stack: str) -> None:
+    lb = parse(stack_values(stack), stack).load_balancer
+    assert lb.websocket_timeout_seconds >= 3600 > lb.web_timeout_seconds
+    assert any(limit.host == "auth" for limit in lb.cloud_armor.rate_limits)
+    assert (lb.gateway_http_port, lb.gateway_health_port) == (8080, 15021)
+
+
+def test_load_balancer_defaults() -> None:
+    values = stack_values("prod")
+    values[f"{PROJECT}:loadBalancer"] = {"negName": "gw", "cloudArmor": {"rateLimits": [{"host": "auth",
+                                                                                         "requests": 100}]}}
+    lb = parse(values).load_balancer
+    assert (lb.websocket_timeout_seconds, lb.web_timeout_seconds, lb.session_affinity) == (3600, 30, "NONE")
+    assert (lb.log_sample_rate, lb.ssl_profile, lb.custom_request_headers) == (1.0, "MODERN", {})
+    assert lb.cloud_armor.rate_limits[0].interval_seconds == 60
 
 
 def test_image_digest_is_a_valid_pin() -> None:
