@@ -199,3 +199,22 @@ def test_resolver_cli(rendered: dict, capsys: pytest.CaptureFixture[str]) -> Non
     lines = capsys.readouterr().out.splitlines()
     assert lines == ["aiwfe-https: aiwfe.example.com/ws -> aiwfe-websocket (timeout 7200s)",
                      "aiwfe-https: aiwfe.example.com/user/ -> aiwfe-web (timeout 30s)"]
+
+
+def test_policy_pack_judges_the_rendered_lb(rendered: dict) -> None:
+    """The rules follow the real render's URL map to its WebSocket backend: shortening that backend's
+    timeout, or adding an Authorization rewrite to the URL map, fails the render."""
+    import copy
+
+    from policies import offline
+
+    document = copy.deepcopy(rendered["prod"].document)
+    assert offline.evaluate_document(document).violations == []
+    by_name = {r["name"]: r for r in document["resources"]}
+    by_name["load-balancer-websocket-backend"]["props"]["timeoutSec"] = 30.0
+    by_name["load-balancer-url-map"]["props"]["pathMatchers"][0]["headerAction"] = {
+        "requestHeadersToAdds": [{"headerName": "Authorization", "headerValue": "$http_authorization",
+                                  "replace": True}]}
+    failed = offline.evaluate_document(document).failed_policies()
+    assert failed == {"gcp-compute-websocket-backend-require-long-timeout", "gcp-compute-disallow-auth-header-rewrite",
+                      "gcp-compute-disallow-unexpanded-header-placeholders"}
