@@ -40,7 +40,7 @@ WEBSOCKET_OUTLIER_DETECTION: dict[str, Any] = {"consecutive5xxErrors": 5, "inter
 # the prefix in the header value and takes the token from the JWT characters after it to the end.
 BEARER_PREFIX = "Bearer "
 WEBSOCKET_PROTOCOL_HEADER = "Sec-WebSocket-Protocol"
-WEBSOCKET_TOKEN_PREFIX = "jwt-auth, jwt."
+WEBSOCKET_TOKEN_PREFIX = "jwt-auth, jwt."  # noqa: S105 (a header prefix, not a secret)
 JWT_FROM_HEADERS: list[dict[str, str]] = [
     {"name": "Authorization", "prefix": BEARER_PREFIX},
     {"name": WEBSOCKET_PROTOCOL_HEADER, "prefix": WEBSOCKET_TOKEN_PREFIX},

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from policies import kubernetes  # noqa: F401  (registers the Kubernetes rules)
-from policies import istio  # noqa: F401  (registers the Istio rules)
+from policies import (
+    istio,  # noqa: F401  (registers the Istio rules)
+    kubernetes,  # noqa: F401  (registers the Kubernetes rules)
+)
 from policies.engine import REGISTRY, Rule
 
 

@@ -24,7 +24,7 @@ PROTECTED_HEADERS = ("authorization", "sec-websocket-protocol")
 WEBSOCKET_PATH = re.compile(r"^/(ws|websocket)(/|$)")
 
 
-def istio_kind(*kinds: str):  # noqa: ANN201 (a predicate)
+def istio_kind(*kinds: str):
     def applies(resource_type: str) -> bool:
         match = _TYPE.match(resource_type)
         return bool(match) and match["kind"] in kinds
@@ -305,7 +305,7 @@ def _denies_tokenless(rule: Mapping[str, Any]) -> bool:
     sources = items(rule.get("from"))
     if not sources:
         return True
-    return any(set((s.get("source") or {})) == {"notRequestPrincipals"} and items(s["source"]["notRequestPrincipals"])
+    return any(set(s.get("source") or {}) == {"notRequestPrincipals"} and items(s["source"]["notRequestPrincipals"])
                for s in sources)
 
 

@@ -37,7 +37,8 @@ def meta(name: str, namespace: str) -> dict[str, Any]:
 
 
 def gateway() -> dict[str, Any]:
-    return {"apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": meta("aiwfe-gateway", "istio-ingress"),
+    return {"apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+            "metadata": meta("aiwfe-gateway", "istio-ingress"),
             "spec": {"selector": dict(GATEWAY_LABELS),
                      "servers": [{"port": {"number": 80.0, "name": "http", "protocol": "HTTP"},
                                   "hosts": [f"aiwfe/{HOST}"]}]}}
@@ -48,7 +49,8 @@ def ws_match(uri: dict[str, str]) -> dict[str, Any]:
 
 
 def virtual_service() -> dict[str, Any]:
-    return {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": meta("aiwfe-product", "aiwfe"),
+    return {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": meta("aiwfe-product", "aiwfe"),
             "spec": {"hosts": [HOST], "gateways": ["istio-ingress/aiwfe-gateway"], "http": [
                 {"name": "websocket", "match": [ws_match({"exact": "/ws"}), ws_match({"prefix": "/ws/"})],
                  "route": [{"destination": {"host": "websocket.aiwfe.svc.cluster.local", "port": {"number": 8080.0}}}],
@@ -71,7 +73,8 @@ def websocket_rule() -> dict[str, Any]:
 
 
 def frontend_rule(host: str = "user-frontend") -> dict[str, Any]:
-    return {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": meta("user-frontend", "aiwfe"),
+    return {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": meta("user-frontend", "aiwfe"),
             "spec": {"host": host, "trafficPolicy": {
                 "outlierDetection": {"consecutive5xxErrors": 5.0, "interval": "5s", "baseEjectionTime": "30s",
                                      "maxEjectionPercent": 50.0, "minHealthPercent": 50.0}}}}
@@ -194,7 +197,8 @@ CASES = [
         edge(vs={"spec.http.2.headers": {"request": {"set": {"Authorization": "$http_authorization"}}}})),
     bad(AUTH_HEADERS, "a destination removing Sec-WebSocket-Protocol",
         edge(vs={WS + "route.0.headers": {"request": {"remove": ["sec-websocket-protocol"]}}})),
-    bad(AUTH_HEADERS, "the JWT filter strips the token header", edge(ra={"spec.jwtRules.0.forwardOriginalToken": False})),
+    bad(AUTH_HEADERS, "the JWT filter strips the token header",
+        edge(ra={"spec.jwtRules.0.forwardOriginalToken": False})),
     bad(AUTH_HEADERS, "default locations (Authorization) without forwarding",
         edge(ra={"spec.jwtRules.0.fromHeaders": DELETE, "spec.jwtRules.0.forwardOriginalToken": DELETE})),
     bad(AUTH_HEADERS, "a claim written over Authorization",

@@ -150,6 +150,17 @@ BAD_VALUES = [
     ("frontends.admin.image", "nginx", "frontends.admin.image", "pinned"),
     ("redisPassword", "short", "redisPassword", "at least 16 characters"),
     ("replicas", 3, "replicas", "unknown key; allowed keys: " + ", ".join(ALLOWED_KEYS)),
+    # mesh.* keys of the Mesh component
+    ("mesh.istioVersion", "1.20.1", "mesh.istioVersion", "supported Istio release, one of 1.28, 1.29, 1.30"),
+    ("mesh.istioVersion", "1.30", "mesh.istioVersion", "Istio release like '1.30.3'"),
+    ("mesh.istioVersion", ..., "mesh.istioVersion", "is required"),
+    ("mesh.mtlsMode", "PERMISSIVE", "mesh.mtlsMode", "must be STRICT in prod"),
+    ("mesh.mtlsMode", "DISABLE", "mesh.mtlsMode", "one of STRICT, PERMISSIVE"),
+    ("mesh.tracingSamplingPercent", 150, "mesh.tracingSamplingPercent", "from 0 to 100"),
+    ("mesh.tracingSamplingPercent", "10%", "mesh.tracingSamplingPercent", "from 0 to 100"),
+    ("mesh.accessLogging", "yes", "mesh.accessLogging", "true or false"),
+    ("mesh.ingressGatewayServiceAccount", ..., "mesh.ingressGatewayServiceAccount", "is required"),
+    ("mesh.trustDomain", "Cluster Local", "mesh.trustDomain", "trust domain"),
 ]
 
 
@@ -168,6 +179,13 @@ def test_bad_value_names_key_value_and_what_is_allowed(path: str, value: Any, ke
     elif key != "websocket.drainDelay":  # that one reports the default it compared
         shown = repr(offending) if isinstance(offending, str) else json.dumps(offending)
         assert f"= {shown}:" in message
+
+
+def test_staging_may_relax_mtls_explicitly() -> None:
+    s = parse(mutate(stack_values("staging"), "mesh.mtlsMode", "PERMISSIVE"), stack="staging")
+    assert s.mesh.mtls_mode == "PERMISSIVE"
+    assert parse(stack_values("staging"), stack="staging").mesh.mtls_mode == "STRICT"
+    assert parse(mutate(stack_values("prod"), "mesh.mtlsMode", ...)).mesh.mtls_mode == "STRICT"
 
 
 def test_image_digest_is_a_valid_pin() -> None:
