@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from policies import gcp, kubernetes  # noqa: F401  (registers the GCP and Kubernetes rules)
+from policies import (  # noqa: F401  (importing a rule module registers its rules)
+    gcp,
+    istio,
+    kubernetes,
+)
 from policies.engine import REGISTRY, Rule
 
 

@@ -11,6 +11,7 @@ import pulumi_kubernetes as k8s
 
 from components import podspec
 from components.load_balancer import LoadBalancer, LoadBalancerArgs
+from components.mesh import Mesh, MeshArgs
 from components.workloads import Workloads, WorkloadsArgs
 from stacks.settings import Settings, load_settings
 
@@ -23,6 +24,7 @@ class Platform:
     app_namespace: k8s.core.v1.Namespace
     workloads: Workloads
     load_balancer: LoadBalancer
+    mesh: Mesh
 
 
 def mesh_namespace_labels(settings: Settings) -> dict[str, str]:
@@ -71,6 +73,38 @@ def workloads_args(settings: Settings, namespace: pulumi.Input[str]) -> Workload
     )
 
 
+# INTEGRATION: keycloak.realm (the Keycloak component's realm setting replaces this stand-in).
+def _realm_stand_in(settings: Settings) -> str:
+    return "aiwfe-production" if settings.is_prod else f"aiwfe-{settings.environment}"
+
+
+def mesh_args(settings: Settings, app_namespace: pulumi.Input[str], *, lb_websocket_timeout_seconds: int) -> MeshArgs:
+    """What the mesh gets: its settings, the hosts, the WebSocket capacity, and the Keycloak, Redis
+    and load-balancer outputs (stand-ins until those components are merged)."""
+    realm = _realm_stand_in(settings)
+    issuer = f"https://{settings.auth_host}/realms/{realm}"
+    return MeshArgs(
+        settings=settings.mesh,
+        product_host=settings.product_host,
+        auth_host=settings.auth_host,
+        app_namespace=app_namespace,
+        websocket_max_connections=settings.websocket.connections_per_pod * settings.websocket.max_replicas,
+        lb_websocket_timeout_seconds=lb_websocket_timeout_seconds,
+        jwt_issuer=issuer,  # INTEGRATION: keycloak.issuer
+        jwks_uri=f"{issuer}/protocol/openid-connect/certs",  # INTEGRATION: keycloak.jwks_uri
+        keycloak_realm=realm,  # INTEGRATION: keycloak.realm
+        keycloak_namespace="keycloak",  # INTEGRATION: keycloak.namespace (add depends_on the namespace)
+        keycloak_service_host="keycloak.keycloak.svc.cluster.local",  # INTEGRATION: keycloak.service_host
+        keycloak_service_port=8080,  # INTEGRATION: keycloak.service_port
+        keycloak_service_account="keycloak",  # INTEGRATION: keycloak.service_account
+        # INTEGRATION: keycloak.database_service_account (None with Cloud SQL; staging runs in-cluster)
+        keycloak_database_service_account=None if settings.is_prod else "keycloak-postgres",
+        redis_namespace=settings.redis.namespace,  # INTEGRATION: redis.namespace (add depends_on it)
+        redis_service_account="redis-cluster",  # INTEGRATION: redis.service_account
+        redis_client_port=settings.redis.port,  # INTEGRATION: redis.client_port
+    )
+
+
 def build(settings: Settings) -> Platform:
     """Declare every resource of the stack."""
     # Explicit, so the project and region come from validated settings and never from ambient
@@ -100,8 +134,11 @@ def build(settings: Settings) -> Platform:
         ),
         pulumi.ResourceOptions(providers={"gcp": gcp_provider}),
     )
+    mesh = Mesh("mesh", mesh_args(settings, app_namespace.metadata["name"],
+                                  lb_websocket_timeout_seconds=load_balancer.websocket_timeout_seconds),
+                opts=pulumi.ResourceOptions(depends_on=[app_namespace]))
     return Platform(gcp_provider=gcp_provider, app_namespace=app_namespace, workloads=workloads,
-                    load_balancer=load_balancer)
+                    load_balancer=load_balancer, mesh=mesh)
 
 
 def main() -> None:
@@ -116,5 +153,7 @@ def main() -> None:
     pulumi.export("admin_frontend_host", platform.workloads.admin_frontend_host)
     pulumi.export("ip_address", platform.load_balancer.ip_address)
     pulumi.export("urls", platform.load_balancer.urls)
-    # The mesh's WebSocket idle timeout must be at least this (the integrator wires it to the mesh).
     pulumi.export("websocket_timeout_seconds", platform.load_balancer.websocket_timeout_seconds)
+    pulumi.export("mesh_gateway", platform.mesh.gateway)
+    pulumi.export("mesh_jwt_issuer", platform.mesh.jwt_issuer)
+    pulumi.export("mesh_mtls_mode", platform.mesh.mtls_mode)

@@ -30,6 +30,10 @@ WEBSOCKET_PORT = 8080
 HEALTH_PORT = 8081
 FRONTEND_CONTAINER_PORT = 8080
 FRONTEND_SERVICE_PORT = 80
+# Istio minor releases the program supports (all serve networking/security/telemetry .../v1, new in
+# 1.22); older ones are out of support. Extend when a release is tested against its CRD schemas.
+SUPPORTED_ISTIO_MINORS = (28, 29, 30)
+MTLS_MODES = ("STRICT", "PERMISSIVE")
 # REQUIREMENTS: a Redis health check must time out in 3 s at most.
 MAX_REDIS_HEALTH_TIMEOUT_SECONDS = 3
 
@@ -103,6 +107,8 @@ _GCP_PROJECT = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
 _GCP_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 _GCP_NETWORK = re.compile(r"^([a-z]([-a-z0-9]{0,61}[a-z0-9])?|projects/[a-z][-a-z0-9]{4,28}[a-z0-9]/global/networks/"
                           r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?)$")
+_ISTIO_VERSION = re.compile(r"^1\.(?P<minor>\d+)\.(?P<patch>\d+)$")
+_TRUST_DOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _REDIS_URL = re.compile(r"^rediss?://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:\d{1,5})?(,[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:\d{1,5})?)*/?$")
 
 
@@ -180,6 +186,28 @@ class MeshSettings:
     istiod_namespace: str
     ingress_gateway_namespace: str
     ingress_gateway_labels: Mapping[str, str]
+    # Istio resources (the Mesh component): versions, mTLS, gateway identity, telemetry.
+    istio_version: str = "1.30.3"
+    """The Istio release installed on the cluster; decides the API versions the program declares."""
+    mtls_mode: str = "STRICT"
+    """PeerAuthentication mode of the meshed namespaces: STRICT (prod always), PERMISSIVE in staging only."""
+    ingress_gateway_service_account: str = "istio-ingressgateway"
+    """The ingress gateway's ServiceAccount: its SPIFFE principal is the only caller the apps admit."""
+    trust_domain: str = "cluster.local"
+    tracing_sampling_percent: float = 1.0
+    access_logging: bool = True
+
+    @property
+    def istio_minor(self) -> int:
+        return int(self.istio_version.split(".")[1])
+
+    def principal(self, namespace: str, service_account: str) -> str:
+        """The SPIFFE identity (without `spiffe://`) AuthorizationPolicies match a workload by."""
+        return f"{self.trust_domain}/ns/{namespace}/sa/{service_account}"
+
+    @property
+    def ingress_gateway_principal(self) -> str:
+        return self.principal(self.ingress_gateway_namespace, self.ingress_gateway_service_account)
 
 
 @dataclass(frozen=True)
@@ -404,6 +432,35 @@ def _quantity(section: _Section, name: str, default: str, parse: Callable[[str],
         kind = "cpu like '100m' or '0.5'" if parse is parse_cpu_millis else "memory like '128Mi' or '1Gi'"
         section.fail(name, value, f"must be a positive Kubernetes {kind}")
     return value
+
+
+def _mesh_istio_settings(mesh_s: _Section, environment: str) -> dict[str, Any]:
+    """The `mesh.*` keys the Mesh component uses (Istio version, mTLS, gateway identity, telemetry)."""
+    minors = ", ".join(f"1.{m}" for m in SUPPORTED_ISTIO_MINORS)
+    version = mesh_s.string("istioVersion", _ISTIO_VERSION, f"must be an Istio release like '1.30.3' of {minors}")
+    if int(version.split(".")[1]) not in SUPPORTED_ISTIO_MINORS:
+        mesh_s.fail("istioVersion", version, f"must be a supported Istio release, one of {minors} (1.x.y)")
+    mtls = mesh_s._get("mtlsMode", "STRICT")
+    if mtls not in MTLS_MODES:
+        mesh_s.fail("mtlsMode", mtls, f"must be one of {', '.join(MTLS_MODES)}")
+    if environment == "prod" and mtls != "STRICT":
+        mesh_s.fail("mtlsMode", mtls, "must be STRICT in prod (PERMISSIVE is for staging migrations only)")
+    sampling = mesh_s._get("tracingSamplingPercent", 1.0)
+    if isinstance(sampling, bool) or not isinstance(sampling, (int, float)) or not 0 <= sampling <= 100:
+        mesh_s.fail("tracingSamplingPercent", sampling, "must be a number from 0 to 100 (percent of requests traced)")
+    access_logging = mesh_s._get("accessLogging", True)
+    if not isinstance(access_logging, bool):
+        mesh_s.fail("accessLogging", access_logging, "must be true or false")
+    return {
+        "istio_version": version,
+        "mtls_mode": mtls,
+        "ingress_gateway_service_account": mesh_s.string(
+            "ingressGatewayServiceAccount", _DNS_LABEL, "must be a ServiceAccount name (DNS label)"),
+        "trust_domain": mesh_s.string("trustDomain", _TRUST_DOMAIN, "must be a trust domain like 'cluster.local'",
+                                      "cluster.local"),
+        "tracing_sampling_percent": float(sampling),
+        "access_logging": access_logging,
+    }
 
 
 def _decode(key: str, raw: str, expect_object: bool, secret: bool) -> Any:
@@ -683,6 +740,7 @@ def parse_settings(
         istiod_namespace=mesh_s.string("istiodNamespace", _DNS_LABEL, "must be a namespace name", "istio-system"),
         ingress_gateway_namespace=mesh_s.string("ingressGatewayNamespace", _DNS_LABEL, "must be a namespace name"),
         ingress_gateway_labels=mesh_s.labels("ingressGatewayLabels"),
+        **_mesh_istio_settings(mesh_s, environment),
     )
     mesh_s.done()
 

@@ -243,3 +243,26 @@ def document(stack: str, wires: Iterable[Wire], format_version: Any = 1) -> dict
             for w in wires
         ],
     }
+
+
+# ---------------------------------------------------------------- GCP load balancer
+
+GCP_BASE = "https://www.googleapis.com/compute/v1/projects/aiwfe-prod/global/"
+BASE = GCP_BASE
+
+
+def gcp_backend(name: str, timeout: float) -> dict[str, Any]:
+    return {
+        "name": name,
+        "loadBalancingScheme": "EXTERNAL_MANAGED",
+        "protocol": "HTTP",
+        "timeoutSec": timeout,
+        "connectionDrainingTimeoutSec": 60.0,
+        "healthChecks": BASE + "healthChecks/aiwfe-gateway-ready",
+        "securityPolicy": BASE + "securityPolicies/aiwfe-edge-policy",
+        "customRequestHeaders": ["X-Client-Region:{client_region}"],
+        "logConfig": {"enable": True, "sampleRate": 1.0},
+        "backends": [{"group": "https://www.googleapis.com/compute/v1/projects/aiwfe-prod/zones/europe-west1-b/"
+                               "networkEndpointGroups/istio-ingressgateway",
+                      "balancingMode": "RATE", "maxRatePerEndpoint": 1000.0}],
+    }

@@ -18,7 +18,7 @@ from policies.gcp import (
 )
 from stacks.settings import MIN_WEBSOCKET_TIMEOUT_SECONDS
 from tests.policy_cases import Case, bad, check_failing_case, check_passing_case, ok, params
-from tests.policy_fixtures import DELETE, Wire, change
+from tests.policy_fixtures import BASE, DELETE, Wire, change, gcp_backend
 
 WS_TIMEOUT = "gcp-compute-websocket-backend-require-long-timeout"
 WS_PROTOCOL = "gcp-compute-websocket-backend-disallow-iap-and-http2"
@@ -30,26 +30,8 @@ LOGGING = "gcp-compute-backendservice-require-logging"
 ARMOR = "gcp-compute-backendservice-require-cloud-armor"
 HEALTH = "gcp-compute-backendservice-require-health-check"
 
-BASE = "https://www.googleapis.com/compute/v1/projects/aiwfe-prod/global/"
 WS_LINK = BASE + "backendServices/aiwfe-websocket"
 WEB_LINK = BASE + "backendServices/aiwfe-web"
-
-
-def backend(name: str, timeout: float) -> dict[str, Any]:
-    return {
-        "name": name,
-        "loadBalancingScheme": "EXTERNAL_MANAGED",
-        "protocol": "HTTP",
-        "timeoutSec": timeout,
-        "connectionDrainingTimeoutSec": 60.0,
-        "healthChecks": BASE + "healthChecks/aiwfe-gateway-ready",
-        "securityPolicy": BASE + "securityPolicies/aiwfe-edge-policy",
-        "customRequestHeaders": ["X-Client-Region:{client_region}"],
-        "logConfig": {"enable": True, "sampleRate": 1.0},
-        "backends": [{"group": "https://www.googleapis.com/compute/v1/projects/aiwfe-prod/zones/europe-west1-b/"
-                               "networkEndpointGroups/istio-ingressgateway",
-                      "balancingMode": "RATE", "maxRatePerEndpoint": 1000.0}],
-    }
 
 
 def url_map() -> dict[str, Any]:
@@ -70,8 +52,9 @@ def url_map() -> dict[str, Any]:
 def lb(edits: Mapping[str, Mapping[str, Any]] | None = None, without: tuple[str, ...] = ()) -> list[Wire]:
     """The known-good LB; `edits` maps a Pulumi name to dotted-path edits, `without` drops names."""
     parts = [
-        Wire(BACKEND_SERVICE, "websocket-backend", backend("aiwfe-websocket", float(MIN_WEBSOCKET_TIMEOUT_SECONDS))),
-        Wire(BACKEND_SERVICE, "web-backend", backend("aiwfe-web", 30.0)),
+        Wire(BACKEND_SERVICE, "websocket-backend",
+             gcp_backend("aiwfe-websocket", float(MIN_WEBSOCKET_TIMEOUT_SECONDS))),
+        Wire(BACKEND_SERVICE, "web-backend", gcp_backend("aiwfe-web", 30.0)),
         Wire(URL_MAP, "url-map", url_map()),
         Wire(SECURITY_POLICY, "security-policy", {"name": "aiwfe-edge-policy", "type": "CLOUD_ARMOR", "rules": [
             {"priority": 2147483647.0, "action": "allow",

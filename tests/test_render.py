@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from stacks.settings import SettingsError
+from tests import istio_schemas
 from tests.conftest import STACKS
 from tools import render as render_tool
 
@@ -51,8 +52,10 @@ def test_every_kubernetes_resource_has_one_manifest(rendered: dict, stack: str) 
     result = rendered[stack]
     kubernetes = [r for r in result.document["resources"] if r["type"].startswith("kubernetes:")]
     assert len(result.manifests) == len(kubernetes) > 0
-    names = {(m["kind"], m["metadata"]["name"]) for m in map(lambda p: yaml.safe_load(p.read_text()), result.manifests)}
-    assert names == {(r["props"]["kind"], r["props"]["metadata"]["name"]) for r in kubernetes}
+    names = {(m["kind"], m["metadata"].get("namespace"), m["metadata"]["name"])
+             for m in map(lambda p: yaml.safe_load(p.read_text()), result.manifests)}
+    assert names == {(r["props"]["kind"], r["props"]["metadata"].get("namespace"), r["props"]["metadata"]["name"])
+                     for r in kubernetes}
     first = yaml.safe_load(result.manifests[0].read_text())
     assert first["kind"] == "Namespace", "namespaces sort first so `kubectl apply -f` works in order"
 
@@ -62,8 +65,40 @@ def test_manifests_validate_strictly_against_the_stack_kubernetes_version(render
     version = config.values["aiwfe-platform:kubernetesVersion"]
     for path in rendered[stack].manifests:
         manifest = yaml.safe_load(path.read_text())
+        if istio_schemas.is_istio(manifest):
+            continue  # Istio kinds: test_istio_manifests_validate_strictly_against_istio_crds
         # strict=True rejects unknown fields; numbers must be integers where the schema says so.
         kubernetes_validate.validate(manifest, version, strict=True)
+
+
+# ---- Istio custom resources: validated against Istio's own CRD schemas (tests/istio_schemas.py)
+
+def test_istio_manifests_validate_strictly_against_istio_crds(rendered: dict, stack: str) -> None:
+    manifests = [yaml.safe_load(p.read_text()) for p in rendered[stack].manifests]
+    istio = [m for m in manifests if istio_schemas.is_istio(m)]
+    assert {m["kind"] for m in istio} >= {"Gateway", "VirtualService", "DestinationRule", "PeerAuthentication",
+                                          "RequestAuthentication", "AuthorizationPolicy", "Telemetry"}
+    for manifest in istio:
+        istio_schemas.validate(manifest)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda dr: dr["spec"]["trafficPolicy"]["outlierDetection"].update(consecutive5xxError=5),
+     "'consecutive5xxError' was unexpected"),
+    (lambda dr: dr["spec"]["trafficPolicy"]["connectionPool"]["tcp"].update(maxConnections="many"),
+     "'many' is not of type 'integer'"),
+    (lambda dr: dr.update(apiVersion="networking.istio.io/v1alpha3"), "is not served by the schema file"),
+    (lambda dr: dr["metadata"].update(uid="x"), "'uid' was unexpected"),
+    (lambda dr: dr.update(specs={}), "'specs' was unexpected"),
+])
+def test_istio_validation_catches_unknown_fields_and_versions(rendered: dict, edit, message: str) -> None:
+    """Guards the test above: what the API server would prune or refuse must not validate."""
+    rule = next(yaml.safe_load(p.read_text()) for p in rendered["prod"].manifests
+                if p.name.endswith("destinationrule-aiwfe-websocket.yaml"))
+    istio_schemas.validate(rule)
+    edit(rule)
+    with pytest.raises(istio_schemas.IstioSchemaError, match=re.escape(message)):
+        istio_schemas.validate(rule)
 
 
 def test_strict_validation_catches_an_unknown_field(rendered: dict) -> None:
@@ -146,11 +181,13 @@ def test_the_same_program_registers_resources_with_good_config() -> None:
 
 def test_manifests_round_trip_to_the_declared_props(rendered: dict, stack: str) -> None:
     """What kubectl would apply is exactly what the provider receives (numbers as integers)."""
-    by_key = {(r["props"]["kind"], r["props"]["metadata"]["name"]): r for r in rendered[stack].document["resources"]
-              if r["type"].startswith("kubernetes:")}
+    def key(obj: dict) -> tuple:  # names repeat across namespaces (e.g. each namespace's `allow-nothing`)
+        return obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"]
+
+    by_key = {key(r["props"]): r for r in rendered[stack].document["resources"] if r["type"].startswith("kubernetes:")}
     for path in rendered[stack].manifests:
         manifest = yaml.safe_load(path.read_text())
-        declared = by_key[(manifest["kind"], manifest["metadata"]["name"])]["props"]
+        declared = by_key[key(manifest)]["props"]
         assert manifest == json.loads(json.dumps(declared), parse_float=lambda f: int(float(f))
                                       if float(f).is_integer() else float(f)), path.name
     config_map = next(p for p in rendered[stack].manifests if p.name.endswith("user-frontend-nginx.yaml"))

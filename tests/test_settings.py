@@ -178,6 +178,17 @@ BAD_VALUES = [
      "loadBalancer.cloudArmor.rateLimits", "on host 'auth'"),
     ("loadBalancer.cloudArmor.blockedSourceRanges", ["10.0.0.0/33"], "loadBalancer.cloudArmor.blockedSourceRanges",
      "IPv4 CIDR"),
+    # mesh.* keys of the Mesh component
+    ("mesh.istioVersion", "1.20.1", "mesh.istioVersion", "supported Istio release, one of 1.28, 1.29, 1.30"),
+    ("mesh.istioVersion", "1.30", "mesh.istioVersion", "Istio release like '1.30.3'"),
+    ("mesh.istioVersion", ..., "mesh.istioVersion", "is required"),
+    ("mesh.mtlsMode", "PERMISSIVE", "mesh.mtlsMode", "must be STRICT in prod"),
+    ("mesh.mtlsMode", "DISABLE", "mesh.mtlsMode", "one of STRICT, PERMISSIVE"),
+    ("mesh.tracingSamplingPercent", 150, "mesh.tracingSamplingPercent", "from 0 to 100"),
+    ("mesh.tracingSamplingPercent", "10%", "mesh.tracingSamplingPercent", "from 0 to 100"),
+    ("mesh.accessLogging", "yes", "mesh.accessLogging", "true or false"),
+    ("mesh.ingressGatewayServiceAccount", ..., "mesh.ingressGatewayServiceAccount", "is required"),
+    ("mesh.trustDomain", "Cluster Local", "mesh.trustDomain", "trust domain"),
 ]
 
 
@@ -227,6 +238,11 @@ def test_load_balancer_defaults() -> None:
     assert (lb.websocket_timeout_seconds, lb.web_timeout_seconds, lb.session_affinity) == (3600, 30, "NONE")
     assert (lb.log_sample_rate, lb.ssl_profile, lb.custom_request_headers) == (1.0, "MODERN", {})
     assert lb.cloud_armor.rate_limits[0].interval_seconds == 60
+def test_staging_may_relax_mtls_explicitly() -> None:
+    s = parse(mutate(stack_values("staging"), "mesh.mtlsMode", "PERMISSIVE"), stack="staging")
+    assert s.mesh.mtls_mode == "PERMISSIVE"
+    assert parse(stack_values("staging"), stack="staging").mesh.mtls_mode == "STRICT"
+    assert parse(mutate(stack_values("prod"), "mesh.mtlsMode", ...)).mesh.mtls_mode == "STRICT"
 
 
 def test_image_digest_is_a_valid_pin() -> None:

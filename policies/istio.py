@@ -1,0 +1,428 @@
+"""Istio rules: mTLS, WebSocket routes and destinations, circuit breakers, JWT coverage of public
+routes, auth headers left alone, no deprecated fields, no wildcard hosts.
+
+Istio objects are pulumi-kubernetes CustomResources; their type token names the API group, version
+and kind (`kubernetes:networking.istio.io/v1:VirtualService`), so every rule also judges objects
+declared at older API versions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from policies.engine import Context, Resource, resource_rule, stack_rule
+from policies.kubernetes import dig, items, number
+
+_TYPE = re.compile(r"^kubernetes:(?P<group>[a-z.]+\.istio\.io)/(?P<version>[a-z0-9]+):(?P<kind>\w+)$")
+# The first Istio API version of each group that is no longer alpha/beta (Istio 1.22+ serves them).
+STABLE_VERSION = {"networking.istio.io": "v1", "security.istio.io": "v1", "telemetry.istio.io": "v1"}
+# A WebSocket must be able to stay open at least this long (REQUIREMENTS: LB timeout >= 3600 s).
+MIN_WEBSOCKET_IDLE_SECONDS = 3600
+PROTECTED_HEADERS = ("authorization", "sec-websocket-protocol")
+WEBSOCKET_PATH = re.compile(r"^/(ws|websocket)(/|$)")
+
+
+def istio_kind(*kinds: str):
+    def applies(resource_type: str) -> bool:
+        match = _TYPE.match(resource_type)
+        return bool(match) and match["kind"] in kinds
+    return applies
+
+
+def kind_of(resource: Resource) -> str | None:
+    match = _TYPE.match(resource.type)
+    return match["kind"] if match else None
+
+
+def of_kind(resources: Iterable[Resource], kind: str) -> list[Resource]:
+    return [r for r in resources if kind_of(r) == kind]
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|us|µs|ns|m|s)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+
+def duration_seconds(value: Any) -> float | None:
+    """An Istio (Go/protobuf) duration like `0s`, `1.5s`, `100ms`, `1h30m` in seconds; None if not one."""
+    if not isinstance(value, str) or not value:
+        return None
+    parts = _DURATION_PART.findall(value)
+    if "".join(n + u for n, u in parts) != value:
+        return None
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
+def namespace_of(resource: Resource) -> str:
+    return str(dig(resource.props, "metadata", "namespace") or "")
+
+
+def service_fqdn(host: Any, namespace: str) -> str:
+    """Istio's reading of a short host in a VirtualService/DestinationRule: relative to its namespace."""
+    host = str(host)
+    if "." not in host:
+        return f"{host}.{namespace}.svc.cluster.local"
+    if host.count(".") == 1:
+        return f"{host}.svc.cluster.local"
+    return host
+
+
+def http_routes(resource: Resource) -> list[Mapping[str, Any]]:
+    return [r for r in items(dig(resource.props, "spec", "http")) if isinstance(r, Mapping)]
+
+
+def _header_mentions_websocket(matcher: Any) -> bool:
+    if not isinstance(matcher, Mapping):
+        return False
+    return any("websocket" in str(matcher.get(k, "")).lower() for k in ("exact", "prefix", "regex"))
+
+
+def is_websocket_route(route: Mapping[str, Any]) -> bool:
+    """A forwarding route that matches an `Upgrade: websocket` header or a /ws, /websocket path."""
+    if "route" not in route:
+        return False
+    for match in items(route.get("match")):
+        headers = match.get("headers") or {}
+        if any(str(name).lower() == "upgrade" and _header_mentions_websocket(m) for name, m in headers.items()):
+            return True
+        uri = match.get("uri") or {}
+        if any(WEBSOCKET_PATH.match(str(uri.get(k, ""))) for k in ("exact", "prefix")):
+            return True
+    return False
+
+
+def traffic_policies(spec: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(where, policy) for a DestinationRule's policy, its port-level settings and its subsets'."""
+    def with_ports(where: str, policy: Any) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        if isinstance(policy, Mapping):
+            yield where, policy
+            for index, port_policy in enumerate(items(policy.get("portLevelSettings"))):
+                yield f"{where}.portLevelSettings[{index}]", port_policy
+    yield from with_ports("trafficPolicy", spec.get("trafficPolicy"))
+    for subset in items(spec.get("subsets")):
+        yield from with_ports(f"subsets[{subset.get('name')}].trafficPolicy", subset.get("trafficPolicy"))
+
+
+# ---------------------------------------------------------------- mTLS
+
+@resource_rule("istio-security-v1-peerauthentication-require-strict-mtls", types=istio_kind("PeerAuthentication"),
+               severity="critical",
+               description="Prod accepts only mutual TLS between workloads: a PERMISSIVE or DISABLE mode lets "
+                           "any pod (or a compromised node) talk plaintext to the services.")
+def require_strict_mtls(resource: Resource, context: Context) -> Iterable[str]:
+    if not context.is_prod:
+        return
+    spec = resource.props.get("spec") or {}
+    mode = dig(spec, "mtls", "mode")
+    # A namespace-wide policy without a mode inherits the mesh default, which may be PERMISSIVE.
+    if mode != "STRICT" and not (mode in (None, "UNSET") and spec.get("selector")):
+        yield f"spec.mtls.mode is {mode!r}; prod requires STRICT"
+    for port, setting in (spec.get("portLevelMtls") or {}).items():
+        port_mode = setting.get("mode") if isinstance(setting, Mapping) else None
+        if port_mode not in ("STRICT", "UNSET", None):
+            yield f"spec.portLevelMtls[{port}].mode is {port_mode!r}; prod requires STRICT"
+
+
+# ---------------------------------------------------------------- WebSocket routes and destinations
+
+@resource_rule("istio-networking-v1-virtualservice-require-websocket-route-without-timeout-and-retries",
+               types=istio_kind("VirtualService"), severity="high",
+               description="A WebSocket route has no timeout (it would cut every long-lived connection) and "
+                           "retries disabled (the mesh retries twice by default; a replayed upgrade opens a "
+                           "second socket).")
+def websocket_route(resource: Resource, _: Context) -> Iterable[str]:
+    for index, route in enumerate(http_routes(resource)):
+        if not is_websocket_route(route):
+            continue
+        where = f"spec.http[{route.get('name', index)}]"
+        timeout = route.get("timeout")
+        if timeout is not None and duration_seconds(timeout) != 0:
+            yield f"{where}.timeout is {timeout!r}; a WebSocket route needs '0s' (no timeout)"
+        attempts = number(dig(route, "retries", "attempts"))
+        if attempts != 0:
+            yield f"{where}.retries.attempts is {attempts}; set retries: {{attempts: 0}} on WebSocket routes"
+
+
+def _lb_websocket_timeout(resources: list[Resource]) -> float:
+    """The longest WebSocket backend-service timeout the stack declares (REQUIREMENTS floor otherwise)."""
+    timeouts = [number(r.props.get("timeoutSec")) or 0 for r in resources
+                if r.type == "gcp:compute/backendService:BackendService"
+                and "websocket" in f"{r.name} {r.props.get('name', '')}".lower()]
+    return max([MIN_WEBSOCKET_IDLE_SECONDS, *timeouts])
+
+
+@stack_rule("istio-networking-v1-destinationrule-require-websocket-long-lived-connections", severity="high",
+            description="The destination of a WebSocket route has a DestinationRule that never upgrades to "
+                        "HTTP/2, never caps requests per connection, and whose idle timeouts are at least the "
+                        "load balancer's WebSocket timeout (3600 s or more).")
+def websocket_destination(resources: list[Resource], _: Context) -> Iterable[tuple[Resource, str]]:
+    rules: dict[str, list[Resource]] = {}
+    for rule in of_kind(resources, "DestinationRule"):
+        host = dig(rule.props, "spec", "host")
+        if host:
+            rules.setdefault(service_fqdn(host, namespace_of(rule)), []).append(rule)
+    minimum = _lb_websocket_timeout(resources)
+    seen: set[str] = set()
+    for service in of_kind(resources, "VirtualService"):
+        for route in http_routes(service):
+            if not is_websocket_route(route):
+                continue
+            for destination in items(route.get("route")):
+                host = dig(destination, "destination", "host")
+                fqdn = service_fqdn(host, namespace_of(service))
+                if fqdn in seen:
+                    continue
+                seen.add(fqdn)
+                if fqdn not in rules:
+                    yield service, (f"WebSocket destination {host} has no DestinationRule (connection pool, idle "
+                                    "timeouts, outlier detection)")
+                for rule in rules.get(fqdn, []):
+                    yield from ((rule, message) for message in _long_lived_problems(rule, minimum))
+
+
+def _long_lived_problems(rule: Resource, minimum: float) -> Iterator[str]:
+    spec = rule.props.get("spec") or {}
+    for where, policy in traffic_policies(spec):
+        http = dig(policy, "connectionPool", "http") or {}
+        if http.get("h2UpgradePolicy") == "UPGRADE":
+            yield f"{where}.connectionPool.http.h2UpgradePolicy is UPGRADE: it breaks WebSocket upgrades"
+        per_connection = number(http.get("maxRequestsPerConnection"))
+        if per_connection:
+            yield (f"{where}.connectionPool.http.maxRequestsPerConnection is {per_connection:g}: it churns "
+                   "long-lived connections; leave it unset (unlimited)")
+    for layer in ("tcp", "http"):
+        value = dig(spec, "trafficPolicy", "connectionPool", layer, "idleTimeout")
+        # Istio's default for both is 1 h; a longer load-balancer timeout needs an explicit value.
+        seconds = duration_seconds(value) if value is not None else 3600.0
+        if seconds is None or seconds < minimum:
+            shown = repr(value) if value is not None else "unset (1h)"
+            yield (f"trafficPolicy.connectionPool.{layer}.idleTimeout is {shown}; WebSocket connections need "
+                   f"at least {minimum:g}s (the load balancer's WebSocket timeout)")
+
+
+# ---------------------------------------------------------------- circuit breakers
+
+def _in_cluster(host: Any) -> bool:
+    text = str(host)
+    return "." not in text or text.count(".") == 1 or text.endswith(".svc.cluster.local")
+
+
+@resource_rule("istio-networking-v1-destinationrule-require-outlier-detection", types=istio_kind("DestinationRule"),
+               severity="high",
+               description="Every DestinationRule for an in-cluster service ejects failing endpoints "
+                           "(consecutive5xxErrors or consecutiveGatewayErrors), so one bad pod cannot keep "
+                           "failing requests.")
+def require_outlier_detection(resource: Resource, _: Context) -> Iterable[str]:
+    spec = resource.props.get("spec") or {}
+    if not _in_cluster(spec.get("host")):
+        return
+    detection = dig(spec, "trafficPolicy", "outlierDetection")
+    if not isinstance(detection, Mapping):
+        yield f"host {spec.get('host')}: trafficPolicy.outlierDetection is missing"
+        return
+    thresholds = [number(detection.get(k)) for k in ("consecutive5xxErrors", "consecutiveGatewayErrors")]
+    if not any(t and t > 0 for t in thresholds):
+        yield (f"host {spec.get('host')}: outlierDetection needs consecutive5xxErrors (or consecutiveGatewayErrors) "
+               "above 0")
+
+
+@resource_rule("istio-resource-disallow-deprecated-fields",
+               types=istio_kind("DestinationRule", "VirtualService", "Gateway", "PeerAuthentication",
+                                "RequestAuthentication", "AuthorizationPolicy", "Telemetry"),
+               severity="medium",
+               description="No deprecated Istio fields or API versions: `consecutiveErrors` counts only gateway "
+                           "errors (and is ignored), `websocketUpgrade` no longer exists, and alpha/beta APIs give "
+                           "way to v1.")
+def no_deprecated_fields(resource: Resource, _: Context) -> Iterable[str]:
+    match = _TYPE.match(resource.type)
+    assert match
+    stable = STABLE_VERSION.get(match["group"])
+    if stable and match["version"] != stable:
+        yield f"{match['group']}/{match['version']} is deprecated; use {match['group']}/{stable}"
+    spec = resource.props.get("spec") or {}
+    if match["kind"] == "DestinationRule":
+        for where, policy in traffic_policies(spec):
+            if "consecutiveErrors" in (policy.get("outlierDetection") or {}):
+                yield (f"{where}.outlierDetection.consecutiveErrors is deprecated (counts only 502/503/504); "
+                       "use consecutive5xxErrors")
+    if match["kind"] == "VirtualService":
+        for index, route in enumerate(http_routes(resource)):
+            for field in ("websocketUpgrade", "mirrorPercent", "mirror_percent"):
+                if field in route:
+                    yield f"spec.http[{route.get('name', index)}].{field} is deprecated or removed"
+
+
+@resource_rule("istio-networking-v1-disallow-wildcard-hosts", types=istio_kind("VirtualService", "Gateway"),
+               severity="high",
+               description="VirtualServices and Gateway servers name their hosts: a wildcard captures traffic for "
+                           "hosts nobody reviewed (and other teams' hosts on a shared gateway).")
+def no_wildcard_hosts(resource: Resource, _: Context) -> Iterable[str]:
+    spec = resource.props.get("spec") or {}
+    hosts = list(items(spec.get("hosts")))
+    for server in items(spec.get("servers")):
+        hosts.extend(items(server.get("hosts")))
+    for host in hosts:
+        if "*" in str(host).rsplit("/", 1)[-1]:
+            yield f"host {host!r} is a wildcard"
+
+
+# ---------------------------------------------------------------- JWT on public routes
+
+def authz_pattern_matches(pattern: Any, value: str, *, case_insensitive: bool = False) -> bool:
+    """Istio's string match in AuthorizationPolicy: `*`, prefix `abc*`, suffix `*abc`, or exact."""
+    pattern = str(pattern)
+    if case_insensitive:
+        pattern, value = pattern.lower(), value.lower()
+    if pattern == "*":
+        return True
+    if pattern.endswith("*"):
+        return value.startswith(pattern[:-1])
+    if pattern.startswith("*"):
+        return value.endswith(pattern[1:])
+    return pattern == value
+
+
+def _any(patterns: Any, value: str, *, hosts: bool = False) -> bool:
+    return any(authz_pattern_matches(p, value, case_insensitive=hosts) for p in items(patterns))
+
+
+def _operation_matches(operation: Mapping[str, Any], host: str, path: str) -> bool:
+    """Whether one AuthorizationPolicy operation matches every request to host+path (any method, port)."""
+    if any(operation.get(k) for k in ("methods", "ports", "notMethods", "notPorts")):
+        return False  # narrower than the whole route
+    if "hosts" in operation and not _any(operation["hosts"], host, hosts=True):
+        return False
+    if _any(operation.get("notHosts"), host, hosts=True):
+        return False
+    if "paths" in operation and not _any(operation["paths"], path):
+        return False
+    return not _any(operation.get("notPaths"), path)
+
+
+def _denies_tokenless(rule: Mapping[str, Any]) -> bool:
+    """A DENY rule's `from` is met by every request without a valid token (or it has no `from`)."""
+    sources = items(rule.get("from"))
+    if not sources:
+        return True
+    return any(set(s.get("source") or {}) == {"notRequestPrincipals"} and items(s["source"]["notRequestPrincipals"])
+               for s in sources)
+
+
+def _selects(policy: Resource, gateway: Resource) -> bool:
+    if namespace_of(policy) != namespace_of(gateway):
+        return False
+    wanted = dig(policy.props, "spec", "selector", "matchLabels") or {}
+    labels = dig(gateway.props, "spec", "selector") or {}
+    return all(labels.get(k) == v for k, v in wanted.items())
+
+
+def _sample_paths(route: Mapping[str, Any]) -> list[str] | None:
+    """Paths that stand for what a route matches (None when a regex makes that unknowable)."""
+    paths: list[str] = []
+    for match in items(route.get("match")) or [{}]:
+        uri = match.get("uri") or {}
+        if "regex" in uri:
+            return None
+        if "exact" in uri:
+            paths.append(str(uri["exact"]))
+        elif "prefix" in uri:
+            paths.extend([str(uri["prefix"]), f"{uri['prefix']}x"])
+        else:
+            paths.extend(["/", "/any/path"])
+    return paths
+
+
+@stack_rule("istio-security-v1-authorizationpolicy-require-jwt-on-public-routes", severity="critical",
+            description="Every route a Gateway exposes needs a valid token (a DENY rule for requests without "
+                        "a request principal on that gateway) unless that rule lists it as anonymous; "
+                        "RequestAuthentication alone admits token-less requests.")
+def require_jwt_on_public_routes(resources: list[Resource], _: Context) -> Iterable[tuple[Resource, str]]:
+    gateways = {(namespace_of(g), str(dig(g.props, "metadata", "name"))): g for g in of_kind(resources, "Gateway")}
+    deny_rules = [(p, rule) for p in of_kind(resources, "AuthorizationPolicy")
+                  if dig(p.props, "spec", "action") == "DENY"
+                  for rule in items(dig(p.props, "spec", "rules")) if _denies_tokenless(rule)]
+    for service in of_kind(resources, "VirtualService"):
+        refs = [str(g) for g in items(dig(service.props, "spec", "gateways")) if g != "mesh"]
+        for ref in refs:
+            namespace, _, name = ref.rpartition("/")
+            gateway = gateways.get((namespace or namespace_of(service), name))
+            if gateway is None:
+                yield service, f"binds to gateway {ref}, which the stack does not declare: JWT coverage unknown"
+                continue
+            rules = [rule for policy, rule in deny_rules if _selects(policy, gateway)]
+            for route in http_routes(service):
+                if "route" not in route:
+                    continue  # direct responses and redirects forward nothing
+                paths = _sample_paths(route)
+                if paths is None:
+                    yield service, f"route {route.get('name')} matches a regex path: use exact/prefix so JWT " \
+                                   "coverage can be checked"
+                    continue
+                for host in items(dig(service.props, "spec", "hosts")):
+                    # Envoy also routes `Host: <host>:<port>`; a rule naming only the bare host misses it.
+                    for request_host in (str(host), f"{host}:80"):
+                        for path in paths:
+                            if not _covered(rules, request_host, path):
+                                yield service, (f"route {route.get('name')} ({request_host}{path}) on gateway {ref} "
+                                                "is neither denied without a token nor listed as anonymous")
+
+
+def _covered(rules: list[Mapping[str, Any]], host: str, path: str) -> bool:
+    for rule in rules:
+        operations = [o.get("operation") or {} for o in items(rule.get("to"))] or [{}]
+        for operation in operations:
+            if _operation_matches(operation, host, path):
+                return True  # denied without a token
+            anonymous = {k: v for k, v in operation.items() if k != "notPaths"}
+            if operation.get("notPaths") and _operation_matches(anonymous, host, path) \
+                    and _any(operation["notPaths"], path):
+                return True  # explicitly anonymous
+    return False
+
+
+# ---------------------------------------------------------------- auth headers untouched
+
+def _header_operations(headers: Any) -> Iterator[tuple[str, str]]:
+    request = dig(headers, "request") or {}
+    for operation in ("set", "add"):
+        for name in (request.get(operation) or {}):
+            yield operation, str(name)
+    for name in items(request.get("remove")):
+        yield "remove", str(name)
+
+
+def _jwt_header_names(rule: Mapping[str, Any]) -> list[str]:
+    names = [str(h.get("name", "")) for h in items(rule.get("fromHeaders"))]
+    if not names and not items(rule.get("fromParams")) and not items(rule.get("fromCookies")):
+        names = ["Authorization"]  # Istio's default location
+    return names
+
+
+@resource_rule("istio-resource-disallow-auth-header-changes", types=istio_kind("VirtualService",
+                                                                                "RequestAuthentication"),
+               severity="critical",
+               description="Nothing sets, adds or removes `Authorization` or `Sec-WebSocket-Protocol`: a changed "
+                           "header breaks every login, and a JWT rule without forwardOriginalToken strips the "
+                           "token header (the browser's WebSocket handshake then fails).")
+def no_auth_header_changes(resource: Resource, _: Context) -> Iterable[str]:
+    if kind_of(resource) == "VirtualService":
+        for index, route in enumerate(http_routes(resource)):
+            where = f"spec.http[{route.get('name', index)}]"
+            blocks = [(where, route.get("headers"))]
+            blocks += [(f"{where}.route[{i}]", d.get("headers")) for i, d in enumerate(items(route.get("route")))]
+            for place, headers in blocks:
+                for operation, name in _header_operations(headers):
+                    if name.lower() in PROTECTED_HEADERS:
+                        yield f"{place}.headers.request.{operation} touches {name}"
+        return
+    for index, rule in enumerate(items(dig(resource.props, "spec", "jwtRules"))):
+        protected = [n for n in _jwt_header_names(rule) if n.lower() in PROTECTED_HEADERS]
+        if protected and rule.get("forwardOriginalToken") is not True:
+            yield (f"spec.jwtRules[{index}] reads {', '.join(protected)} without forwardOriginalToken: true, "
+                   "so the header is removed after validation")
+        for output in items(rule.get("outputClaimToHeaders")):
+            if str(output.get("header", "")).lower() in PROTECTED_HEADERS:
+                yield f"spec.jwtRules[{index}].outputClaimToHeaders overwrites {output.get('header')}"
+        if str(rule.get("outputPayloadToHeader", "")).lower() in PROTECTED_HEADERS:
+            yield f"spec.jwtRules[{index}].outputPayloadToHeader overwrites {rule.get('outputPayloadToHeader')}"
