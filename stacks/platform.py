@@ -10,6 +10,7 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from components import podspec
+from components.redis_cluster import RedisCluster, RedisClusterArgs
 from components.workloads import Workloads, WorkloadsArgs
 from stacks.settings import Settings, load_settings
 
@@ -20,6 +21,7 @@ class Platform:
 
     gcp_provider: gcp.Provider
     app_namespace: k8s.core.v1.Namespace
+    redis: RedisCluster
     workloads: Workloads
 
 
@@ -50,9 +52,25 @@ def pod_security_labels(settings: Settings) -> dict[str, str]:
     }
 
 
-def workloads_args(settings: Settings, namespace: pulumi.Input[str]) -> WorkloadsArgs:
-    """What the workloads get: their settings, the mesh peers, and Redis (from config until the
-    Redis component lands)."""
+def redis_cluster_args(settings: Settings) -> RedisClusterArgs:
+    """The Redis cluster: its settings, and the WebSocket pods as its only clients."""
+    return RedisClusterArgs(
+        settings=settings.redis,
+        namespace_labels={**mesh_namespace_labels(settings), **pod_security_labels(settings)},
+        client_namespace=settings.app_namespace,
+        client_pod_labels=podspec.selector_labels("websocket"),
+        monitoring_namespace=settings.monitoring.namespace,
+        scraper_labels=settings.monitoring.scraper_labels,
+        istiod_namespace=settings.mesh.istiod_namespace,
+        protect=settings.is_prod,
+        require_zone_spread=settings.is_prod,
+    )
+
+
+def workloads_args(settings: Settings, namespace: pulumi.Input[str], redis_url: pulumi.Input[str],
+                   redis_password: pulumi.Input[str]) -> WorkloadsArgs:
+    """What the workloads get: their settings, the mesh peers, and the Redis cluster's address and
+    password (its outputs)."""
     return WorkloadsArgs(
         namespace=namespace,
         websocket=settings.websocket,
@@ -62,10 +80,10 @@ def workloads_args(settings: Settings, namespace: pulumi.Input[str]) -> Workload
         mesh=settings.mesh,
         monitoring_namespace=settings.monitoring.namespace,
         scraper_labels=settings.monitoring.scraper_labels,
-        redis_url=settings.redis.url,
+        redis_url=redis_url,
         redis_namespace=settings.redis.namespace,
         redis_port=settings.redis.port,
-        redis_password=pulumi.Output.secret(settings.redis.password.reveal()),
+        redis_password=redis_password,
     )
 
 
@@ -85,8 +103,10 @@ def build(settings: Settings) -> Platform:
             },
         },
     )
-    workloads = Workloads("workloads", workloads_args(settings, app_namespace.metadata["name"]))
-    return Platform(gcp_provider=gcp_provider, app_namespace=app_namespace, workloads=workloads)
+    redis = RedisCluster("redis-cluster", redis_cluster_args(settings))
+    workloads = Workloads("workloads", workloads_args(settings, app_namespace.metadata["name"],
+                                                      redis.client_url, redis.password))
+    return Platform(gcp_provider=gcp_provider, app_namespace=app_namespace, redis=redis, workloads=workloads)
 
 
 def main() -> None:
@@ -99,3 +119,7 @@ def main() -> None:
     pulumi.export("websocket_port", platform.workloads.websocket_port)
     pulumi.export("user_frontend_host", platform.workloads.user_frontend_host)
     pulumi.export("admin_frontend_host", platform.workloads.admin_frontend_host)
+    pulumi.export("redis_namespace", platform.redis.namespace)
+    pulumi.export("redis_client_url", platform.redis.client_url)
+    pulumi.export("redis_password_secret_name", platform.redis.password_secret_name)
+    pulumi.export("redis_password", platform.redis.password)  # a Pulumi secret: encrypted in state
