@@ -340,3 +340,8 @@ def test_undecodable_secret_object_is_masked() -> None:
     with pytest.raises(SettingsError) as error:
         parse_settings(raw, stack="prod", secret_keys=[f"{PROJECT}:redis"])
     assert "hunter2" not in str(error.value)
+
+
+def test_secret_str_never_shows_its_value() -> None:
+    value = SecretStr("hunter2-hunter2-hunter2")
+    assert "hunter2" not in repr(value) and value.reveal() == "hunter2-hunter2-hunter2"
