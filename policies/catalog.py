@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from policies import kubernetes  # noqa: F401  (registers the Kubernetes rules)
+from policies import kubernetes, redis  # noqa: F401  (importing registers the Kubernetes and Redis rules)
 from policies.engine import REGISTRY, Rule
 
 
