@@ -35,7 +35,7 @@ _MODULES_AT_START = frozenset(sys.modules)
 # (apps.v1beta1, autoscaling.v2beta2, ...) only get a lazy stub in sys.modules and never run, so
 # they are not (tests/test_bench.py keeps this list equal to what a render really executes).
 KUBERNETES_API_MODULES = tuple(f"pulumi_kubernetes.{module}" for module in (
-    "apps.v1", "autoscaling.v2", "core.v1", "meta.v1", "networking.v1", "policy.v1",
+    "apps.v1", "autoscaling.v2", "batch.v1", "core.v1", "meta.v1", "networking.v1", "policy.v1",
 ))
 FLOOR_MODULES = ("pulumi", "pulumi_kubernetes", "yaml", "pulumi_policy", *KUBERNETES_API_MODULES)
 # Functions `tools.render.render` calls, by (module, attribute) -> phase name.

@@ -37,6 +37,7 @@ def add_websocket_services(count: int) -> None:
     Secret and peers, through the same builder), with distinct names."""
     import pulumi
 
+    from components.redis_cluster import client_url
     from components.websocket_service import WebSocketService
     from components.workloads import APP_CONFIG, APP_SECRETS, websocket_service_args
     from stacks.platform import workloads_args
@@ -44,7 +45,10 @@ def add_websocket_services(count: int) -> None:
 
     settings = load_settings()
     # An Output namespace, as the real service gets it from the Namespace resource.
-    args_of_workloads = workloads_args(settings, pulumi.Output.from_input(settings.app_namespace))
+    # The Redis address as the cluster component outputs it; a stand-in secret for its password.
+    args_of_workloads = workloads_args(settings, pulumi.Output.from_input(settings.app_namespace),
+                                       pulumi.Output.from_input(client_url(settings.redis)),
+                                       pulumi.Output.secret("synthetic-stand-in-password"))
     for index in range(1, count + 1):
         name = synthetic_name(index)
         args = websocket_service_args(args_of_workloads, pulumi.Output.from_input(APP_CONFIG),

@@ -25,7 +25,7 @@ class WebSocketServiceArgs:
     config_map_name: pulumi.Input[str]
     config_keys: Sequence[str]
     """Keys of the ConfigMap exposed as environment variables (REDIS_URL among them)."""
-    config_checksum: str
+    config_checksum: pulumi.Input[str]
     """Changes when the ConfigMap's data changes, so pods roll and pick up the new values."""
     secret_name: pulumi.Input[str]
     redis_password_key: str

@@ -22,8 +22,8 @@ REDIS_PASSWORD_KEY = "REDIS_PASSWORD"  # noqa: S105 (a key name, not a value)
 
 @dataclass(frozen=True)
 class WorkloadsArgs:
-    """Inputs of the application workloads. The Redis address and password come from the caller
-    (settings today, the Redis component's outputs once it exists)."""
+    """Inputs of the application workloads. The Redis address and password are the Redis cluster
+    component's outputs."""
 
     namespace: pulumi.Input[str]
     websocket: WebSocketSettings
@@ -33,14 +33,15 @@ class WorkloadsArgs:
     mesh: MeshSettings
     monitoring_namespace: str
     scraper_labels: Mapping[str, str] | None
-    redis_url: str
+    redis_url: pulumi.Input[str]
+    """REDIS_URL for cluster clients (seeds, no password)."""
     redis_namespace: str
     redis_port: int
     redis_password: pulumi.Input[str]
     """Must be a Pulumi secret; it only ever lands in the `app-secrets` Secret."""
 
 
-def app_config_data(args: WorkloadsArgs) -> dict[str, str]:
+def app_config_data(args: WorkloadsArgs) -> dict[str, pulumi.Input[str]]:
     """Non-secret runtime config of the WebSocket service (the `app-config` ConfigMap)."""
     return {
         "REDIS_URL": args.redis_url,
@@ -52,6 +53,12 @@ def app_config_data(args: WorkloadsArgs) -> dict[str, str]:
         "MAX_CONNECTIONS_PER_POD": str(args.websocket.connections_per_pod),
         "SHUTDOWN_DRAIN_SECONDS": str(args.websocket.drain_seconds),
     }
+
+
+def config_checksum(data: dict[str, pulumi.Input[str]]) -> pulumi.Output[str]:
+    """Changes when any value changes (some, like REDIS_URL, are other components' outputs)."""
+    return pulumi.Output.all(**data).apply(
+        lambda values: hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16])
 
 
 def app_peers(args: WorkloadsArgs) -> podspec.AppPeers:
@@ -73,7 +80,7 @@ def websocket_service_args(args: WorkloadsArgs, config_map_name: pulumi.Input[st
         settings=args.websocket,
         config_map_name=config_map_name,
         config_keys=tuple(config_data),
-        config_checksum=hashlib.sha256(json.dumps(config_data, sort_keys=True).encode()).hexdigest()[:16],
+        config_checksum=config_checksum(config_data),
         secret_name=secret_name,
         redis_password_key=REDIS_PASSWORD_KEY,
         redis_namespace=args.redis_namespace,

@@ -6,6 +6,7 @@ from policies import (  # noqa: F401  (importing a rule module registers its rul
     gcp,
     istio,
     kubernetes,
+    redis,
 )
 from policies.engine import REGISTRY, Rule
 

@@ -4,6 +4,7 @@ only the settings and the other components' outputs it needs."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import pulumi
 import pulumi_gcp as gcp
@@ -12,6 +13,7 @@ import pulumi_kubernetes as k8s
 from components import podspec
 from components.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.mesh import Mesh, MeshArgs
+from components.redis_cluster import RedisCluster, RedisClusterArgs
 from components.workloads import Workloads, WorkloadsArgs
 from stacks.settings import Settings, load_settings
 
@@ -22,6 +24,7 @@ class Platform:
 
     gcp_provider: gcp.Provider
     app_namespace: k8s.core.v1.Namespace
+    redis: RedisCluster
     workloads: Workloads
     load_balancer: LoadBalancer
     mesh: Mesh
@@ -54,9 +57,25 @@ def pod_security_labels(settings: Settings) -> dict[str, str]:
     }
 
 
-def workloads_args(settings: Settings, namespace: pulumi.Input[str]) -> WorkloadsArgs:
-    """What the workloads get: their settings, the mesh peers, and Redis (from config until the
-    Redis component lands)."""
+def redis_cluster_args(settings: Settings) -> RedisClusterArgs:
+    """The Redis cluster: its settings, and the WebSocket pods as its only clients."""
+    return RedisClusterArgs(
+        settings=settings.redis,
+        namespace_labels={**mesh_namespace_labels(settings), **pod_security_labels(settings)},
+        client_namespace=settings.app_namespace,
+        client_pod_labels=podspec.selector_labels("websocket"),
+        monitoring_namespace=settings.monitoring.namespace,
+        scraper_labels=settings.monitoring.scraper_labels,
+        istiod_namespace=settings.mesh.istiod_namespace,
+        protect=settings.is_prod,
+        require_zone_spread=settings.is_prod,
+    )
+
+
+def workloads_args(settings: Settings, namespace: pulumi.Input[str], redis_url: pulumi.Input[str],
+                   redis_password: pulumi.Input[str]) -> WorkloadsArgs:
+    """What the workloads get: their settings, the mesh peers, and the Redis cluster's address and
+    password (its outputs)."""
     return WorkloadsArgs(
         namespace=namespace,
         websocket=settings.websocket,
@@ -66,10 +85,10 @@ def workloads_args(settings: Settings, namespace: pulumi.Input[str]) -> Workload
         mesh=settings.mesh,
         monitoring_namespace=settings.monitoring.namespace,
         scraper_labels=settings.monitoring.scraper_labels,
-        redis_url=settings.redis.url,
+        redis_url=redis_url,
         redis_namespace=settings.redis.namespace,
         redis_port=settings.redis.port,
-        redis_password=pulumi.Output.secret(settings.redis.password.reveal()),
+        redis_password=redis_password,
     )
 
 
@@ -78,7 +97,17 @@ def _realm_stand_in(settings: Settings) -> str:
     return "aiwfe-production" if settings.is_prod else f"aiwfe-{settings.environment}"
 
 
-def mesh_args(settings: Settings, app_namespace: pulumi.Input[str], *, lb_websocket_timeout_seconds: int) -> MeshArgs:
+class RedisPeer(Protocol):
+    """What the mesh needs of the Redis cluster (a `RedisCluster`'s outputs)."""
+
+    namespace: pulumi.Input[str]
+    service_account: pulumi.Input[str]
+    bootstrap_service_account: pulumi.Input[str]
+    client_port: pulumi.Input[int]
+
+
+def mesh_args(settings: Settings, app_namespace: pulumi.Input[str], *, lb_websocket_timeout_seconds: int,
+              redis: RedisPeer) -> MeshArgs:
     """What the mesh gets: its settings, the hosts, the WebSocket capacity, and the Keycloak, Redis
     and load-balancer outputs (stand-ins until those components are merged)."""
     realm = _realm_stand_in(settings)
@@ -99,9 +128,10 @@ def mesh_args(settings: Settings, app_namespace: pulumi.Input[str], *, lb_websoc
         keycloak_service_account="keycloak",  # INTEGRATION: keycloak.service_account
         # INTEGRATION: keycloak.database_service_account (None with Cloud SQL; staging runs in-cluster)
         keycloak_database_service_account=None if settings.is_prod else "keycloak-postgres",
-        redis_namespace=settings.redis.namespace,  # INTEGRATION: redis.namespace (add depends_on it)
-        redis_service_account="redis-cluster",  # INTEGRATION: redis.service_account
-        redis_client_port=settings.redis.port,  # INTEGRATION: redis.client_port
+        redis_namespace=redis.namespace,
+        redis_service_account=redis.service_account,
+        redis_bootstrap_service_account=redis.bootstrap_service_account,
+        redis_client_port=redis.client_port,
     )
 
 
@@ -121,7 +151,9 @@ def build(settings: Settings) -> Platform:
             },
         },
     )
-    workloads = Workloads("workloads", workloads_args(settings, app_namespace.metadata["name"]))
+    redis = RedisCluster("redis-cluster", redis_cluster_args(settings))
+    workloads = Workloads("workloads", workloads_args(settings, app_namespace.metadata["name"],
+                                                      redis.client_url, redis.password))
     load_balancer = LoadBalancer(
         "load-balancer",
         LoadBalancerArgs(
@@ -135,9 +167,10 @@ def build(settings: Settings) -> Platform:
         pulumi.ResourceOptions(providers={"gcp": gcp_provider}),
     )
     mesh = Mesh("mesh", mesh_args(settings, app_namespace.metadata["name"],
-                                  lb_websocket_timeout_seconds=load_balancer.websocket_timeout_seconds),
+                                  lb_websocket_timeout_seconds=load_balancer.websocket_timeout_seconds,
+                                  redis=redis),
                 opts=pulumi.ResourceOptions(depends_on=[app_namespace]))
-    return Platform(gcp_provider=gcp_provider, app_namespace=app_namespace, workloads=workloads,
+    return Platform(gcp_provider=gcp_provider, app_namespace=app_namespace, redis=redis, workloads=workloads,
                     load_balancer=load_balancer, mesh=mesh)
 
 
@@ -157,3 +190,7 @@ def main() -> None:
     pulumi.export("mesh_gateway", platform.mesh.gateway)
     pulumi.export("mesh_jwt_issuer", platform.mesh.jwt_issuer)
     pulumi.export("mesh_mtls_mode", platform.mesh.mtls_mode)
+    pulumi.export("redis_namespace", platform.redis.namespace)
+    pulumi.export("redis_client_url", platform.redis.client_url)
+    pulumi.export("redis_password_secret_name", platform.redis.password_secret_name)
+    pulumi.export("redis_password", platform.redis.password)  # a Pulumi secret: encrypted in state

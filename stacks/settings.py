@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 PROJECT = "aiwfe-platform"
 
 # Config keys (in the project namespace) whose values must be stack secrets.
-SECRET_KEYS: tuple[str, ...] = ("redisPassword",)
+SECRET_KEYS: tuple[str, ...] = ()
 
 ENVIRONMENTS = ("staging", "prod")
 # kubernetes-validate bundles schemas up to 1.37; native preStop `sleep` needs 1.30+.
@@ -36,6 +36,14 @@ SUPPORTED_ISTIO_MINORS = (28, 29, 30)
 MTLS_MODES = ("STRICT", "PERMISSIVE")
 # REQUIREMENTS: a Redis health check must time out in 3 s at most.
 MAX_REDIS_HEALTH_TIMEOUT_SECONDS = 3
+# Redis Cluster ports are part of the shared contract (mesh rules, NetworkPolicies, exporter scrape).
+REDIS_PORT = 6379
+REDIS_BUS_PORT = 16379
+REDIS_EXPORTER_PORT = 9121
+# Memory limit = maxmemory x this: a fork for BGSAVE/AOF rewrite copies pages on write (REQUIREMENTS).
+REDIS_MEMORY_HEADROOM = 1.5
+# The volume holds the AOF, its rewrite and the RDB snapshot: at least this many times maxmemory.
+REDIS_STORAGE_FACTOR = 3
 
 
 class SettingsError(ValueError):
@@ -109,7 +117,6 @@ _GCP_NETWORK = re.compile(r"^([a-z]([-a-z0-9]{0,61}[a-z0-9])?|projects/[a-z][-a-
                           r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?)$")
 _ISTIO_VERSION = re.compile(r"^1\.(?P<minor>\d+)\.(?P<patch>\d+)$")
 _TRUST_DOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_REDIS_URL = re.compile(r"^rediss?://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:\d{1,5})?(,[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:\d{1,5})?)*/?$")
 
 
 def parse_cpu_millis(text: str) -> int:
@@ -140,13 +147,6 @@ def parse_duration_seconds(value: Any) -> int:
         raise ValueError(value)
     parts = {k: int(v) if v else 0 for k, v in match.groupdict().items()}
     return parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
-
-
-def redis_seeds(url: str) -> list[tuple[str, int]]:
-    """(host, port) of each seed in a validated redis:// URL (port 6379 when not given)."""
-    seeds = url.split("://", 1)[1].rstrip("/")
-    return [(host, int(port) if port else 6379)
-            for host, _, port in (seed.partition(":") for seed in seeds.split(","))]
 
 
 def image_tag(image: str) -> str:
@@ -233,12 +233,40 @@ class MonitoringSettings:
 
 @dataclass(frozen=True)
 class RedisSettings:
-    """How the WebSocket service reaches Redis (from config until the Redis component lands)."""
+    """The Redis Cluster for sessions: its namespace, size, images, memory and storage."""
 
-    url: str
     namespace: str
-    port: int
-    password: SecretStr
+    masters: int
+    replicas_per_master: int
+    image: str
+    """The official `redis` 7.x image, pinned."""
+    exporter_image: str
+    """The Prometheus exporter sidecar (oliver006/redis_exporter), pinned."""
+    maxmemory: str
+    """Data memory per node (Kubernetes quantity); the container limit adds the fork headroom."""
+    cpu_request: str
+    cpu_limit: str
+    storage_class: str
+    storage_size: str
+    cluster_node_timeout_ms: int
+    """How long a master may be unreachable before its replica is promoted."""
+
+    @property
+    def nodes(self) -> int:
+        return self.masters * (1 + self.replicas_per_master)
+
+    @property
+    def port(self) -> int:
+        return REDIS_PORT
+
+    @property
+    def maxmemory_bytes(self) -> int:
+        return parse_memory_bytes(self.maxmemory)
+
+    @property
+    def memory_limit(self) -> str:
+        """The container memory limit: maxmemory x REDIS_MEMORY_HEADROOM, in whole MiB."""
+        return f"{-(-int(self.maxmemory_bytes * REDIS_MEMORY_HEADROOM) // 2**20)}Mi"
 
 
 @dataclass(frozen=True)
@@ -420,7 +448,7 @@ class _Section:
                       f"unknown key; allowed keys here: {', '.join(sorted(set(self.known)))}")
 
 
-def _quantity(section: _Section, name: str, default: str, parse: Callable[[str], int]) -> str:
+def _quantity(section: _Section, name: str, default: Any, parse: Callable[[str], int]) -> str:
     value = section._get(name, default)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)
@@ -706,15 +734,6 @@ def parse_settings(
     if app_namespace in ("default", "kube-system", "kube-public", "kube-node-lease"):
         top.fail("appNamespace", app_namespace, "must not be a Kubernetes system namespace")
 
-    password_key = top.path("redisPassword")
-    password = top._get("redisPassword", _MISSING)
-    if password_key not in secrets:
-        raise SettingsError(password_key, password,
-                            f"must be a stack secret: pulumi config set --secret {password_key.split(':', 1)[1]}",
-                            secret=True)
-    if not isinstance(password, str) or len(password) < 16:
-        raise SettingsError(password_key, password, "must be a string of at least 16 characters", secret=True)
-
     gcp_s = top.section("gcp")
     region = gcp_s.string("region", _GCP_REGION, "must be a GCP region such as 'europe-west1'")
     zones = gcp_s._get("zones", _MISSING)
@@ -752,20 +771,41 @@ def parse_settings(
     mon_s.done()
 
     redis_s = top.section("redis")
+    masters = redis_s.integer("masters", 3, 100)
+    replicas_per_master = redis_s.integer("replicasPerMaster", 0, 5)
+    if environment == "prod" and replicas_per_master < 1:
+        redis_s.fail("replicasPerMaster", replicas_per_master,
+                     "must be at least 1 in prod (a master without a replica loses its slots with its node)")
+    maxmemory = _quantity(redis_s, "maxmemory", _MISSING, parse_memory_bytes)
+    if parse_memory_bytes(maxmemory) < 64 * 2**20:
+        redis_s.fail("maxmemory", maxmemory, "must be at least 64Mi")
+    storage_size = _quantity(redis_s, "storageSize", _MISSING, parse_memory_bytes)
+    if parse_memory_bytes(storage_size) < REDIS_STORAGE_FACTOR * parse_memory_bytes(maxmemory):
+        redis_s.fail("storageSize", storage_size,
+                     f"must be at least {REDIS_STORAGE_FACTOR}x redis.maxmemory ({maxmemory}): "
+                     "the volume holds the AOF, its rewrite and the RDB snapshot")
+    cpu = redis_s.section("cpu")
+    cpu_request = _quantity(cpu, "request", _MISSING, parse_cpu_millis)
+    cpu_limit = _quantity(cpu, "limit", _MISSING, parse_cpu_millis)
+    if parse_cpu_millis(cpu_limit) < parse_cpu_millis(cpu_request):
+        cpu.fail("limit", cpu_limit, f"must be at least the cpu request ({cpu_request})")
+    cpu.done()
+    node_timeout = redis_s.duration("clusterNodeTimeout", 1, 60, "5s")
     redis = RedisSettings(
-        url=redis_s.string(
-            "url", _REDIS_URL,
-            "must be redis://host:port or rediss://host:port (comma-separated seeds allowed), no password"),
         namespace=redis_s.string("namespace", _DNS_LABEL, "must be a namespace name"),
-        port=redis_s.integer("port", 1, 65535, 6379),
-        password=SecretStr(password),
+        masters=masters,
+        replicas_per_master=replicas_per_master,
+        image=redis_s.image("image"),
+        exporter_image=redis_s.image("exporterImage"),
+        maxmemory=maxmemory,
+        cpu_request=cpu_request,
+        cpu_limit=cpu_limit,
+        storage_class=redis_s.string("storageClass", _DNS_LABEL, "must be a StorageClass name"),
+        storage_size=storage_size,
+        cluster_node_timeout_ms=node_timeout * 1000,
     )
-    for host, port in redis_seeds(redis.url):
-        # The WebSocket NetworkPolicy admits egress to that namespace and port only.
-        if port != redis.port or not re.search(rf"\.{re.escape(redis.namespace)}(\.svc(\.cluster\.local)?)?$", host):
-            redis_s.fail("url", redis.url,
-                         f"every seed must be a Service in namespace {redis.namespace!r} on port {redis.port} "
-                         f"(redis.namespace/redis.port), like redis.{redis.namespace}.svc.cluster.local:{redis.port}")
+    if not re.match(r"^(docker\.io/)?(library/)?redis:7\.", redis.image):
+        redis_s.fail("image", redis.image, "must be the official redis image at a 7.x tag, like redis:7.4.2")
     redis_s.done()
 
     sess_s = top.section("sessions", {})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import re
+import types
 from typing import Any
 
 import pulumi
@@ -30,6 +31,9 @@ SECURITY = "kubernetes:security.istio.io/v1:"
 VS, DR, GATEWAY = NETWORKING + "VirtualService", NETWORKING + "DestinationRule", NETWORKING + "Gateway"
 PA, RA, AP = SECURITY + "PeerAuthentication", SECURITY + "RequestAuthentication", SECURITY + "AuthorizationPolicy"
 TELEMETRY = "kubernetes:telemetry.istio.io/v1:Telemetry"
+# What a RedisCluster hands the mesh (the platform passes the component's outputs).
+REDIS_PEER = types.SimpleNamespace(namespace="aiwfe-redis", service_account="redis-cluster",
+                                   bootstrap_service_account="redis-cluster-bootstrap", client_port=6379)
 # A syntactically real JWT (header.payload.signature, base64url): the extractor only slices strings.
 TOKEN = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c2VyLTEiLCJpc3MiOiJ4In0.c2lnbmF0dXJlLV8"
 
@@ -260,7 +264,8 @@ def test_edge_requires_keycloak_tokens_except_on_anonymous_paths(rendered: dict,
 def test_issuer_is_keycloaks_realm_issuer_exactly(rendered: dict, stack: str) -> None:
     """Through the Args: what platform.py passes as Keycloak's issuer lands unchanged in every rule."""
     s = settings_for(stack)
-    args = platform.mesh_args(s, "aiwfe", lb_websocket_timeout_seconds=s.load_balancer.websocket_timeout_seconds)
+    args = platform.mesh_args(s, "aiwfe", lb_websocket_timeout_seconds=s.load_balancer.websocket_timeout_seconds,
+                              redis=REDIS_PEER)
     issuer = f"https://{s.auth_host}/realms/{platform._realm_stand_in(s)}"
     assert args.jwt_issuer == issuer
     assert args.jwks_uri == f"{issuer}/protocol/openid-connect/certs"
@@ -319,7 +324,8 @@ def _render_mesh(stack: str, **changes: Any) -> list[render_tool.Registration]:
 
     def program() -> None:
         timeout = settings.load_balancer.websocket_timeout_seconds
-        args = dataclasses.replace(platform.mesh_args(settings, "aiwfe", lb_websocket_timeout_seconds=timeout),
+        args = dataclasses.replace(platform.mesh_args(settings, "aiwfe", lb_websocket_timeout_seconds=timeout,
+                                                      redis=REDIS_PEER),
                                    **changes)
         Mesh("mesh", args)
         pulumi.export("ok", True)

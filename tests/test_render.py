@@ -115,8 +115,16 @@ def test_no_secret_value_is_written_anywhere(rendered: dict, stack: str) -> None
     assert len(files) >= 4
     for path in files:
         assert render_tool.PLACEHOLDER_SECRET not in path.read_text(), f"secret value leaked into {path}"
-    secret = next(r for r in rendered[stack].document["resources"] if r["type"] == "kubernetes:core/v1:Secret")
-    assert secret["props"]["stringData"] == {"REDIS_PASSWORD": render_tool.SECRET_MARKER}
+    secrets = {r["name"]: r["props"]["stringData"] for r in rendered[stack].document["resources"]
+               if r["type"] == "kubernetes:core/v1:Secret"}
+    assert secrets == {"workloads-app-secrets": {"REDIS_PASSWORD": render_tool.SECRET_MARKER},
+                       "redis-cluster-auth": {"password": render_tool.SECRET_MARKER,
+                                              "auth.conf": render_tool.SECRET_MARKER}}
+    # The generated password itself (the mock's stand-in) is written nowhere either.
+    generated = render_tool._computed_outputs("random:index/randomPassword:RandomPassword", "redis-cluster-password",
+                                              {"length": 32})["result"]
+    for path in files:
+        assert generated not in path.read_text(), f"generated password leaked into {path}"
 
 
 def test_mask_secrets_replaces_wrapped_values_only() -> None:
@@ -214,7 +222,7 @@ def test_objects_with_masked_secrets_never_land_in_manifests(rendered: dict, sta
     applied = list((out / "manifests").glob("*.yaml"))
     assert applied and all(render_tool.SECRET_MARKER not in p.read_text() for p in applied)
     masked = [p.name for p in (out / "masked").glob("*.yaml")]
-    assert masked == ["02-secret-aiwfe-app-secrets.yaml"]
+    assert sorted(masked) == ["02-secret-aiwfe-app-secrets.yaml", "02-secret-aiwfe-redis-redis-cluster-auth.yaml"]
 
 
 def test_render_refuses_a_folder_it_did_not_write(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from components.redis_cluster import client_url
 from stacks.settings import parse_settings
 from tests.conftest import STACKS, one, resources_of
 from tools import render as render_tool
@@ -67,7 +68,8 @@ def test_websocket_env_takes_config_and_secret_by_reference(rendered: dict, stac
 def test_app_config_carries_redis_and_session_facts(rendered: dict, stack: str) -> None:
     s = settings_for(stack)
     data = one(rendered[stack], CONFIG_MAP, "workloads-app-config")["props"]["data"]
-    assert data["REDIS_URL"] == s.redis.url
+    assert data["REDIS_URL"] == client_url(s.redis)
+    assert data["REDIS_URL"].startswith(f"redis://redis-cluster-0.redis-cluster-headless.{s.redis.namespace}.svc")
     assert data["REDIS_HEALTH_TIMEOUT_MS"] == "3000"
     assert (data["SESSION_KEY_PREFIX"], data["SESSION_TTL_SECONDS"]) == ("ws:session:", "3600")
     assert (data["CONNECTION_KEY_PREFIX"], data["CONNECTION_TTL_SECONDS"]) == ("connection:", "86400")
@@ -289,7 +291,7 @@ def test_every_namespaced_object_lands_in_the_app_namespace(rendered: dict, stac
 
 def test_children_are_parented_to_their_component(rendered: dict, stack: str) -> None:
     for resource in rendered[stack].document["resources"]:
-        if resource["type"] == NAMESPACE:
+        if resource["name"] == "app-namespace":
             assert resource["parent"].endswith("pulumi:pulumi:Stack::aiwfe-platform-" + stack)
         elif resource["type"].startswith("kubernetes:"):
             assert "aiwfe:platform:" in resource["parent"].split("::")[-2], resource["urn"]

@@ -1,0 +1,93 @@
+"""Throughput of the rendered Redis config next to a stock redis-server, in one run.
+
+    python -m bench.redis [--requests 200000] [--pipeline 16] [--clients 50] [--json]
+
+Two six-node clusters on loopback, started the same way (tools/redis_local.py) and formed by the
+component's own bootstrap script: one from the prod `redis.conf` the component renders (memory
+scaled down; AOF everysec + RDB save points + maxmemory/allkeys-lru + password), one from a stock
+config (cluster mode, loopback and the same password; everything else Redis's defaults). Each is
+measured with `redis-benchmark --cluster -t set,get -P <pipeline>`; the report gives requests/s
+and the ratio rendered / stock. It reports; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from components.redis_cluster import conf_params
+from tools.redis_local import HOST, LocalCluster
+from tools.render import load_stack_config
+
+PASSWORD = "BenchOnlyPassword0123456789abcd"  # noqa: S105 (loopback throwaway)
+
+
+def run_benchmark(cluster: LocalCluster, requests: int, pipeline: int, clients: int) -> dict[str, float]:
+    """{"SET": rps, "GET": rps} from redis-benchmark in cluster mode against the first node."""
+    out = subprocess.run(
+        ["redis-benchmark", "--cluster", "-h", HOST, "-p", str(cluster.nodes[0].port), "-a", PASSWORD,
+         "-t", "set,get", "-n", str(requests), "-P", str(pipeline), "-c", str(clients), "-r", "100000",
+         "-d", "256", "--csv", "-q"],
+        capture_output=True, text=True, timeout=600, check=True).stdout
+    rows = [r for r in csv.reader(io.StringIO(out)) if r and r[0] in ("SET", "GET")]
+    return {r[0]: float(r[1]) for r in rows}
+
+
+def measure(rendered: bool, root: Path, requests: int, pipeline: int, clients: int) -> dict[str, float]:
+    params = None
+    if rendered:
+        from stacks.settings import parse_settings
+
+        config = load_stack_config("prod")
+        settings = parse_settings(config.values, stack="prod", secret_keys=config.secret_keys)
+        params = dataclasses.replace(conf_params(settings.redis), maxmemory_bytes=512 * 2**20)
+    with LocalCluster(root, params, PASSWORD) as cluster:
+        cluster.start_all()
+        result = cluster.bootstrap()
+        if result.returncode != 0:
+            raise RuntimeError(result.stdout + result.stderr)
+        return run_benchmark(cluster, requests, pipeline, clients)
+
+
+def report(requests: int, pipeline: int, clients: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-redis-") as tmp:
+        stock = measure(False, Path(tmp) / "stock", requests, pipeline, clients)
+        rendered = measure(True, Path(tmp) / "rendered", requests, pipeline, clients)
+    return {"requests": requests, "pipeline": pipeline, "clients": clients,
+            "stock": stock, "rendered": rendered,
+            "ratio": {op: rendered[op] / stock[op] for op in stock if op in rendered}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=200_000)
+    parser.add_argument("--pipeline", type=int, default=16)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    for tool in ("redis-server", "redis-cli", "redis-benchmark"):
+        if not shutil.which(tool):
+            print(f"error: {tool} not found (apt-get install redis-server redis-tools)", file=sys.stderr)
+            return 2
+    result = report(args.requests, args.pipeline, args.clients)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"redis-benchmark --cluster, {args.requests} requests, pipeline {args.pipeline}, {args.clients} clients")
+    print(f"  {'op':4} {'stock rps':>12} {'rendered rps':>13} {'ratio':>7}")
+    for op, ratio in result["ratio"].items():
+        print(f"  {op:4} {result['stock'][op]:12.0f} {result['rendered'][op]:13.0f} {ratio:7.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

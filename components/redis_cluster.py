@@ -1,0 +1,581 @@
+"""The sessions' Redis Cluster: namespace, StatefulSet of masters and replicas, config, password,
+idempotent bootstrap Job, Services, PDB and NetworkPolicies.
+
+The official `redis` 7.x image runs with a config rendered here (`render_redis_conf`); the password
+reaches the server through an `include` of a file mounted from the Secret, never through the
+ConfigMap or the command line. The cluster is formed once by a Job running `render_bootstrap_script`
+(the same script the integration test runs against six real `redis-server` processes).
+
+Mesh: the pods are in the Istio mesh. The client port 6379 (clients, replication, bootstrap) goes
+through the sidecar (mTLS); the cluster bus 16379 and the exporter port 9121 bypass it (pod
+annotations) and are guarded by NetworkPolicy: bus from Redis pods only, metrics from the scraper only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components import podspec
+from stacks.settings import (
+    REDIS_BUS_PORT,
+    REDIS_EXPORTER_PORT,
+    REDIS_PORT,
+    RedisSettings,
+    image_tag,
+)
+
+APP = "redis-cluster"
+HEADLESS_SERVICE = "redis-cluster-headless"
+BOOTSTRAP = "redis-cluster-bootstrap"
+CONFIG_MAP = "redis-cluster-config"
+AUTH_SECRET = "redis-cluster-auth"  # noqa: S105 (a Secret's name)
+PASSWORD_KEY = "password"  # noqa: S105 (a key name)
+AUTH_CONF_KEY = "auth.conf"
+
+REDIS_UID = 10379
+CONF_DIR = "/etc/redis"
+CONF_FILE = "redis.conf"
+AUTH_DIR = "/etc/redis-auth"
+SCRIPTS = {"readiness": "readiness.sh", "liveness": "liveness.sh", "bootstrap": "bootstrap.sh"}
+DATA_DIR = "/data"
+# RDB snapshot points: (seconds, changes). Together with the AOF (fsync every second).
+SAVE_RULES: tuple[tuple[int, int], ...] = ((3600, 1), (300, 100), (60, 10000))
+MAXMEMORY_POLICY = "allkeys-lru"
+# Facts for the policy pack (and for people): the intended cluster shape.
+MASTERS_ANNOTATION = "aiwfe.io/redis-masters"
+REPLICAS_ANNOTATION = "aiwfe.io/redis-replicas-per-master"
+# An 8 GB RDB written on SIGTERM needs time; Redis saves on shutdown when save points exist.
+TERMINATION_GRACE_SECONDS = 120
+PROBE_TIMEOUT_SECONDS = 3
+_PASSWORD = re.compile(r"^[A-Za-z0-9]{16,}$")
+
+
+# ---------------------------------------------------------------- rendered files (pure functions)
+
+@dataclass(frozen=True)
+class RedisConfParams:
+    """What `redis.conf` is made of; `conf_params(settings)` gives a stack's values."""
+
+    maxmemory_bytes: int
+    cluster_node_timeout_ms: int
+    port: int = REDIS_PORT
+    bus_port: int = REDIS_BUS_PORT
+    data_dir: str = DATA_DIR
+    auth_include: str = f"{AUTH_DIR}/{AUTH_CONF_KEY}"
+    bind: str = "* -::*"
+    maxmemory_policy: str = MAXMEMORY_POLICY
+    save_rules: tuple[tuple[int, int], ...] = SAVE_RULES
+
+
+def conf_params(settings: RedisSettings) -> RedisConfParams:
+    return RedisConfParams(maxmemory_bytes=settings.maxmemory_bytes,
+                           cluster_node_timeout_ms=settings.cluster_node_timeout_ms)
+
+
+def render_redis_conf(p: RedisConfParams) -> str:
+    """The `redis.conf` every node runs (no secret in it: the password comes from the include).
+
+    Per-pod values are command-line arguments: `--cluster-announce-hostname` (the pod's stable name
+    under the headless Service, so clients and redirects survive a new pod IP)."""
+    saves = " ".join(f"{seconds} {changes}" for seconds, changes in p.save_rules)
+    return f"""\
+# Rendered by components/redis_cluster.py. No secret here: requirepass/masterauth come from the include.
+bind {p.bind}
+protected-mode yes
+port {p.port}
+tcp-keepalive 60
+timeout 0
+daemonize no
+loglevel notice
+logfile ""
+dir {p.data_dir}
+
+# Cluster: state on the persistent volume; redirects name hosts (the announced hostname), not pod IPs.
+cluster-enabled yes
+cluster-config-file {p.data_dir}/nodes.conf
+cluster-port {p.bus_port}
+cluster-node-timeout {p.cluster_node_timeout_ms}
+cluster-preferred-endpoint-type hostname
+# Sessions: the shards that are up keep serving when another shard has lost all its nodes.
+cluster-require-full-coverage no
+cluster-allow-reads-when-down no
+
+# Persistence: AOF fsynced every second, and RDB snapshots for fast restarts and backups.
+appendonly yes
+appendfsync everysec
+appenddirname "appendonlydir"
+aof-use-rdb-preamble yes
+auto-aof-rewrite-percentage 100
+auto-aof-rewrite-min-size 64mb
+save {saves}
+dbfilename dump.rdb
+stop-writes-on-bgsave-error yes
+
+# Memory: the container limit leaves headroom above this for fork copy-on-write and buffers.
+maxmemory {p.maxmemory_bytes}
+maxmemory-policy {p.maxmemory_policy}
+
+# Password for clients and for replication, from a file mounted from the Secret.
+include {p.auth_include}
+"""
+
+
+def render_auth_conf(password: str) -> str:
+    """The Secret-held include: the same password for clients (`requirepass`) and replicas (`masterauth`)."""
+    if not _PASSWORD.match(password):
+        raise ValueError("the Redis password must be at least 16 letters and digits")
+    return f"requirepass {password}\nmasterauth {password}\n"
+
+
+def render_bootstrap_script(nodes: Sequence[str], replicas_per_master: int, *,
+                            attempts: int = 90, interval: str = "2") -> str:
+    """A POSIX sh script that forms the cluster once and does nothing when it already exists.
+
+    `nodes` are `host:port` addresses. It waits until every node answers, and if any node already
+    knows another node or has slots it only waits for `cluster_state:ok` (it never re-creates);
+    otherwise it resolves the hosts (CLUSTER MEET needs IPs) and runs `redis-cli --cluster create`
+    with `replicas_per_master`. The password comes from `REDISCLI_AUTH` in the environment."""
+    if not nodes or replicas_per_master < 0:
+        raise ValueError("need nodes and a replica count")
+    for node in nodes:
+        if not re.fullmatch(r"[A-Za-z0-9.-]+:\d{1,5}", node):
+            raise ValueError(f"bad node address {node!r}")
+    node_list = shlex.quote(" ".join(nodes))
+    return f"""\
+#!/bin/sh
+# Rendered by components/redis_cluster.py: forms the Redis Cluster once, idempotently.
+set -eu
+NODES={node_list}
+REPLICAS={int(replicas_per_master)}
+ATTEMPTS={int(attempts)}
+INTERVAL={shlex.quote(interval)}
+: "${{REDISCLI_AUTH:?REDISCLI_AUTH must hold the Redis password}}"
+
+cli() {{ node=$1; shift; redis-cli --no-auth-warning -h "${{node%:*}}" -p "${{node##*:}}" "$@"; }}
+field() {{ cli "$1" cluster info | tr -d '\\r' | sed -n "s/^$2://p"; }}
+
+for node in $NODES; do
+  n=0
+  until [ "$(cli "$node" ping 2>/dev/null)" = PONG ]; do
+    n=$((n + 1))
+    if [ "$n" -ge "$ATTEMPTS" ]; then echo "bootstrap: $node does not answer PING" >&2; exit 1; fi
+    sleep "$INTERVAL"
+  done
+done
+
+wait_ok() {{
+  n=0
+  until [ "$(field "$1" cluster_state)" = ok ]; do
+    n=$((n + 1))
+    if [ "$n" -ge "$ATTEMPTS" ]; then echo "bootstrap: cluster_state is not ok on $1" >&2; exit 1; fi
+    sleep "$INTERVAL"
+  done
+}}
+
+for node in $NODES; do
+  known=$(field "$node" cluster_known_nodes)
+  assigned=$(field "$node" cluster_slots_assigned)
+  if [ "$known" != 1 ] || [ "$assigned" != 0 ]; then
+    echo "bootstrap: cluster already exists ($node knows $known nodes, $assigned slots assigned): nothing to do"
+    wait_ok "$node"
+    exit 0
+  fi
+done
+
+addresses=""
+for node in $NODES; do
+  resolved=$(getent hosts "${{node%:*}}") || {{ echo "bootstrap: cannot resolve ${{node%:*}}" >&2; exit 1; }}
+  set -- $resolved
+  addresses="$addresses $1:${{node##*:}}"
+done
+echo "bootstrap: creating the cluster from$addresses with $REPLICAS replica(s) per master"
+redis-cli --no-auth-warning --cluster create $addresses --cluster-replicas "$REPLICAS" --cluster-yes
+wait_ok "${{NODES%% *}}"
+echo "bootstrap: cluster formed"
+"""
+
+
+def render_readiness_script() -> str:
+    """Ready when the node answers and either is still fresh (before the bootstrap forms the
+    cluster) or sees the cluster ok and, as a replica, has its link to the master up. A rolling
+    update waits on this, so it never restarts the next node while the cluster is recovering."""
+    return """\
+#!/bin/sh
+# Rendered by components/redis_cluster.py. Needs REDISCLI_AUTH; REDIS_PORT defaults to 6379.
+set -eu
+port=${REDIS_PORT:-6379}
+cli() { redis-cli --no-auth-warning -e -p "$port" "$@" | tr -d '\\r'; }
+[ "$(cli ping)" = PONG ] || exit 1
+info=$(cli cluster info)
+known=$(echo "$info" | sed -n 's/^cluster_known_nodes://p')
+[ "$known" = 1 ] && exit 0
+[ "$(echo "$info" | sed -n 's/^cluster_state://p')" = ok ] || exit 1
+replication=$(cli info replication)
+if [ "$(echo "$replication" | sed -n 's/^role://p')" = slave ]; then
+  [ "$(echo "$replication" | sed -n 's/^master_link_status://p')" = up ] || exit 1
+fi
+exit 0
+"""
+
+
+def render_liveness_script() -> str:
+    """Alive when the server answers PING, including while it loads its data set (LOADING)."""
+    return """\
+#!/bin/sh
+# Rendered by components/redis_cluster.py. Needs REDISCLI_AUTH; REDIS_PORT defaults to 6379.
+reply=$(redis-cli --no-auth-warning -p "${REDIS_PORT:-6379}" ping 2>&1 | tr -d '\\r')
+case "$reply" in
+  PONG|LOADING*) exit 0 ;;
+  *) echo "$reply"; exit 1 ;;
+esac
+"""
+
+
+def pod_host(ordinal: int, namespace: str) -> str:
+    return f"{APP}-{ordinal}.{HEADLESS_SERVICE}.{namespace}.svc.cluster.local"
+
+
+def seed_addresses(settings: RedisSettings) -> list[str]:
+    """Every node's stable address on the client port (cluster clients take several seeds)."""
+    return [f"{pod_host(i, settings.namespace)}:{REDIS_PORT}" for i in range(settings.nodes)]
+
+
+def client_url(settings: RedisSettings) -> str:
+    """REDIS_URL for cluster clients: `redis://seed1:6379,seed2:6379,...` (no password)."""
+    return "redis://" + ",".join(seed_addresses(settings))
+
+
+# ---------------------------------------------------------------- the component
+
+@dataclass(frozen=True)
+class RedisClusterArgs:
+    """What the Redis cluster needs from the stack: its settings and who may connect."""
+
+    settings: RedisSettings
+    namespace_labels: Mapping[str, str]
+    """Mesh injection and Pod Security labels for the namespace this component creates."""
+    client_namespace: str
+    client_pod_labels: Mapping[str, str]
+    """The only pods allowed to reach the client port from outside the namespace (the WebSocket service)."""
+    monitoring_namespace: str
+    scraper_labels: Mapping[str, str] | None
+    istiod_namespace: str
+    protect: bool
+    """Prod: StatefulSet protected (a `pulumi up` can never delete session data by accident)."""
+    require_zone_spread: bool
+    """Prod: pods must spread evenly over zones (hard constraint), not just preferably."""
+    extra_labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class RedisCluster(pulumi.ComponentResource):
+    """A Redis Cluster (masters x (1 + replicas)) in its own namespace, formed by an idempotent Job.
+
+    Outputs: `namespace`, `client_url`, `seed_addresses`, `password` (secret), `password_secret_name`,
+    `password_secret_key`, `service_account`, `client_port`, `bus_port`.
+    """
+
+    def __init__(self, name: str, args: RedisClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("aiwfe:platform:RedisCluster", name, None, opts)
+        s = args.settings
+        child = pulumi.ResourceOptions(parent=self)
+        object_labels = podspec.labels(APP, "session-store")
+        match = podspec.selector_labels(APP)
+        pod_labels = podspec.labels(APP, "session-store", image_tag(s.image))
+
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={"name": s.namespace,
+                      "labels": {**podspec.labels(s.namespace, "namespace"), **args.namespace_labels}},
+            # Deleting the namespace would delete the PVCs with it: protected like the StatefulSet.
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+        )
+        ns = namespace.metadata["name"]
+
+        # Letters and digits only: safe in redis.conf, in URLs and in shell, and 32 of them is ~190 bits.
+        generated = random.RandomPassword(
+            f"{name}-password", length=32, special=False,
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["result"]))
+        password = pulumi.Output.secret(generated.result)
+        secret = k8s.core.v1.Secret(
+            f"{name}-auth",
+            metadata=podspec.metadata(AUTH_SECRET, ns, object_labels),
+            type="Opaque",
+            string_data={PASSWORD_KEY: password,
+                         AUTH_CONF_KEY: pulumi.Output.secret(password.apply(render_auth_conf))},
+            opts=child,
+        )
+
+        conf = render_redis_conf(conf_params(s))
+        scripts = {
+            SCRIPTS["readiness"]: render_readiness_script(),
+            SCRIPTS["liveness"]: render_liveness_script(),
+        }
+        config_data = {CONF_FILE: conf, **scripts}
+        config_map = k8s.core.v1.ConfigMap(
+            f"{name}-config", metadata=podspec.metadata(CONFIG_MAP, ns, object_labels), data=config_data,
+            opts=child)
+        checksum = hashlib.sha256(json.dumps(config_data, sort_keys=True).encode()).hexdigest()[:16]
+
+        account = podspec.service_account(f"{name}-service-account", APP, ns, object_labels, child)
+        bootstrap_account = podspec.service_account(
+            f"{name}-bootstrap-service-account", BOOTSTRAP, ns, podspec.labels(BOOTSTRAP, "session-store"), child)
+
+        headless = k8s.core.v1.Service(
+            f"{name}-headless-service",
+            metadata=podspec.metadata(HEADLESS_SERVICE, ns, object_labels),
+            spec={
+                "clusterIP": "None",
+                # DNS names exist before readiness: the nodes and the bootstrap find each other early.
+                "publishNotReadyAddresses": True,
+                "selector": dict(match),
+                "ports": [_tcp_port("tcp-redis", REDIS_PORT), _tcp_port("tcp-redis-bus", REDIS_BUS_PORT),
+                          {**_tcp_port("http-metrics", REDIS_EXPORTER_PORT), "appProtocol": "http"}],
+            },
+            opts=child,
+        )
+        podspec.cluster_service(f"{name}-client-service", APP, ns, object_labels, match,
+                                [_tcp_port("tcp-redis", REDIS_PORT)], child)
+
+        statefulset = self._statefulset(name, args, ns, object_labels, match, pod_labels, account, secret,
+                                        config_map, headless, checksum)
+        podspec.disruption_budget(f"{name}-disruption-budget", APP, ns, object_labels, match, opts=child)
+        self._network_policies(name, args, ns, object_labels, match)
+        self._bootstrap(name, args, ns, bootstrap_account, secret, statefulset)
+
+        self.namespace = ns
+        self.client_url = pulumi.Output.from_input(client_url(s))
+        self.seed_addresses = pulumi.Output.from_input(seed_addresses(s))
+        self.password = password
+        self.password_secret_name = secret.metadata["name"]
+        self.password_secret_key = pulumi.Output.from_input(PASSWORD_KEY)
+        self.service_account = account.metadata["name"]
+        self.bootstrap_service_account = bootstrap_account.metadata["name"]
+        self.client_port = pulumi.Output.from_input(REDIS_PORT)
+        self.bus_port = pulumi.Output.from_input(REDIS_BUS_PORT)
+        self.register_outputs({
+            "namespace": self.namespace,
+            "client_url": self.client_url,
+            "seed_addresses": self.seed_addresses,
+            "password": self.password,
+            "password_secret_name": self.password_secret_name,
+            "password_secret_key": self.password_secret_key,
+            "service_account": self.service_account,
+            "bootstrap_service_account": self.bootstrap_service_account,
+            "client_port": self.client_port,
+            "bus_port": self.bus_port,
+        })
+
+    # ------------------------------------------------------------ pieces
+
+    def _statefulset(self, name: str, args: RedisClusterArgs, ns: Any, object_labels: dict[str, str],
+                     match: dict[str, str], pod_labels: dict[str, str], account: Any, secret: Any,
+                     config_map: Any, headless: Any, checksum: str) -> k8s.apps.v1.StatefulSet:
+        s = args.settings
+        auth_env = {"name": "REDISCLI_AUTH",
+                    "valueFrom": {"secretKeyRef": {"name": secret.metadata["name"], "key": PASSWORD_KEY}}}
+        redis = {
+            "name": "redis",
+            "image": s.image,
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["redis-server"],
+            "args": [f"{CONF_DIR}/{CONF_FILE}", "--cluster-announce-hostname",
+                     f"$(POD_NAME).{HEADLESS_SERVICE}.$(POD_NAMESPACE).svc.cluster.local"],
+            "env": [
+                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                auth_env,
+            ],
+            "ports": [{"name": "tcp-redis", "containerPort": REDIS_PORT, "protocol": "TCP"},
+                      {"name": "tcp-redis-bus", "containerPort": REDIS_BUS_PORT, "protocol": "TCP"}],
+            # Requests equal limits (Guaranteed QoS): a session store is the last thing to evict.
+            "resources": {"requests": {"cpu": s.cpu_request, "memory": s.memory_limit},
+                          "limits": {"cpu": s.cpu_limit, "memory": s.memory_limit}},
+            # Loading a large AOF at start answers LOADING: allowed for up to 10 minutes.
+            "startupProbe": _exec_probe(SCRIPTS["liveness"], period=5, failures=120),
+            "livenessProbe": _exec_probe(SCRIPTS["liveness"], period=10, failures=3),
+            "readinessProbe": _exec_probe(SCRIPTS["readiness"], period=5, failures=2),
+            "volumeMounts": [
+                {"name": "data", "mountPath": DATA_DIR},
+                {"name": "config", "mountPath": CONF_DIR, "readOnly": True},
+                {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True},
+                podspec.tmp_mount(),
+            ],
+        }
+        exporter = {
+            "name": "metrics",
+            "image": s.exporter_image,
+            "imagePullPolicy": "IfNotPresent",
+            "env": [
+                {"name": "REDIS_ADDR", "value": f"redis://127.0.0.1:{REDIS_PORT}"},
+                {"name": "REDIS_PASSWORD",
+                 "valueFrom": {"secretKeyRef": {"name": secret.metadata["name"], "key": PASSWORD_KEY}}},
+                {"name": "REDIS_EXPORTER_WEB_LISTEN_ADDRESS", "value": f":{REDIS_EXPORTER_PORT}"},
+            ],
+            "ports": [{"name": "http-metrics", "containerPort": REDIS_EXPORTER_PORT, "protocol": "TCP"}],
+            "resources": {"requests": {"cpu": "25m", "memory": "32Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
+            "livenessProbe": podspec.http_probe("/health", "http-metrics", period=10, timeout=PROBE_TIMEOUT_SECONDS,
+                                                failures=3),
+            "readinessProbe": podspec.http_probe("/health", "http-metrics", period=10,
+                                                 timeout=PROBE_TIMEOUT_SECONDS, failures=2),
+        }
+        pod = podspec.hardened_pod_spec(
+            containers=[redis, exporter],
+            service_account=account.metadata["name"],
+            uid=REDIS_UID,
+            match_labels=match,
+            termination_grace_seconds=TERMINATION_GRACE_SECONDS,
+            volumes=[
+                {"name": "config", "configMap": {"name": config_map.metadata["name"], "defaultMode": 0o444}},
+                # Group-readable for fsGroup: the server reads it as the pod's uid/gid.
+                {"name": "auth", "secret": {"secretName": secret.metadata["name"], "defaultMode": 0o440,
+                                            "items": [{"key": AUTH_CONF_KEY, "path": AUTH_CONF_KEY}]}},
+                podspec.tmp_volume(),
+            ],
+        )
+        pod["topologySpreadConstraints"] = _spread(match, args.require_zone_spread)
+        # One Redis pod per node: a replica is never on its master's node.
+        pod["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": dict(match)}}]}}
+        annotations = {
+            "checksum/config": checksum,
+            # The cluster bus and the exporter bypass the sidecar; NetworkPolicy guards them.
+            "traffic.sidecar.istio.io/excludeInboundPorts": f"{REDIS_BUS_PORT},{REDIS_EXPORTER_PORT}",
+            "traffic.sidecar.istio.io/excludeOutboundPorts": f"{REDIS_BUS_PORT}",
+            # Replication on 6379 goes through the sidecar: it must be up before Redis starts.
+            "proxy.istio.io/config": json.dumps({"holdApplicationUntilProxyStarts": True}),
+        }
+        protect = pulumi.ResourceOptions(parent=self, protect=args.protect, depends_on=[headless])
+        return k8s.apps.v1.StatefulSet(
+            f"{name}-statefulset",
+            metadata=podspec.metadata(APP, ns, object_labels, annotations={
+                MASTERS_ANNOTATION: str(s.masters), REPLICAS_ANNOTATION: str(s.replicas_per_master)}),
+            spec={
+                "serviceName": HEADLESS_SERVICE,
+                "replicas": s.nodes,
+                # Nodes start together; the bootstrap Job forms the cluster, not the start order.
+                "podManagementPolicy": "Parallel",
+                "updateStrategy": {"type": "RollingUpdate"},
+                "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
+                "selector": {"matchLabels": match},
+                "template": {"metadata": {"labels": pod_labels, "annotations": annotations}, "spec": pod},
+                "volumeClaimTemplates": [{
+                    "metadata": {"name": "data", "labels": dict(match)},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": s.storage_class,
+                             "resources": {"requests": {"storage": s.storage_size}}},
+                }],
+            },
+            opts=protect,
+        )
+
+    def _network_policies(self, name: str, args: RedisClusterArgs, ns: Any, object_labels: dict[str, str],
+                          match: dict[str, str]) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        redis_pods = {"podSelector": {"matchLabels": dict(match)}}
+        bootstrap_pods = {"podSelector": {"matchLabels": podspec.selector_labels(BOOTSTRAP)}}
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-default-deny", metadata=podspec.metadata("default-deny", ns, object_labels),
+            spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}, opts=child)
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-network-policy",
+            metadata=podspec.metadata(APP, ns, object_labels),
+            spec={
+                "podSelector": {"matchLabels": dict(match)},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [
+                    {"from": [podspec.namespace_peer(args.client_namespace, args.client_pod_labels)],
+                     "ports": podspec.tcp_ports(REDIS_PORT)},
+                    {"from": [redis_pods], "ports": podspec.tcp_ports(REDIS_PORT, REDIS_BUS_PORT)},
+                    {"from": [bootstrap_pods], "ports": podspec.tcp_ports(REDIS_PORT)},
+                    {"from": [podspec.namespace_peer(args.monitoring_namespace, args.scraper_labels)],
+                     "ports": podspec.tcp_ports(REDIS_EXPORTER_PORT, podspec.SIDECAR_METRICS_PORT)},
+                ],
+                "egress": [podspec.dns_egress(), podspec.istiod_egress(args.istiod_namespace),
+                           {"to": [redis_pods], "ports": podspec.tcp_ports(REDIS_PORT, REDIS_BUS_PORT)}],
+            },
+            opts=child,
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-bootstrap-network-policy",
+            metadata=podspec.metadata(BOOTSTRAP, ns, podspec.labels(BOOTSTRAP, "session-store")),
+            spec={
+                "podSelector": {"matchLabels": podspec.selector_labels(BOOTSTRAP)},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [],
+                "egress": [podspec.dns_egress(), podspec.istiod_egress(args.istiod_namespace),
+                           {"to": [redis_pods], "ports": podspec.tcp_ports(REDIS_PORT)}],
+            },
+            opts=child,
+        )
+
+    def _bootstrap(self, name: str, args: RedisClusterArgs, ns: Any, account: Any, secret: Any,
+                   statefulset: k8s.apps.v1.StatefulSet) -> None:
+        s = args.settings
+        labels = podspec.labels(BOOTSTRAP, "session-store", image_tag(s.image))
+        script = render_bootstrap_script(seed_addresses(s), s.replicas_per_master)
+        scripts = k8s.core.v1.ConfigMap(
+            f"{name}-bootstrap-script", metadata=podspec.metadata(BOOTSTRAP, ns, labels),
+            data={SCRIPTS["bootstrap"]: script}, opts=pulumi.ResourceOptions(parent=self))
+        container = {
+            "name": "bootstrap",
+            "image": s.image,
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["sh", f"/scripts/{SCRIPTS['bootstrap']}"],
+            "env": [{"name": "REDISCLI_AUTH",
+                     "valueFrom": {"secretKeyRef": {"name": secret.metadata["name"], "key": PASSWORD_KEY}}}],
+            "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"cpu": "200m", "memory": "64Mi"}},
+            "volumeMounts": [{"name": "scripts", "mountPath": "/scripts", "readOnly": True}, podspec.tmp_mount()],
+        }
+        pod = podspec.hardened_pod_spec(
+            containers=[container], service_account=account.metadata["name"], uid=REDIS_UID,
+            match_labels=podspec.selector_labels(BOOTSTRAP), termination_grace_seconds=10,
+            volumes=[{"name": "scripts", "configMap": {"name": scripts.metadata["name"], "defaultMode": 0o444}},
+                     podspec.tmp_volume()])
+        pod.pop("topologySpreadConstraints")
+        pod["restartPolicy"] = "Never"
+        k8s.batch.v1.Job(
+            f"{name}-bootstrap",
+            metadata=podspec.metadata(BOOTSTRAP, ns, labels),
+            spec={
+                "backoffLimit": 4,
+                "activeDeadlineSeconds": 1200,
+                "template": {
+                    "metadata": {"labels": labels, "annotations": {
+                        # A native sidecar ends with the Job's container, so the Job completes.
+                        "sidecar.istio.io/nativeSidecar": "true",
+                        "checksum/script": hashlib.sha256(script.encode()).hexdigest()[:16]}},
+                    "spec": pod,
+                },
+            },
+            # The StatefulSet is ready (every node answers) before the Job runs.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[statefulset]),
+        )
+
+
+def _tcp_port(name: str, port: int) -> dict[str, Any]:
+    return {"name": name, "port": port, "targetPort": port, "protocol": "TCP"}
+
+
+def _exec_probe(script: str, *, period: int, failures: int) -> dict[str, Any]:
+    return {"exec": {"command": ["sh", f"{CONF_DIR}/{script}"]}, "periodSeconds": period,
+            "timeoutSeconds": PROBE_TIMEOUT_SECONDS, "failureThreshold": failures}
+
+
+def _spread(match: Mapping[str, str], require_zones: bool) -> list[dict[str, Any]]:
+    """Even over zones (hard in prod) and nodes. No `matchLabelKeys`: a StatefulSet replaces pods
+    one at a time, so all its pods count together."""
+    common = {"maxSkew": 1, "labelSelector": {"matchLabels": dict(match)}, "nodeTaintsPolicy": "Honor"}
+    return [
+        {**common, "topologyKey": "topology.kubernetes.io/zone",
+         "whenUnsatisfiable": "DoNotSchedule" if require_zones else "ScheduleAnyway"},
+        {**common, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule"},
+    ]

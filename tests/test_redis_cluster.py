@@ -1,0 +1,213 @@
+"""The RedisCluster component under the mock engine, for both stacks, and its render functions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from components.redis_cluster import (
+    RedisConfParams,
+    client_url,
+    render_auth_conf,
+    render_bootstrap_script,
+    render_redis_conf,
+)
+from policies.redis import parse_conf
+from stacks.settings import parse_memory_bytes
+from tests.conftest import one, resources_of
+from tests.test_workloads import settings_for
+
+STS = "kubernetes:apps/v1:StatefulSet"
+SERVICE = "kubernetes:core/v1:Service"
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+SECRET = "kubernetes:core/v1:Secret"
+JOB = "kubernetes:batch/v1:Job"
+NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+NAMESPACE = "kubernetes:core/v1:Namespace"
+PDB = "kubernetes:policy/v1:PodDisruptionBudget"
+PASSWORD = "random:index/randomPassword:RandomPassword"
+
+
+def statefulset(rendered: dict, stack: str) -> dict:
+    return one(rendered[stack], STS, "redis-cluster-statefulset")
+
+
+def containers(rendered: dict, stack: str) -> dict[str, dict]:
+    pod = statefulset(rendered, stack)["props"]["spec"]["template"]["spec"]
+    return {c["name"]: c for c in pod["containers"]}
+
+
+def conf(rendered: dict, stack: str) -> dict[str, list[list[str]]]:
+    return parse_conf(one(rendered[stack], CONFIG_MAP, "redis-cluster-config")["props"]["data"]["redis.conf"])
+
+
+def test_statefulset_shape_and_storage(rendered: dict, stack: str) -> None:
+    s = settings_for(stack).redis
+    sts = statefulset(rendered, stack)["props"]
+    assert sts["metadata"]["name"] == "redis-cluster" and sts["metadata"]["namespace"] == "aiwfe-redis"
+    assert sts["spec"]["replicas"] == 6.0 == s.masters * (1 + s.replicas_per_master)
+    assert sts["spec"]["serviceName"] == "redis-cluster-headless"
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    claim = sts["spec"]["volumeClaimTemplates"][0]["spec"]
+    assert claim["storageClassName"] == s.storage_class
+    assert claim["resources"]["requests"]["storage"] == s.storage_size
+    assert parse_memory_bytes(s.storage_size) >= 3 * s.maxmemory_bytes
+    assert sts["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == "redis-cluster"
+
+
+def test_prod_protects_the_data_and_staging_does_not(rendered: dict) -> None:
+    for stack, protected in (("prod", True), ("staging", False)):
+        assert statefulset(rendered, stack)["protect"] is protected
+        assert one(rendered[stack], NAMESPACE, "redis-cluster-namespace")["protect"] is protected
+
+
+def test_memory_limit_is_maxmemory_with_fork_headroom(rendered: dict, stack: str) -> None:
+    s = settings_for(stack).redis
+    redis = containers(rendered, stack)["redis"]
+    limit = parse_memory_bytes(redis["resources"]["limits"]["memory"])
+    assert redis["resources"]["requests"]["memory"] == redis["resources"]["limits"]["memory"]
+    maxmemory = int(conf(rendered, stack)["maxmemory"][-1][0])
+    assert maxmemory == s.maxmemory_bytes
+    assert limit == pytest.approx(1.5 * maxmemory, rel=0.001)
+    if stack == "prod":
+        assert (maxmemory, redis["resources"]["limits"]["memory"]) == (8 * 2**30, "12288Mi")
+
+
+def test_config_has_cluster_persistence_eviction_and_no_secret(rendered: dict, stack: str) -> None:
+    c = conf(rendered, stack)
+    assert c["cluster-enabled"] == [["yes"]]
+    assert c["cluster-config-file"] == [["/data/nodes.conf"]]
+    assert c["cluster-node-timeout"] == [[str(settings_for(stack).redis.cluster_node_timeout_ms)]]
+    assert c["cluster-preferred-endpoint-type"] == [["hostname"]]
+    assert (c["port"], c["cluster-port"]) == ([["6379"]], [["16379"]])
+    assert (c["appendonly"], c["appendfsync"]) == ([["yes"]], [["everysec"]])
+    assert c["save"] == [["3600", "1", "300", "100", "60", "10000"]]
+    assert c["maxmemory-policy"] == [["allkeys-lru"]]
+    assert "requirepass" not in c and "masterauth" not in c
+    # The include is the file the Secret volume mounts.
+    redis = containers(rendered, stack)["redis"]
+    auth_mount = next(m for m in redis["volumeMounts"] if m["name"] == "auth")
+    assert c["include"] == [[f"{auth_mount['mountPath']}/auth.conf"]]
+    pod = statefulset(rendered, stack)["props"]["spec"]["template"]["spec"]
+    auth_volume = next(v for v in pod["volumes"] if v["name"] == "auth")
+    assert auth_volume["secret"]["secretName"] == "redis-cluster-auth"
+
+
+def test_password_is_generated_and_secret(rendered: dict, stack: str) -> None:
+    generated = one(rendered[stack], PASSWORD, "redis-cluster-password")["props"]
+    assert generated["length"] >= 32 and generated["special"] is False
+    secret = one(rendered[stack], SECRET, "redis-cluster-auth")["props"]
+    assert secret["stringData"] == {"password": "[secret]", "auth.conf": "[secret]"}
+    redis = containers(rendered, stack)["redis"]
+    assert not any("$(REDIS" in arg or "pass" in arg for arg in redis["args"]), "no password on the command line"
+
+
+def test_ports_probes_and_sidecar_exclusions(rendered: dict, stack: str) -> None:
+    c = containers(rendered, stack)
+    assert [(p["name"], p["containerPort"]) for p in c["redis"]["ports"]] == [("tcp-redis", 6379.0),
+                                                                              ("tcp-redis-bus", 16379.0)]
+    assert [(p["name"], p["containerPort"]) for p in c["metrics"]["ports"]] == [("http-metrics", 9121.0)]
+    for container in c.values():
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+            if kind in container:
+                assert container[kind]["timeoutSeconds"] <= 3
+    assert c["redis"]["readinessProbe"]["exec"]["command"] == ["sh", "/etc/redis/readiness.sh"]
+    annotations = statefulset(rendered, stack)["props"]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["traffic.sidecar.istio.io/excludeInboundPorts"] == "16379,9121"
+    assert annotations["traffic.sidecar.istio.io/excludeOutboundPorts"] == "16379"
+    assert json.loads(annotations["proxy.istio.io/config"]) == {"holdApplicationUntilProxyStarts": True}
+
+
+def test_placement(rendered: dict) -> None:
+    for stack, zone_rule in (("prod", "DoNotSchedule"), ("staging", "ScheduleAnyway")):
+        pod = statefulset(rendered, stack)["props"]["spec"]["template"]["spec"]
+        (term,) = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert term["topologyKey"] == "kubernetes.io/hostname"
+        assert term["labelSelector"]["matchLabels"]["app.kubernetes.io/name"] == "redis-cluster"
+        spread = {t["topologyKey"]: t["whenUnsatisfiable"] for t in pod["topologySpreadConstraints"]}
+        assert spread == {"topology.kubernetes.io/zone": zone_rule, "kubernetes.io/hostname": "DoNotSchedule"}
+        assert one(rendered[stack], PDB, "redis-cluster-disruption-budget")["props"]["spec"]["maxUnavailable"] == 1.0
+
+
+def test_services(rendered: dict, stack: str) -> None:
+    headless = one(rendered[stack], SERVICE, "redis-cluster-headless-service")["props"]
+    assert headless["metadata"]["name"] == "redis-cluster-headless"
+    assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["publishNotReadyAddresses"] is True
+    assert {(p["name"], p["port"]) for p in headless["spec"]["ports"]} == {
+        ("tcp-redis", 6379.0), ("tcp-redis-bus", 16379.0), ("http-metrics", 9121.0)}
+    client = one(rendered[stack], SERVICE, "redis-cluster-client-service")["props"]
+    assert client["metadata"]["name"] == "redis-cluster" and client["spec"]["type"] == "ClusterIP"
+    assert [(p["name"], p["port"]) for p in client["spec"]["ports"]] == [("tcp-redis", 6379.0)]
+
+
+def test_bootstrap_job(rendered: dict, stack: str) -> None:
+    s = settings_for(stack).redis
+    job = one(rendered[stack], JOB, "redis-cluster-bootstrap")
+    template = job["props"]["spec"]["template"]
+    assert template["metadata"]["annotations"]["sidecar.istio.io/nativeSidecar"] == "true"
+    assert template["spec"]["serviceAccountName"] == "redis-cluster-bootstrap"
+    assert template["spec"]["restartPolicy"] == "Never"
+    assert statefulset(rendered, stack)["urn"] in job["dependencies"], "runs once every node answers"
+    script = one(rendered[stack], CONFIG_MAP, "redis-cluster-bootstrap-script")["props"]["data"]["bootstrap.sh"]
+    assert f"REPLICAS={s.replicas_per_master}" in script and "--cluster create" in script
+    for i in range(s.nodes):
+        assert f"redis-cluster-{i}.redis-cluster-headless.aiwfe-redis.svc.cluster.local:6379" in script
+
+
+def test_network_policy_admits_only_websocket_redis_bootstrap_and_scraper(rendered: dict, stack: str) -> None:
+    spec = one(rendered[stack], NETPOL, "redis-cluster-network-policy")["props"]["spec"]
+    rules = [(tuple(sorted(p["port"] for p in rule["ports"])), rule["from"]) for rule in spec["ingress"]]
+    assert [ports for ports, _ in rules] == [(6379.0,), (6379.0, 16379.0), (6379.0,), (9121.0, 15020.0)]
+    websocket = rules[0][1][0]
+    assert websocket["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "aiwfe"}
+    assert websocket["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "websocket"
+    assert rules[2][1] == [{"podSelector": {"matchLabels": {
+        "app.kubernetes.io/name": "redis-cluster-bootstrap", "app.kubernetes.io/part-of": "aiwfe"}}}]
+    rules = dict(rules[1:2] + rules[3:])
+    assert rules[(6379.0, 16379.0)] == [{"podSelector": {"matchLabels": {
+        "app.kubernetes.io/name": "redis-cluster", "app.kubernetes.io/part-of": "aiwfe"}}}]
+    assert rules[(9121.0, 15020.0)][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "monitoring"}
+    assert one(rendered[stack], NETPOL, "redis-cluster-default-deny")["props"]["spec"]["podSelector"] == {}
+    assert resources_of(rendered[stack], NETPOL)
+
+
+def test_namespace_is_meshed(rendered: dict, stack: str) -> None:
+    labels = one(rendered[stack], NAMESPACE, "redis-cluster-namespace")["props"]["metadata"]["labels"]
+    assert labels["istio-injection"] == "enabled"
+    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+
+
+def test_client_url_seeds_every_node() -> None:
+    s = settings_for("prod").redis
+    url = client_url(s)
+    assert url.startswith("redis://") and "@" not in url
+    assert url.count(":6379") == s.nodes
+
+
+# ---------------------------------------------------------------- render functions
+
+def test_render_redis_conf_follows_its_params() -> None:
+    text = render_redis_conf(RedisConfParams(maxmemory_bytes=1234567, cluster_node_timeout_ms=777, port=7000,
+                                             bus_port=17000, data_dir="/x", auth_include="/y/auth.conf"))
+    c = parse_conf(text)
+    assert (c["maxmemory"], c["cluster-node-timeout"], c["port"], c["cluster-port"]) == (
+        [["1234567"]], [["777"]], [["7000"]], [["17000"]])
+    assert c["dir"] == [["/x"]] and c["include"] == [["/y/auth.conf"]]
+
+
+@pytest.mark.parametrize("password", ["short", "has spaces in it 123", "quote\"quote\"quote\"1"])
+def test_auth_conf_refuses_unsafe_passwords(password: str) -> None:
+    with pytest.raises(ValueError):
+        render_auth_conf(password)
+
+
+def test_auth_conf_sets_client_and_replication_password() -> None:
+    assert render_auth_conf("A" * 32) == f"requirepass {'A' * 32}\nmasterauth {'A' * 32}\n"
+
+
+@pytest.mark.parametrize("nodes", [[], ["host"], ["host:6379; rm -rf /"], ["$(x):1"]])
+def test_bootstrap_script_refuses_bad_addresses(nodes: list[str]) -> None:
+    with pytest.raises(ValueError):
+        render_bootstrap_script(nodes, 1)
