@@ -10,6 +10,7 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from components import podspec
+from components.observability import Observability, ObservabilityArgs, ScrapeTarget
 from components.workloads import Workloads, WorkloadsArgs
 from stacks.settings import Settings, load_settings
 
@@ -21,6 +22,7 @@ class Platform:
     gcp_provider: gcp.Provider
     app_namespace: k8s.core.v1.Namespace
     workloads: Workloads
+    observability: Observability
 
 
 def mesh_namespace_labels(settings: Settings) -> dict[str, str]:
@@ -69,6 +71,36 @@ def workloads_args(settings: Settings, namespace: pulumi.Input[str]) -> Workload
     )
 
 
+# INTEGRATION: keycloak.namespace (setting) / Keycloak.namespace (output) once the Keycloak component lands.
+KEYCLOAK_NAMESPACE_STAND_IN = "keycloak"
+
+
+def observability_args(settings: Settings, app_namespace: pulumi.Input[str]) -> ObservabilityArgs:
+    """Scrape targets by the shared contract's names, labels and ports."""
+    keycloak_namespace = KEYCLOAK_NAMESPACE_STAND_IN
+    # INTEGRATION: RedisCluster.namespace (output); the setting holds the same name today.
+    redis_namespace: pulumi.Input[str] = settings.redis.namespace
+    return ObservabilityArgs(
+        monitoring=settings.monitoring,
+        targets=[
+            # Keycloak's management port 9000 (`http-management`): /metrics next to /health.
+            ScrapeTarget("keycloak", keycloak_namespace, {"app.kubernetes.io/name": "keycloak"}, "http-management"),
+            # redis_exporter sidecar on 9121 (`http-metrics`), outside the Istio sidecar.
+            ScrapeTarget("redis", redis_namespace, {"app.kubernetes.io/name": "redis-cluster"}, "http-metrics"),
+            # The WebSocket service's own metrics on its health port (docs/observability.md lists them).
+            ScrapeTarget("websocket", app_namespace, {"app.kubernetes.io/name": "websocket"}, "http-health"),
+        ],
+        meshed_namespaces=[app_namespace, keycloak_namespace, redis_namespace],
+        sidecar_metrics_port=podspec.SIDECAR_METRICS_PORT,
+        app_namespace=settings.app_namespace,
+        keycloak_namespace=keycloak_namespace,
+        redis_namespace=settings.redis.namespace,
+        redis_health_timeout_seconds=settings.sessions.redis_health_timeout_seconds,
+        # INTEGRATION: Keycloak.realm (output) to filter the auth dashboard by realm; None shows all realms.
+        keycloak_realm=None,
+    )
+
+
 def build(settings: Settings) -> Platform:
     """Declare every resource of the stack."""
     # Explicit, so the project and region come from validated settings and never from ambient
@@ -86,7 +118,9 @@ def build(settings: Settings) -> Platform:
         },
     )
     workloads = Workloads("workloads", workloads_args(settings, app_namespace.metadata["name"]))
-    return Platform(gcp_provider=gcp_provider, app_namespace=app_namespace, workloads=workloads)
+    observability = Observability("observability", observability_args(settings, app_namespace.metadata["name"]))
+    return Platform(gcp_provider=gcp_provider, app_namespace=app_namespace, workloads=workloads,
+                    observability=observability)
 
 
 def main() -> None:
@@ -99,3 +133,6 @@ def main() -> None:
     pulumi.export("websocket_port", platform.workloads.websocket_port)
     pulumi.export("user_frontend_host", platform.workloads.user_frontend_host)
     pulumi.export("admin_frontend_host", platform.workloads.admin_frontend_host)
+    pulumi.export("monitoring_provider", platform.observability.provider)
+    pulumi.export("grafana_dashboards", platform.observability.dashboards)
+    pulumi.export("alert_rules", platform.observability.alerts)
