@@ -94,7 +94,8 @@ def main(argv: list[str]) -> int:
     stack_file = Path.cwd() / f"Pulumi.{stack}.yaml"
     record = {"argv": args, "cwd": os.getcwd(),
               "stack_file": stack_file.read_text() if stack and stack_file.exists() else None,
-              "venv": (Path.cwd() / ".venv").exists()}
+              "venv": (Path.cwd() / ".venv").exists(),
+              "policy_venv": (Path.cwd() / "policies" / "venv").exists()}
     with log.open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(record) + "\n")
 

@@ -42,20 +42,23 @@ class Harness:
                            "GIT_COMMITTER_NAME": "Ops Test", "GIT_COMMITTER_EMAIL": "ops@example.com"}.items():
             monkeypatch.setenv(key, value)
         git(self.repo, "init", "-q", "-b", "main")
-        (self.repo / ".gitignore").write_text(".venv/\n")
+        (self.repo / ".gitignore").write_text(".venv/\npolicies/venv/\n")
         (self.repo / "Pulumi.yaml").write_text("name: aiwfe-platform\nruntime:\n  name: python\n  options:\n"
                                                "    toolchain: pip\n    virtualenv: .venv\n")
-        (self.repo / "requirements.txt").write_text("pulumi==3.272.0\n")
+        (self.repo / "requirements-dev.txt").write_text("-r requirements.txt\npytest==9.2.0\n")
         (self.repo / "policies").mkdir()
         (self.repo / "policies" / "requirements.txt").write_text("pulumi-policy==1.21.0\n")
         (self.repo / "README.md").write_text("# project\n")
         self.commits: dict[str, str] = {}
         for name, image in IMAGES.items():
             (self.repo / STACK_FILE).write_text(stack_file_at(image))
+            # C1 pinned an older SDK: a checkout of it must not borrow the caller's .venv.
+            (self.repo / "requirements.txt").write_text("pulumi==3.270.0\n" if name == "C1" else "pulumi==3.272.0\n")
             git(self.repo, "add", "-A")
             git(self.repo, "commit", "-q", "-m", f"release {image}")
             self.commits[name] = git(self.repo, "rev-parse", "HEAD").strip()
         (self.repo / ".venv").mkdir()  # the caller's virtualenv (ignored by git)
+        (self.repo / "policies" / "venv").mkdir()
         # The caller is mid-work: a modified tracked file and an untracked one must survive untouched.
         (self.repo / "README.md").write_text("# project\nwork in progress\n")
         (self.repo / "notes.txt").write_text("scratch\n")
@@ -161,7 +164,7 @@ def test_failed_up_with_rollback_on_failure_returns_to_the_last_success(
     rollback_preview = h.calls("preview")[1]
     assert second_up["cwd"] == rollback_preview["cwd"] != str(h.repo)
     assert second_up["stack_file"] == rollback_preview["stack_file"] == stack_file_at(IMAGES["C2"])
-    assert second_up["venv"], "same pinned dependencies: the caller's .venv is linked into the checkout"
+    assert second_up["venv"] and second_up["policy_venv"], "same pins: the caller's virtualenvs are linked"
     assert not Path(second_up["cwd"]).exists(), "the temporary worktree is removed afterwards"
     message = second_up["argv"][second_up["argv"].index("--message") + 1]
     assert message == f"rollback to version 2 ({h.commits['C2'][:12]})"
@@ -187,6 +190,8 @@ def test_rollback_to_a_chosen_version(h: Harness) -> None:
     assert h.run("rollback", "--stack", "staging", "--to", "1", "--yes") == 0
     (up,) = h.calls("up")
     assert up["stack_file"] == stack_file_at(IMAGES["C1"])
+    # Other pinned SDK: the CLI builds that commit's .venv itself; the policy pack's pins are unchanged.
+    assert (up["venv"], up["policy_venv"]) == (False, True)
     h.assert_caller_untouched()
 
 

@@ -38,6 +38,11 @@ GIT_HEAD = "git.head"
 GIT_DIRTY = "git.dirty"
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+# Virtualenvs (gitignored) -> the requirement files that decide their contents.
+VIRTUALENVS = {
+    ".venv": ("requirements.txt", "requirements-dev.txt", "policies/requirements.txt"),
+    "policies/venv": ("policies/requirements.txt",),
+}
 
 
 class RefusedError(Exception):
@@ -106,14 +111,14 @@ def commit_checkout(repo: Path, commit: str):
     checkout = holder / "checkout"
     try:
         git(repo, "worktree", "add", "--detach", str(checkout), commit)
-        # The project runs in `.venv` (Pulumi.yaml): reuse the caller's when that commit pins the same
-        # dependencies; otherwise the CLI creates one from the commit's requirements.txt.
-        venv = repo / ".venv"
-        same_deps = all((repo / name).exists() and (checkout / name).exists()
-                        and (repo / name).read_bytes() == (checkout / name).read_bytes()
-                        for name in ("requirements.txt", "policies/requirements.txt"))
-        if venv.exists() and same_deps and not (checkout / ".venv").exists():
-            (checkout / ".venv").symlink_to(venv.resolve())
+        # The program runs in `.venv` (Pulumi.yaml), the policy pack in `policies/venv`
+        # (PulumiPolicy.yaml): reuse the caller's when that commit pins the same dependencies;
+        # otherwise the CLI creates them from the commit's requirements files.
+        for venv, pins in VIRTUALENVS.items():
+            same = all((repo / pin).is_file() and (checkout / pin).is_file()
+                       and (repo / pin).read_bytes() == (checkout / pin).read_bytes() for pin in pins)
+            if (repo / venv).is_dir() and same and not (checkout / venv).exists():
+                (checkout / venv).symlink_to((repo / venv).resolve())
         yield checkout
     finally:
         git(repo, "worktree", "remove", "--force", str(checkout), check=False)
