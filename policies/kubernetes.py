@@ -44,7 +44,9 @@ CLUSTER_SCOPED = re.compile(
     r"|admissionregistration\.k8s\.io/v1:(\w+WebhookConfiguration|ValidatingAdmissionPolicy(Binding)?)"
     r"|scheduling\.k8s\.io/v1:PriorityClass|networking\.k8s\.io/v1:IngressClass|node\.k8s\.io/v1:RuntimeClass"
     r"|certificates\.k8s\.io/v1:CertificateSigningRequest"
-    r"|flowcontrol\.apiserver\.k8s\.io/v1:(FlowSchema|PriorityLevelConfiguration))$"
+    r"|flowcontrol\.apiserver\.k8s\.io/v1:(FlowSchema|PriorityLevelConfiguration)"
+    # Google Managed Prometheus' cluster-wide kinds (components/observability.py uses ClusterRules).
+    r"|monitoring\.googleapis\.com/v1:(ClusterRules|GlobalRules|ClusterPodMonitoring|ClusterNodeMonitoring))$"
 )
 MIN_UID = 10000
 ALLOWED_ADDED_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})

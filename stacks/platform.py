@@ -13,6 +13,7 @@ import pulumi_kubernetes as k8s
 from components import podspec
 from components.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.mesh import Mesh, MeshArgs
+from components.observability import Observability, ObservabilityArgs, ScrapeTarget
 from components.redis_cluster import RedisCluster, RedisClusterArgs
 from components.workloads import Workloads, WorkloadsArgs
 from stacks.settings import Settings, load_settings
@@ -28,6 +29,7 @@ class Platform:
     workloads: Workloads
     load_balancer: LoadBalancer
     mesh: Mesh
+    observability: Observability
 
 
 def mesh_namespace_labels(settings: Settings) -> dict[str, str]:
@@ -135,6 +137,35 @@ def mesh_args(settings: Settings, app_namespace: pulumi.Input[str], *, lb_websoc
     )
 
 
+# INTEGRATION: keycloak.namespace (setting) / Keycloak.namespace (output) once the Keycloak component lands.
+KEYCLOAK_NAMESPACE_STAND_IN = "keycloak"
+
+
+def observability_args(settings: Settings, app_namespace: pulumi.Input[str], *, redis: RedisPeer) -> ObservabilityArgs:
+    """Scrape targets by the shared contract's names, labels and ports."""
+    keycloak_namespace = KEYCLOAK_NAMESPACE_STAND_IN
+    redis_namespace = redis.namespace
+    return ObservabilityArgs(
+        monitoring=settings.monitoring,
+        targets=[
+            # Keycloak's management port 9000 (`http-management`): /metrics next to /health.
+            ScrapeTarget("keycloak", keycloak_namespace, {"app.kubernetes.io/name": "keycloak"}, "http-management"),
+            # redis_exporter sidecar on 9121 (`http-metrics`), outside the Istio sidecar.
+            ScrapeTarget("redis", redis_namespace, {"app.kubernetes.io/name": "redis-cluster"}, "http-metrics"),
+            # The WebSocket service's own metrics on its health port (docs/observability.md lists them).
+            ScrapeTarget("websocket", app_namespace, {"app.kubernetes.io/name": "websocket"}, "http-health"),
+        ],
+        meshed_namespaces=[app_namespace, keycloak_namespace, redis_namespace],
+        sidecar_metrics_port=podspec.SIDECAR_METRICS_PORT,
+        app_namespace=settings.app_namespace,
+        keycloak_namespace=keycloak_namespace,
+        redis_namespace=settings.redis.namespace,
+        redis_health_timeout_seconds=settings.sessions.redis_health_timeout_seconds,
+        # INTEGRATION: Keycloak.realm (output) to filter the auth dashboard by realm; None shows all realms.
+        keycloak_realm=None,
+    )
+
+
 def build(settings: Settings) -> Platform:
     """Declare every resource of the stack."""
     # Explicit, so the project and region come from validated settings and never from ambient
@@ -170,8 +201,10 @@ def build(settings: Settings) -> Platform:
                                   lb_websocket_timeout_seconds=load_balancer.websocket_timeout_seconds,
                                   redis=redis),
                 opts=pulumi.ResourceOptions(depends_on=[app_namespace]))
+    observability = Observability("observability",
+                                  observability_args(settings, app_namespace.metadata["name"], redis=redis))
     return Platform(gcp_provider=gcp_provider, app_namespace=app_namespace, redis=redis, workloads=workloads,
-                    load_balancer=load_balancer, mesh=mesh)
+                    load_balancer=load_balancer, mesh=mesh, observability=observability)
 
 
 def main() -> None:
@@ -194,3 +227,6 @@ def main() -> None:
     pulumi.export("redis_client_url", platform.redis.client_url)
     pulumi.export("redis_password_secret_name", platform.redis.password_secret_name)
     pulumi.export("redis_password", platform.redis.password)  # a Pulumi secret: encrypted in state
+    pulumi.export("monitoring_provider", platform.observability.provider)
+    pulumi.export("grafana_dashboards", platform.observability.dashboards)
+    pulumi.export("alert_rules", platform.observability.alerts)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NoReturn
 
@@ -222,13 +222,34 @@ class GcpSettings:
     """The VPC the cluster runs in (private IP services attach to it)."""
 
 
+MONITORING_PROVIDERS = ("prometheus-operator", "managed-prometheus")
+# Google Managed Prometheus runs its collectors in this namespace (managed collection).
+GMP_NAMESPACE = "gmp-system"
+# The Grafana chart's dashboard sidecar loads ConfigMaps with this label by default.
+DASHBOARD_LABELS = {"grafana_dashboard": "1"}
+_URL_PREFIX = re.compile(r"^https://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:\d{1,5})?(/[-A-Za-z0-9._~%/]*)?/$")
+
+
 @dataclass(frozen=True)
 class MonitoringSettings:
-    """Where the metrics scraper runs (the only peer allowed to reach metrics ports)."""
+    """Where the metrics scraper runs (the only peer allowed to reach metrics ports), which scrape
+    and rule API it reads, and where dashboards go."""
 
     namespace: str
     scraper_labels: Mapping[str, str] | None
     """Labels of the scraper's pods; None admits any pod of the monitoring namespace."""
+    provider: str = "prometheus-operator"
+    """`prometheus-operator` (PodMonitor + PrometheusRule) or `managed-prometheus` (GMP PodMonitoring +
+    ClusterRules)."""
+    resource_labels: Mapping[str, str] | None = None
+    """Extra labels on PodMonitors/PrometheusRules so the operator's Prometheus selects them."""
+    dashboard_namespace: str = ""
+    """Where the Grafana dashboard ConfigMaps go (default: `namespace`)."""
+    dashboard_labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType(dict(DASHBOARD_LABELS)))
+    """The label the Grafana sidecar watches for."""
+    runbook_base_url: str | None = None
+    """Prefix of alert runbook links (e.g. the repository's web URL + `/blob/main/`); None keeps repo paths."""
+    scrape_interval_seconds: int = 30
 
 
 @dataclass(frozen=True)
@@ -764,9 +785,24 @@ def parse_settings(
     mesh_s.done()
 
     mon_s = top.section("monitoring")
+    mon_namespace = mon_s.string("namespace", _DNS_LABEL, "must be a namespace name")
+    provider = mon_s._get("provider", "prometheus-operator")
+    if provider not in MONITORING_PROVIDERS:
+        mon_s.fail("provider", provider, f"must be one of {', '.join(MONITORING_PROVIDERS)}")
+    if provider == "managed-prometheus" and mon_namespace != GMP_NAMESPACE:
+        # The NetworkPolicies admit the scraper by this namespace: GMP's collectors run in gmp-system.
+        mon_s.fail("namespace", mon_namespace,
+                   f"must be {GMP_NAMESPACE!r} with provider managed-prometheus (where GMP's collectors run)")
     monitoring = MonitoringSettings(
-        namespace=mon_s.string("namespace", _DNS_LABEL, "must be a namespace name"),
+        namespace=mon_namespace,
         scraper_labels=mon_s.labels("scraperLabels", None),
+        provider=provider,
+        resource_labels=mon_s.labels("resourceLabels", None),
+        dashboard_namespace=mon_s.string("dashboardNamespace", _DNS_LABEL, "must be a namespace name", mon_namespace),
+        dashboard_labels=mon_s.labels("dashboardLabels", MappingProxyType(dict(DASHBOARD_LABELS))),
+        runbook_base_url=mon_s.string("runbookBaseUrl", _URL_PREFIX,
+                                      "must be an https:// URL ending in '/' (runbook paths are appended)", None),
+        scrape_interval_seconds=mon_s.duration("scrapeInterval", 10, 300, "30s"),
     )
     mon_s.done()
 

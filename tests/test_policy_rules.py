@@ -208,6 +208,14 @@ CASES: list[Case] = [
         "kubernetes:networking.k8s.io/v1:IngressClass", "gce", {
             "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "gce"},
             "spec": {"controller": "k8s.io/ingress-gce"}})),
+    ok(EXPLICIT_NAMESPACE, "gmp-cluster-rules-are-cluster-scoped", extra(
+        "kubernetes:monitoring.googleapis.com/v1:ClusterRules", "alerts", {
+            "apiVersion": "monitoring.googleapis.com/v1", "kind": "ClusterRules", "metadata": {"name": "alerts"},
+            "spec": {"groups": [{"name": "g", "rules": [{"alert": "A", "expr": "up == 0"}]}]}})),
+    bad(EXPLICIT_NAMESPACE, "gmp-pod-monitoring-without-namespace", extra(
+        "kubernetes:monitoring.googleapis.com/v1:PodMonitoring", "web-metrics", {
+            "apiVersion": "monitoring.googleapis.com/v1", "kind": "PodMonitoring", "metadata": {"name": "web"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, "endpoints": [{"port": "metrics"}]}})),
     bad(EXPLICIT_NAMESPACE, "service-without-namespace",
         web_stack(service_edits={"metadata.namespace": DELETE})),
     bad(EXPLICIT_NAMESPACE, "config-map-in-default", extra(CONFIG_MAP, "web-config", {

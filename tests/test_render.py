@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from stacks.settings import SettingsError
-from tests import istio_schemas
+from tests import istio_schemas, monitoring_schemas
 from tests.conftest import STACKS
 from tools import render as render_tool
 
@@ -67,6 +67,9 @@ def test_manifests_validate_strictly_against_the_stack_kubernetes_version(render
         manifest = yaml.safe_load(path.read_text())
         if istio_schemas.is_istio(manifest):
             continue  # Istio kinds: test_istio_manifests_validate_strictly_against_istio_crds
+        if monitoring_schemas.handles(manifest):  # monitoring CRDs: our own schemas (tests/monitoring_schemas.py)
+            monitoring_schemas.validate(manifest)
+            continue
         # strict=True rejects unknown fields; numbers must be integers where the schema says so.
         kubernetes_validate.validate(manifest, version, strict=True)
 

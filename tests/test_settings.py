@@ -166,6 +166,14 @@ BAD_VALUES = [
     ("mesh.cni", "yes", "mesh.cni", "must be true"),
     ("mesh.cni", ..., "mesh.cni", "is required"),
     ("monitoring.scraperLabels", {}, "monitoring.scraperLabels", "non-empty map"),
+    ("monitoring.provider", "prometheus", "monitoring.provider", "one of prometheus-operator, managed-prometheus"),
+    ("monitoring.provider", "managed-prometheus", "monitoring.namespace", "must be 'gmp-system' with provider"),
+    ("monitoring.dashboardLabels", {}, "monitoring.dashboardLabels", "non-empty map"),
+    ("monitoring.resourceLabels", {"release": "kube prometheus"}, "monitoring.resourceLabels", "label"),
+    ("monitoring.dashboardNamespace", "Monitoring", "monitoring.dashboardNamespace", "namespace name"),
+    ("monitoring.runbookBaseUrl", "http://git.example.com/", "monitoring.runbookBaseUrl", "https:// URL"),
+    ("monitoring.runbookBaseUrl", "https://git.example.com/docs", "monitoring.runbookBaseUrl", "ending in '/'"),
+    ("monitoring.scrapeInterval", "5s", "monitoring.scrapeInterval", "from 10s to 300s"),
     ("websocket.drainDelay", "0s", "websocket.drainDelay", "from 1s to 120s"),
     ("mesh.ingressGatewayLabels", {"istio": "ingress gateway"}, "mesh.ingressGatewayLabels", "label"),
     ("mesh", "istio-system", "mesh", "must be an object"),
@@ -274,6 +282,17 @@ def test_image_digest_is_a_valid_pin() -> None:
 def test_staging_may_run_single_frontend_replica() -> None:
     s = parse(mutate(stack_values("staging"), "frontends.user.replicas", 1), stack="staging")
     assert s.user_frontend.replicas == 1
+
+
+def test_monitoring_defaults_and_managed_prometheus() -> None:
+    values = stack_values("prod")
+    values[f"{PROJECT}:monitoring"] = {"namespace": "monitoring"}
+    s = parse(values)
+    assert (s.monitoring.provider, s.monitoring.dashboard_namespace) == ("prometheus-operator", "monitoring")
+    assert dict(s.monitoring.dashboard_labels) == {"grafana_dashboard": "1"}
+    assert (s.monitoring.runbook_base_url, s.monitoring.scrape_interval_seconds) == (None, 30)
+    values[f"{PROJECT}:monitoring"] = {"namespace": "gmp-system", "provider": "managed-prometheus"}
+    assert parse(values).monitoring.provider == "managed-prometheus"
 
 
 def test_istio_revision_is_optional() -> None:

@@ -282,9 +282,8 @@ def test_istio_revision_switches_the_injection_label(tmp_path) -> None:
 def test_every_namespaced_object_lands_in_the_app_namespace(rendered: dict, stack: str) -> None:
     namespace_urn = one(rendered[stack], NAMESPACE, "app-namespace")["urn"]
     for resource in rendered[stack].document["resources"]:
-        # The workloads' objects (other components own other namespaces, e.g. the mesh's Keycloak routes).
-        if resource["type"].startswith("kubernetes:") and resource["type"] != NAMESPACE \
-                and "::aiwfe:platform:Workloads" in resource["urn"]:
+        # The Workloads' objects (other components own other namespaces).
+        if resource["type"].startswith("kubernetes:") and "::aiwfe:platform:Workloads" in resource["urn"]:
             assert resource["props"]["metadata"]["namespace"] == "aiwfe", resource["urn"]
             assert namespace_urn in resource["dependencies"], f"{resource['urn']} must wait for its namespace"
 

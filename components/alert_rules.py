@@ -1,0 +1,117 @@
+"""Alert rules as data: one list, rendered as a Prometheus Operator `PrometheusRule` or as Google
+Managed Prometheus `ClusterRules` by the `Observability` component.
+
+Every alert links a runbook section in `docs/` (`runbook_url`); tests check the file and the
+heading behind each anchor exist, that every expression parses as PromQL, and that it uses only
+metrics the scraped components expose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Thresholds. REQUIREMENTS: auth 99.9 % success, WebSocket upgrade success, Redis health checks
+# time out at 3 s, outlier detection ejects for 30 s at a time (so > 5 min means a persistent fault).
+AUTH_FAILURE_RATIO = 0.05
+"""Failed / all authentication events. Wrong passwords count as failures, so well above 0.1 %."""
+WEBSOCKET_UPGRADE_SUCCESS = 0.99
+OUTLIER_EJECTION_FOR = "5m"
+POD_NOT_READY_FOR = "5m"
+HPA_AT_MAX_FOR = "15m"
+
+
+@dataclass(frozen=True)
+class Alert:
+    name: str
+    expr: str
+    duration: str
+    severity: str
+    summary: str
+    runbook: str
+    """Repository path with anchor, e.g. `docs/troubleshooting.md#redis-failover`."""
+
+    def rule(self, runbook_base_url: str | None) -> dict[str, object]:
+        """The rule as both PrometheusRule and GMP Rules spell it."""
+        return {
+            "alert": self.name,
+            "expr": self.expr,
+            "for": self.duration,
+            "labels": {"severity": self.severity, "team": "platform"},
+            "annotations": {"summary": self.summary, "runbook_url": f"{runbook_base_url or ''}{self.runbook}"},
+        }
+
+
+@dataclass(frozen=True)
+class AlertScope:
+    app_namespace: str
+    keycloak_namespace: str
+    redis_namespace: str
+    redis_health_timeout_seconds: int
+
+
+def _running(selector: str) -> str:
+    # Only pods in phase Running: completed Job pods (bootstrap, realm reconcile) are never Ready.
+    return f'* on (namespace, pod) group_left () (kube_pod_status_phase{{{selector}, phase="Running"}} == 1)'
+
+
+def alerts(scope: AlertScope) -> list[Alert]:
+    kc = f'namespace="{scope.keycloak_namespace}"'
+    app = f'namespace="{scope.app_namespace}"'
+    rd = f'namespace="{scope.redis_namespace}"'
+    auth_events = f'{kc}, event=~"login|code_to_token|refresh_token|client_login"'
+    meshed = "|".join(sorted({scope.app_namespace, scope.keycloak_namespace, scope.redis_namespace}))
+    return [
+        Alert(
+            "KeycloakAuthFailureRateHigh",
+            f'sum(rate(keycloak_user_events_total{{{auth_events}, error!=""}}[5m])) / '
+            f"sum(rate(keycloak_user_events_total{{{auth_events}}}[5m])) > {AUTH_FAILURE_RATIO}",
+            "10m", "warning",
+            f"More than {AUTH_FAILURE_RATIO:.0%} of authentications fail",
+            "docs/troubleshooting.md#authentication-failures"),
+        Alert(
+            "WebSocketUpgradeSuccessLow",
+            f'sum(rate(websocket_upgrades_total{{{app}, result="success"}}[5m])) / '
+            f"sum(rate(websocket_upgrades_total{{{app}}}[5m])) < {WEBSOCKET_UPGRADE_SUCCESS}",
+            "10m", "critical",
+            f"Fewer than {WEBSOCKET_UPGRADE_SUCCESS:.0%} of WebSocket upgrades succeed",
+            "docs/troubleshooting.md#websocket-drops-and-failed-upgrades"),
+        Alert(
+            "RedisClusterStateNotOk",
+            f"min(redis_cluster_state{{{rd}}}) < 1 or absent(redis_cluster_state{{{rd}}})",
+            "2m", "critical",
+            "Redis reports cluster_state other than ok (or no exporter answers)",
+            "docs/troubleshooting.md#redis-failover"),
+        Alert(
+            "RedisHealthCheckSlow",
+            "histogram_quantile(0.99, sum by (le) (rate(websocket_redis_health_check_duration_seconds_bucket"
+            f"{{{app}}}[5m]))) >= {scope.redis_health_timeout_seconds}",
+            "5m", "critical",
+            f"Redis health checks take {scope.redis_health_timeout_seconds} s (the timeout) at p99",
+            "docs/troubleshooting.md#redis-health-checks-slow"),
+        Alert(
+            "MeshOutlierEjectionsPersistent",
+            "sum by (namespace, pod, cluster_name) "
+            f'(envoy_cluster_outlier_detection_ejections_active{{namespace=~"{meshed}"}}) > 0',
+            OUTLIER_EJECTION_FOR, "warning",
+            "Outlier detection has kept hosts ejected for more than 5 minutes",
+            "docs/troubleshooting.md#outlier-ejections"),
+        Alert(
+            "KeycloakPodsNotReady",
+            f'sum by (namespace, pod) (kube_pod_status_ready{{{kc}, condition="false"}} {_running(kc)}) > 0',
+            POD_NOT_READY_FOR, "critical",
+            "A Keycloak pod has been running but not ready for 5 minutes",
+            "docs/troubleshooting.md#keycloak-not-ready"),
+        Alert(
+            "RedisPodsNotReady",
+            f'sum by (namespace, pod) (kube_pod_status_ready{{{rd}, condition="false"}} {_running(rd)}) > 0',
+            POD_NOT_READY_FOR, "critical",
+            "A Redis pod has been running but not ready for 5 minutes",
+            "docs/troubleshooting.md#redis-failover"),
+        Alert(
+            "WebSocketHpaAtMaxReplicas",
+            f"kube_horizontalpodautoscaler_status_current_replicas{{{app}}} >= on (namespace, horizontalpodautoscaler) "
+            f"kube_horizontalpodautoscaler_spec_max_replicas{{{app}}}",
+            HPA_AT_MAX_FOR, "warning",
+            "An autoscaler has been at its maximum replicas for 15 minutes: no headroom left",
+            "docs/troubleshooting.md#autoscaler-at-maximum"),
+    ]

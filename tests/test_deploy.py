@@ -1,0 +1,264 @@
+"""tools.deploy against a TEST DOUBLE of the pulumi CLI (tests/fake_pulumi.py) in a real git repository.
+
+The Automation API really runs: it spawns `pulumi` from PATH (the double), parses its JSON, receives
+the preview's engine events on its gRPC event server and maps lock messages to ConcurrentUpdateError.
+The git side is real too: commits, `git cat-file`, `git worktree add/remove`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tools import deploy
+
+HERE = Path(__file__).resolve().parent
+FIXTURES = HERE / "fixtures" / "pulumi_cli"
+STACK_FILE = "Pulumi.staging.yaml"
+IMAGES = {"C1": "2.3.0", "C2": "2.4.0", "C3": "2.4.1"}
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+
+
+def stack_file_at(image: str) -> str:
+    return ("config:\n  aiwfe-platform:environment: staging\n  aiwfe-platform:websocket:\n"
+            f"    image: ghcr.io/aiwfe/websocket-service:{image}\n")
+
+
+class Harness:
+    def __init__(self, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.repo = tmp / "repo"
+        self.repo.mkdir()
+        self.log = tmp / "pulumi-calls.jsonl"
+        for key, value in {"GIT_AUTHOR_NAME": "Ops Test", "GIT_AUTHOR_EMAIL": "ops@example.com",
+                           "GIT_COMMITTER_NAME": "Ops Test", "GIT_COMMITTER_EMAIL": "ops@example.com"}.items():
+            monkeypatch.setenv(key, value)
+        git(self.repo, "init", "-q", "-b", "main")
+        (self.repo / ".gitignore").write_text(".venv/\npolicies/venv/\n")
+        (self.repo / "Pulumi.yaml").write_text("name: aiwfe-platform\nruntime:\n  name: python\n  options:\n"
+                                               "    toolchain: pip\n    virtualenv: .venv\n")
+        (self.repo / "requirements-dev.txt").write_text("-r requirements.txt\npytest==9.2.0\n")
+        (self.repo / "policies").mkdir()
+        (self.repo / "policies" / "requirements.txt").write_text("pulumi-policy==1.21.0\n")
+        (self.repo / "README.md").write_text("# project\n")
+        self.commits: dict[str, str] = {}
+        for name, image in IMAGES.items():
+            (self.repo / STACK_FILE).write_text(stack_file_at(image))
+            # C1 pinned an older SDK: a checkout of it must not borrow the caller's .venv.
+            (self.repo / "requirements.txt").write_text("pulumi==3.270.0\n" if name == "C1" else "pulumi==3.272.0\n")
+            git(self.repo, "add", "-A")
+            git(self.repo, "commit", "-q", "-m", f"release {image}")
+            self.commits[name] = git(self.repo, "rev-parse", "HEAD").strip()
+        (self.repo / ".venv").mkdir()  # the caller's virtualenv (ignored by git)
+        (self.repo / "policies" / "venv").mkdir()
+        # The caller is mid-work: a modified tracked file and an untracked one must survive untouched.
+        (self.repo / "README.md").write_text("# project\nwork in progress\n")
+        (self.repo / "notes.txt").write_text("scratch\n")
+        self.before = self.snapshot()
+
+        bin_dir = tmp / "bin"
+        bin_dir.mkdir()
+        pulumi = bin_dir / "pulumi"
+        pulumi.write_text(f"#!/bin/sh\nexec {sys.executable} {HERE / 'fake_pulumi.py'} \"$@\"\n")
+        pulumi.chmod(pulumi.stat().st_mode | stat.S_IEXEC)
+        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+        monkeypatch.setenv("FAKE_PULUMI_LOG", str(self.log))
+        monkeypatch.setenv("FAKE_PULUMI_FIXTURES", str(FIXTURES))
+        self.vars = {**self.commits, **{f"{k}_SHORT": v[:12] for k, v in self.commits.items()}}
+        self.monkeypatch = monkeypatch
+
+    def scenario(self, *, history: list[str], preview: list[str] = ("preview-ok",),
+                 up: list[str] = ("up-ok",), **overrides: str) -> None:
+        self.monkeypatch.setenv("FAKE_PULUMI_SCENARIO", json.dumps(
+            {"history": list(history), "preview": list(preview), "up": list(up)}))
+        self.monkeypatch.setenv("FAKE_PULUMI_VARS", json.dumps({**self.vars, **overrides}))
+
+    def run(self, *argv: str, confirm: bool = True) -> int:
+        return deploy.main(["--repo", str(self.repo), *argv], confirm=lambda _question: confirm)
+
+    def calls(self, command: str | None = None) -> list[dict]:
+        records = [json.loads(line) for line in self.log.read_text().splitlines()]
+        return [r for r in records if command is None or r["argv"][:1] == [command]]
+
+    def snapshot(self) -> dict[str, str]:
+        return {"status": git(self.repo, "status", "--porcelain"), "head": git(self.repo, "rev-parse", "HEAD"),
+                "readme": (self.repo / "README.md").read_text(), "notes": (self.repo / "notes.txt").read_text(),
+                "stack": (self.repo / STACK_FILE).read_text(),
+                "worktrees": git(self.repo, "worktree", "list", "--porcelain")}
+
+    def assert_caller_untouched(self) -> None:
+        assert self.snapshot() == self.before
+        assert git(self.repo, "worktree", "list", "--porcelain").count("worktree ") == 1
+
+
+@pytest.fixture
+def h(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Harness:
+    return Harness(tmp_path, monkeypatch)
+
+
+def flags(call: dict) -> list[str]:
+    """An invocation's argv without the values that differ per run (event-log port, message)."""
+    argv = list(call["argv"])
+    for option in ("--event-log", "--message"):
+        if option in argv:
+            i = argv.index(option)
+            argv[i + 1] = "<" + option.strip("-") + ">"
+    return argv
+
+
+# ---------------------------------------------------------------- deploy
+
+def test_deploy_previews_with_the_policy_pack_then_ups(h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    h.scenario(history=["history-before-deploy", "history-after-deploy"])
+    assert h.run("deploy", "--stack", "staging", "--yes") == 0
+    calls = h.calls()
+    assert calls[0]["argv"] == ["version"]
+    selects = [c["argv"] for c in calls if c["argv"][:2] == ["stack", "select"]]
+    assert selects == [["stack", "select", "--stack", "staging"]]
+    (preview,) = h.calls("preview")
+    assert flags(preview) == ["preview", "--policy-pack", "policies", "--exec-kind", "auto.local",
+                              "--event-log", "<event-log>", "--stack", "staging"]
+    assert preview["argv"][preview["argv"].index("--event-log") + 1].startswith("tcp://127.0.0.1:")
+    (up,) = h.calls("up")
+    assert flags(up) == ["up", "--yes", "--skip-preview", "--message", "<message>", "--policy-pack", "policies",
+                         "--exec-kind", "auto.local", "--stack", "staging"]
+    assert up["argv"][up["argv"].index("--message") + 1] == f"deploy {h.commits['C3'][:12]}"
+    assert {c["cwd"] for c in calls if c["argv"] != ["version"]} == {str(h.repo)}
+    out = capsys.readouterr().out
+    # The change summary came through the Automation API's gRPC event stream from the double.
+    assert "preview of staging: same 24, update 2" in out
+    assert "uncommitted changes" in out and "deployed staging" in out
+    h.assert_caller_untouched()
+
+
+def test_deploy_asks_and_stops_when_not_confirmed(h: Harness) -> None:
+    h.scenario(history=["history-before-deploy"])
+    assert h.run("deploy", "--stack", "staging", confirm=False) == deploy.EXIT_REFUSED
+    assert len(h.calls("preview")) == 1 and h.calls("up") == []
+
+
+def test_failed_up_without_rollback_on_failure_stops(h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    h.scenario(history=["history-before-deploy", "history-after-failed-deploy"], up=["up-rollout-failed"])
+    assert h.run("deploy", "--stack", "staging", "--yes") == deploy.EXIT_FAILED
+    assert len(h.calls("up")) == 1 and len(h.calls("preview")) == 1
+    assert "timed out waiting to be Ready" in capsys.readouterr().out
+    h.assert_caller_untouched()
+
+
+def test_failed_up_with_rollback_on_failure_returns_to_the_last_success(
+        h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    h.scenario(history=["history-before-deploy", "history-after-failed-deploy", "history-after-rollback"],
+               up=["up-rollout-failed", "up-ok"])
+    assert h.run("deploy", "--stack", "staging", "--yes", "--rollback-on-failure") == deploy.EXIT_FAILED
+    first_up, second_up = h.calls("up")
+    assert first_up["cwd"] == str(h.repo)
+    # The rollback ran from a temporary checkout of version 2's commit, with that commit's stack file.
+    rollback_preview = h.calls("preview")[1]
+    assert second_up["cwd"] == rollback_preview["cwd"] != str(h.repo)
+    assert second_up["stack_file"] == rollback_preview["stack_file"] == stack_file_at(IMAGES["C2"])
+    assert second_up["venv"] and second_up["policy_venv"], "same pins: the caller's virtualenvs are linked"
+    assert not Path(second_up["cwd"]).exists(), "the temporary worktree is removed afterwards"
+    message = second_up["argv"][second_up["argv"].index("--message") + 1]
+    assert message == f"rollback to version 2 ({h.commits['C2'][:12]})"
+    assert "rolled staging back to version 2" in capsys.readouterr().out
+    h.assert_caller_untouched()
+
+
+# ---------------------------------------------------------------- rollback
+
+def test_rollback_defaults_to_the_last_success_before_the_current(h: Harness) -> None:
+    h.scenario(history=["history-current-v3", "history-after-rollback"])
+    assert h.run("rollback", "--stack", "staging", "--yes") == 0
+    (preview,) = h.calls("preview")
+    (up,) = h.calls("up")
+    assert preview["cwd"] == up["cwd"] != str(h.repo)
+    assert up["stack_file"] == stack_file_at(IMAGES["C2"])
+    assert "--policy-pack" in preview["argv"] and "--policy-pack" in up["argv"]
+    h.assert_caller_untouched()
+
+
+def test_rollback_to_a_chosen_version(h: Harness) -> None:
+    h.scenario(history=["history-current-v3", "history-after-rollback"])
+    assert h.run("rollback", "--stack", "staging", "--to", "1", "--yes") == 0
+    (up,) = h.calls("up")
+    assert up["stack_file"] == stack_file_at(IMAGES["C1"])
+    # Other pinned SDK: the CLI builds that commit's .venv itself; the policy pack's pins are unchanged.
+    assert (up["venv"], up["policy_venv"]) == (False, True)
+    h.assert_caller_untouched()
+
+
+def test_rollback_not_confirmed_changes_nothing(h: Harness) -> None:
+    h.scenario(history=["history-current-v3"])
+    assert h.run("rollback", "--stack", "staging", confirm=False) == deploy.EXIT_REFUSED
+    assert len(h.calls("preview")) == 1 and h.calls("up") == []
+    h.assert_caller_untouched()
+
+
+MISSING_COMMIT = "0" * 39 + "1"
+
+REFUSALS = [
+    # (id, history, preview, up, extra argv, vars, words of the message, previews expected)
+    ("dirty", "history-v2-dirty", "preview-ok", "up-ok", [], {}, "dirty working tree (git.dirty=true)", 0),
+    ("no-commit", "history-v2-without-git", "preview-ok", "up-ok", [], {}, "recorded no git commit", 0),
+    ("missing-commit", "history-current-v3", "preview-ok", "up-ok", [], {"C2": MISSING_COMMIT},
+     f"commit {MISSING_COMMIT} of version 2 is not in this repository", 0),
+    ("locked-file-backend", "history-current-v3", "preview-locked", "up-ok", [], {},
+     "the stack is locked by another update (the CLI said: error: the stack is currently locked by 1 lock(s)", 1),
+    ("locked-cloud-backend", "history-current-v3", "preview-ok", "up-locked", [], {},
+     "the stack is locked by another update (the CLI said: error: [409] Conflict", 1),
+    ("update-in-progress", "history-in-progress", "preview-ok", "up-ok", [], {}, "still in progress", 0),
+    ("failed-target", "history-after-failed-deploy", "preview-ok", "up-ok", ["--to", "3"], {},
+     "version 3 is a update that failed", 0),
+    ("unknown-version", "history-current-v3", "preview-ok", "up-ok", ["--to", "9"], {}, "version 9 is not in", 0),
+]
+
+
+@pytest.mark.parametrize(("history", "preview", "up", "extra", "overrides", "words", "previews"),
+                         [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS])
+def test_rollback_refuses(h: Harness, capsys: pytest.CaptureFixture[str], history: str, preview: str, up: str,
+                          extra: list[str], overrides: dict, words: str, previews: int) -> None:
+    h.scenario(history=[history], preview=[preview], up=[up], **overrides)
+    assert h.run("rollback", "--stack", "staging", "--yes", *extra) == deploy.EXIT_REFUSED
+    err = capsys.readouterr().err
+    assert err.startswith("refused: ") and words in err, err
+    assert len(h.calls("preview")) == previews
+    if up != "up-locked":
+        assert h.calls("up") == []
+    h.assert_caller_untouched()
+
+
+def test_deploy_on_a_locked_stack_is_refused(h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    h.scenario(history=["history-before-deploy"], preview=["preview-locked"])
+    assert h.run("deploy", "--stack", "staging", "--yes", "--rollback-on-failure") == deploy.EXIT_REFUSED
+    assert "pulumi cancel" in capsys.readouterr().err
+    assert h.calls("up") == []
+
+
+# ---------------------------------------------------------------- history
+
+def test_history_lists_version_result_time_and_commit(h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    h.scenario(history=["history-v2-dirty"])
+    assert h.run("history", "--stack", "staging") == 0
+    (call,) = [c for c in h.calls() if c["argv"][:2] == ["stack", "history"]]
+    assert call["argv"] == ["stack", "history", "--json", "--show-secrets", "--stack", "staging"]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["version", "kind", "result", "started", "commit", "message"]
+    assert lines[1].split()[:7] == ["3", "update", "succeeded", "2026-11-23", "09:13:05", "UTC", h.commits["C3"][:12]]
+    assert f"{h.commits['C2'][:12]}+dirty" in lines[2]
+    assert lines[3].split()[:3] == ["1", "update", "succeeded"]
+
+
+def test_the_double_refuses_what_it_does_not_know(h: Harness) -> None:
+    """Guards the tests above: an unexpected invocation fails instead of passing silently."""
+    h.scenario(history=["history-current-v3"])
+    env = {**os.environ}
+    result = subprocess.run(["pulumi", "destroy", "--yes"], capture_output=True, text=True, env=env)
+    assert result.returncode == 3 and "no answer" in result.stderr
