@@ -10,6 +10,7 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from components import podspec
+from components.keycloak import Keycloak, KeycloakArgs
 from components.workloads import Workloads, WorkloadsArgs
 from stacks.settings import Settings, load_settings
 
@@ -21,6 +22,7 @@ class Platform:
     gcp_provider: gcp.Provider
     app_namespace: k8s.core.v1.Namespace
     workloads: Workloads
+    keycloak: Keycloak
 
 
 def mesh_namespace_labels(settings: Settings) -> dict[str, str]:
@@ -86,7 +88,27 @@ def build(settings: Settings) -> Platform:
         },
     )
     workloads = Workloads("workloads", workloads_args(settings, app_namespace.metadata["name"]))
-    return Platform(gcp_provider=gcp_provider, app_namespace=app_namespace, workloads=workloads)
+    keycloak = Keycloak("keycloak", keycloak_args(settings),
+                        opts=pulumi.ResourceOptions(providers={"gcp": gcp_provider}))
+    return Platform(gcp_provider=gcp_provider, app_namespace=app_namespace, workloads=workloads, keycloak=keycloak)
+
+
+def keycloak_args(settings: Settings) -> KeycloakArgs:
+    """Keycloak gets its settings, its host, its namespace's mesh labels and where its peers run."""
+    return KeycloakArgs(
+        settings=settings.keycloak,
+        stack=settings.stack,
+        public_host=settings.auth_host,
+        namespace_labels={**mesh_namespace_labels(settings), **pod_security_labels(settings)},
+        mesh=settings.mesh,
+        app_namespace=settings.app_namespace,
+        monitoring_namespace=settings.monitoring.namespace,
+        scraper_labels=settings.monitoring.scraper_labels,
+        gcp_project=settings.gcp.project,
+        gcp_region=settings.gcp.region,
+        gcp_network=settings.gcp.network,
+        protect=settings.is_prod,
+    )
 
 
 def main() -> None:
@@ -99,3 +121,14 @@ def main() -> None:
     pulumi.export("websocket_port", platform.workloads.websocket_port)
     pulumi.export("user_frontend_host", platform.workloads.user_frontend_host)
     pulumi.export("admin_frontend_host", platform.workloads.admin_frontend_host)
+    # Keycloak: the mesh's JWT rules take issuer and jwks_uri (wired there by the mesh issue).
+    kc = platform.keycloak
+    pulumi.export("keycloak_issuer", kc.issuer)
+    pulumi.export("keycloak_jwks_uri", kc.jwks_uri)
+    pulumi.export("keycloak_realm", kc.realm)
+    pulumi.export("keycloak_namespace", kc.namespace)
+    pulumi.export("keycloak_service_host", kc.service_host)
+    pulumi.export("keycloak_service_port", kc.service_port)
+    pulumi.export("keycloak_public_host", kc.public_host)
+    pulumi.export("keycloak_admin_password", kc.admin_password)
+    pulumi.export("keycloak_services_client_secret", kc.services_client_secret)

@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from stacks.settings import SettingsError
+from stacks.settings import SECRET_KEYS, SettingsError
 from tests.conftest import STACKS
 from tools import render as render_tool
 
@@ -80,7 +80,8 @@ def test_no_secret_value_is_written_anywhere(rendered: dict, stack: str) -> None
     assert len(files) >= 4
     for path in files:
         assert render_tool.PLACEHOLDER_SECRET not in path.read_text(), f"secret value leaked into {path}"
-    secret = next(r for r in rendered[stack].document["resources"] if r["type"] == "kubernetes:core/v1:Secret")
+    secret = next(r for r in rendered[stack].document["resources"]
+                  if r["type"] == "kubernetes:core/v1:Secret" and r["name"] == "workloads-app-secrets")
     assert secret["props"]["stringData"] == {"REDIS_PASSWORD": render_tool.SECRET_MARKER}
 
 
@@ -121,7 +122,9 @@ def test_secure_values_become_secret_placeholders(tmp_path: Path) -> None:
     config = render_tool.load_stack_config("qa", tmp_path)
     assert config.values["aiwfe-platform:redisPassword"] == render_tool.PLACEHOLDER_SECRET
     assert json.loads(config.values["aiwfe-platform:mesh"]) == {"token": render_tool.PLACEHOLDER_SECRET}
-    assert set(config.secret_keys) == {"aiwfe-platform:redisPassword", "aiwfe-platform:mesh"}
+    # Unset stack secrets (SECRET_KEYS) get the placeholder too.
+    assert set(config.secret_keys) == {"aiwfe-platform:redisPassword", "aiwfe-platform:mesh"} | {
+        f"aiwfe-platform:{key}" for key in SECRET_KEYS}
     assert config.values["aiwfe-platform:domain"] == "qa.example.com"
 
 
@@ -146,11 +149,13 @@ def test_the_same_program_registers_resources_with_good_config() -> None:
 
 def test_manifests_round_trip_to_the_declared_props(rendered: dict, stack: str) -> None:
     """What kubectl would apply is exactly what the provider receives (numbers as integers)."""
-    by_key = {(r["props"]["kind"], r["props"]["metadata"]["name"]): r for r in rendered[stack].document["resources"]
-              if r["type"].startswith("kubernetes:")}
+    # Names repeat across namespaces (each namespace has its `default-deny`).
+    by_key = {(r["props"]["kind"], r["props"]["metadata"].get("namespace"), r["props"]["metadata"]["name"]): r
+              for r in rendered[stack].document["resources"] if r["type"].startswith("kubernetes:")}
     for path in rendered[stack].manifests:
         manifest = yaml.safe_load(path.read_text())
-        declared = by_key[(manifest["kind"], manifest["metadata"]["name"])]["props"]
+        meta = manifest["metadata"]
+        declared = by_key[(manifest["kind"], meta.get("namespace"), meta["name"])]["props"]
         assert manifest == json.loads(json.dumps(declared), parse_float=lambda f: int(float(f))
                                       if float(f).is_integer() else float(f)), path.name
     config_map = next(p for p in rendered[stack].manifests if p.name.endswith("user-frontend-nginx.yaml"))
@@ -177,7 +182,10 @@ def test_objects_with_masked_secrets_never_land_in_manifests(rendered: dict, sta
     applied = list((out / "manifests").glob("*.yaml"))
     assert applied and all(render_tool.SECRET_MARKER not in p.read_text() for p in applied)
     masked = [p.name for p in (out / "masked").glob("*.yaml")]
-    assert masked == ["02-secret-aiwfe-app-secrets.yaml"]
+    secrets = [r["props"]["metadata"] for r in rendered[stack].document["resources"]
+               if r["type"] == "kubernetes:core/v1:Secret"]
+    assert sorted(masked) == sorted(f"02-secret-{m['namespace']}-{m['name']}.yaml" for m in secrets)
+    assert "02-secret-aiwfe-app-secrets.yaml" in masked
 
 
 def test_render_refuses_a_folder_it_did_not_write(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

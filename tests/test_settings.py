@@ -41,7 +41,7 @@ def stack_values(stack: str) -> dict[str, Any]:
 
 def parse(values: dict[str, Any], stack: str = "prod", secret: bool = True):
     raw = {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in values.items()}
-    secrets = [f"{PROJECT}:redisPassword"] if secret else []
+    secrets = [f"{PROJECT}:{key}" for key in SECRET_KEYS] if secret else []
     return parse_settings(raw, stack=stack, secret_keys=secrets)
 
 
@@ -244,9 +244,9 @@ wrong_kind = st.lists(st.integers(), min_size=1, max_size=2) | st.dictionaries(
 
 
 # Top-level scalars arrive as text (Pulumi passes structured values as JSON), and any text of 16+
-# characters is a valid password: skip that one leaf here.
+# characters is a valid password: skip the secret leaves here.
 @settings(max_examples=200, deadline=None)
-@given(path=st.sampled_from([p for p in PATHS if p != "redisPassword"]), value=wrong_kind)
+@given(path=st.sampled_from([p for p in PATHS if p not in SECRET_KEYS]), value=wrong_kind)
 def test_wrong_kind_values_are_rejected_naming_the_key(path: str, value: Any) -> None:
     assume(type(value) is not type(leaf_at(BASE, path)))  # a boolean is right for a boolean leaf
     with pytest.raises(SettingsError) as error:
@@ -278,7 +278,7 @@ def test_load_settings_reads_what_the_language_host_passes(monkeypatch: pytest.M
 
     values = {k: json.dumps(v) if isinstance(v, dict) else v for k, v in stack_values("staging").items()}
     monkeypatch.setenv("PULUMI_CONFIG", json.dumps(values))
-    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps([f"{PROJECT}:redisPassword"]))
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps([f"{PROJECT}:{key}" for key in SECRET_KEYS]))
     pulumi.runtime.reset_options(project=PROJECT, stack="staging")
     pulumi.runtime.set_all_config({}, [])
     s = load_settings()
