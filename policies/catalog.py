@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from policies import kubernetes  # noqa: F401  (registers the Kubernetes rules)
+from policies import (
+    keycloak,  # noqa: F401  (registers the identity rules)
+    kubernetes,  # noqa: F401  (registers the Kubernetes rules)
+)
 from policies.engine import REGISTRY, Rule
 
 
