@@ -139,6 +139,13 @@ def runtime_env(settings: KeycloakSettings, public_host: str) -> list[dict[str, 
     ]
 
 
+def database_url(settings: KeycloakSettings) -> str:
+    """The JDBC URL Keycloak connects with: the in-cluster Service, or the Auth Proxy on loopback."""
+    host = f"{POSTGRES_APP}.{settings.namespace}.svc.cluster.local" if settings.database.in_cluster \
+        else "127.0.0.1"
+    return jdbc_url(host, POSTGRES_PORT, DATABASE)
+
+
 def network_self_link(project: str, network: str) -> str:
     return network if network.startswith("projects/") else f"projects/{project}/global/networks/{network}"
 
@@ -208,7 +215,6 @@ class Keycloak(pulumi.ComponentResource):
         workload_identity: pulumi.Output[str] | None = None
         instance_connection: pulumi.Output[str] | None = None
         if cloudsql:
-            db_host = "127.0.0.1"  # the Cloud SQL Auth Proxy sidecar
             instance_connection, workload_identity = self._cloud_sql(name, args, db_password)
         else:
             postgres = KeycloakPostgres(
@@ -221,9 +227,8 @@ class Keycloak(pulumi.ComponentResource):
                     istiod_namespace=args.mesh.istiod_namespace, protect=args.protect),
                 opts=child,
             )
-            db_host = f"{POSTGRES_APP}.{s.namespace}.svc.cluster.local"
             database_service_account = postgres.service_account
-        self.jdbc_url = jdbc_url(db_host, POSTGRES_PORT, DATABASE)
+        self.jdbc_url = database_url(s)
 
         account_annotations = {"iam.gke.io/gcp-service-account": workload_identity} if workload_identity else {}
         account = k8s.core.v1.ServiceAccount(
