@@ -738,7 +738,8 @@ def _keycloak_settings(top: _Section, environment: str, domain: str, secrets: se
         kc.fail("realm", realm, "must not be 'master' (the admin realm is never the product's)")
     resources = kc.resources("resources", ContainerResources("500m", "1280Mi", "2", "2Gi"))
     if parse_memory_bytes(resources.memory_limit) < 2 * 2**30:
-        kc.fail("resources", resources.memory_limit, "memory limit must be at least 2Gi (Keycloak's sizing guide)")
+        raise SettingsError(kc.path("resources") + ".limits.memory", resources.memory_limit,
+                            "must be at least 2Gi (Keycloak's sizing guide)")
 
     tokens = kc.section("tokens", {})
     lifespans = {}
@@ -747,10 +748,10 @@ def _keycloak_settings(top: _Section, environment: str, domain: str, secrets: se
         low, high = KEYCLOAK_TOKEN_BOUNDS[key]
         lifespans[key] = tokens.duration(key, low, high, default)
     if lifespans["clientSessionIdleTimeout"] > lifespans["ssoSessionIdleTimeout"]:
-        tokens.fail("clientSessionIdleTimeout", lifespans["clientSessionIdleTimeout"],
+        tokens.fail("clientSessionIdleTimeout", tokens.raw.get("clientSessionIdleTimeout", "30m"),
                     f"must not exceed ssoSessionIdleTimeout ({lifespans['ssoSessionIdleTimeout']}s)")
     if lifespans["ssoSessionMaxLifespan"] < lifespans["ssoSessionIdleTimeout"]:
-        tokens.fail("ssoSessionMaxLifespan", lifespans["ssoSessionMaxLifespan"],
+        tokens.fail("ssoSessionMaxLifespan", tokens.raw.get("ssoSessionMaxLifespan", "10h"),
                     f"must be at least ssoSessionIdleTimeout ({lifespans['ssoSessionIdleTimeout']}s)")
     tokens.done()
 
