@@ -5,6 +5,7 @@ from __future__ import annotations
 from policies import (  # noqa: F401  (importing a rule module registers its rules)
     gcp,
     istio,
+    keycloak,
     kubernetes,
     redis,
 )

@@ -11,6 +11,7 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from components import podspec
+from components.keycloak import Keycloak, KeycloakArgs
 from components.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.mesh import Mesh, MeshArgs
 from components.observability import Observability, ObservabilityArgs, ScrapeTarget
@@ -27,6 +28,7 @@ class Platform:
     app_namespace: k8s.core.v1.Namespace
     redis: RedisCluster
     workloads: Workloads
+    keycloak: Keycloak
     load_balancer: LoadBalancer
     mesh: Mesh
     observability: Observability
@@ -94,9 +96,17 @@ def workloads_args(settings: Settings, namespace: pulumi.Input[str], redis_url: 
     )
 
 
-# INTEGRATION: keycloak.realm (the Keycloak component's realm setting replaces this stand-in).
-def _realm_stand_in(settings: Settings) -> str:
-    return "aiwfe-production" if settings.is_prod else f"aiwfe-{settings.environment}"
+class KeycloakPeer(Protocol):
+    """What the mesh and the scrapers need of Keycloak (a `Keycloak`'s outputs)."""
+
+    issuer: pulumi.Input[str]
+    jwks_uri: pulumi.Input[str]
+    realm: pulumi.Input[str]
+    namespace: pulumi.Input[str]
+    service_host: pulumi.Input[str]
+    service_port: pulumi.Input[int]
+    service_account: pulumi.Input[str]
+    database_service_account: pulumi.Input[str] | None
 
 
 class RedisPeer(Protocol):
@@ -109,11 +119,9 @@ class RedisPeer(Protocol):
 
 
 def mesh_args(settings: Settings, app_namespace: pulumi.Input[str], *, lb_websocket_timeout_seconds: int,
-              redis: RedisPeer) -> MeshArgs:
+              redis: RedisPeer, keycloak: KeycloakPeer) -> MeshArgs:
     """What the mesh gets: its settings, the hosts, the WebSocket capacity, and the Keycloak, Redis
-    and load-balancer outputs (stand-ins until those components are merged)."""
-    realm = _realm_stand_in(settings)
-    issuer = f"https://{settings.auth_host}/realms/{realm}"
+    and load-balancer outputs (JWT issuer and JWKS are Keycloak's realm's, never rebuilt here)."""
     return MeshArgs(
         settings=settings.mesh,
         product_host=settings.product_host,
@@ -121,15 +129,14 @@ def mesh_args(settings: Settings, app_namespace: pulumi.Input[str], *, lb_websoc
         app_namespace=app_namespace,
         websocket_max_connections=settings.websocket.connections_per_pod * settings.websocket.max_replicas,
         lb_websocket_timeout_seconds=lb_websocket_timeout_seconds,
-        jwt_issuer=issuer,  # INTEGRATION: keycloak.issuer
-        jwks_uri=f"{issuer}/protocol/openid-connect/certs",  # INTEGRATION: keycloak.jwks_uri
-        keycloak_realm=realm,  # INTEGRATION: keycloak.realm
-        keycloak_namespace="keycloak",  # INTEGRATION: keycloak.namespace (add depends_on the namespace)
-        keycloak_service_host="keycloak.keycloak.svc.cluster.local",  # INTEGRATION: keycloak.service_host
-        keycloak_service_port=8080,  # INTEGRATION: keycloak.service_port
-        keycloak_service_account="keycloak",  # INTEGRATION: keycloak.service_account
-        # INTEGRATION: keycloak.database_service_account (None with Cloud SQL; staging runs in-cluster)
-        keycloak_database_service_account=None if settings.is_prod else "keycloak-postgres",
+        jwt_issuer=keycloak.issuer,
+        jwks_uri=keycloak.jwks_uri,
+        keycloak_realm=keycloak.realm,
+        keycloak_namespace=keycloak.namespace,
+        keycloak_service_host=keycloak.service_host,
+        keycloak_service_port=keycloak.service_port,
+        keycloak_service_account=keycloak.service_account,
+        keycloak_database_service_account=keycloak.database_service_account,
         redis_namespace=redis.namespace,
         redis_service_account=redis.service_account,
         redis_bootstrap_service_account=redis.bootstrap_service_account,
@@ -137,13 +144,10 @@ def mesh_args(settings: Settings, app_namespace: pulumi.Input[str], *, lb_websoc
     )
 
 
-# INTEGRATION: keycloak.namespace (setting) / Keycloak.namespace (output) once the Keycloak component lands.
-KEYCLOAK_NAMESPACE_STAND_IN = "keycloak"
-
-
-def observability_args(settings: Settings, app_namespace: pulumi.Input[str], *, redis: RedisPeer) -> ObservabilityArgs:
-    """Scrape targets by the shared contract's names, labels and ports."""
-    keycloak_namespace = KEYCLOAK_NAMESPACE_STAND_IN
+def observability_args(settings: Settings, app_namespace: pulumi.Input[str], *, redis: RedisPeer,
+                       keycloak: KeycloakPeer) -> ObservabilityArgs:
+    """Scrape targets by the shared contract's names, labels and ports, in the components' namespaces."""
+    keycloak_namespace = keycloak.namespace
     redis_namespace = redis.namespace
     return ObservabilityArgs(
         monitoring=settings.monitoring,
@@ -158,11 +162,11 @@ def observability_args(settings: Settings, app_namespace: pulumi.Input[str], *, 
         meshed_namespaces=[app_namespace, keycloak_namespace, redis_namespace],
         sidecar_metrics_port=podspec.SIDECAR_METRICS_PORT,
         app_namespace=settings.app_namespace,
-        keycloak_namespace=keycloak_namespace,
+        # Dashboards and alert expressions are plain text: the names as configured.
+        keycloak_namespace=settings.keycloak.namespace,
         redis_namespace=settings.redis.namespace,
         redis_health_timeout_seconds=settings.sessions.redis_health_timeout_seconds,
-        # INTEGRATION: Keycloak.realm (output) to filter the auth dashboard by realm; None shows all realms.
-        keycloak_realm=None,
+        keycloak_realm=settings.keycloak.realm,
     )
 
 
@@ -183,6 +187,8 @@ def build(settings: Settings) -> Platform:
         },
     )
     redis = RedisCluster("redis-cluster", redis_cluster_args(settings))
+    keycloak = Keycloak("keycloak", keycloak_args(settings),
+                        opts=pulumi.ResourceOptions(providers={"gcp": gcp_provider}))
     workloads = Workloads("workloads", workloads_args(settings, app_namespace.metadata["name"],
                                                       redis.client_url, redis.password))
     load_balancer = LoadBalancer(
@@ -199,12 +205,31 @@ def build(settings: Settings) -> Platform:
     )
     mesh = Mesh("mesh", mesh_args(settings, app_namespace.metadata["name"],
                                   lb_websocket_timeout_seconds=load_balancer.websocket_timeout_seconds,
-                                  redis=redis),
+                                  redis=redis, keycloak=keycloak),
                 opts=pulumi.ResourceOptions(depends_on=[app_namespace]))
     observability = Observability("observability",
-                                  observability_args(settings, app_namespace.metadata["name"], redis=redis))
-    return Platform(gcp_provider=gcp_provider, app_namespace=app_namespace, redis=redis, workloads=workloads,
-                    load_balancer=load_balancer, mesh=mesh, observability=observability)
+                                  observability_args(settings, app_namespace.metadata["name"], redis=redis,
+                                                     keycloak=keycloak))
+    return Platform(gcp_provider=gcp_provider, app_namespace=app_namespace, keycloak=keycloak, redis=redis,
+                    workloads=workloads, load_balancer=load_balancer, mesh=mesh, observability=observability)
+
+
+def keycloak_args(settings: Settings) -> KeycloakArgs:
+    """Keycloak gets its settings, its host, its namespace's mesh labels and where its peers run."""
+    return KeycloakArgs(
+        settings=settings.keycloak,
+        stack=settings.stack,
+        public_host=settings.auth_host,
+        namespace_labels={**mesh_namespace_labels(settings), **pod_security_labels(settings)},
+        mesh=settings.mesh,
+        app_namespace=settings.app_namespace,
+        monitoring_namespace=settings.monitoring.namespace,
+        scraper_labels=settings.monitoring.scraper_labels,
+        gcp_project=settings.gcp.project,
+        gcp_region=settings.gcp.region,
+        gcp_network=settings.gcp.network,
+        protect=settings.is_prod,
+    )
 
 
 def main() -> None:
@@ -230,3 +255,13 @@ def main() -> None:
     pulumi.export("monitoring_provider", platform.observability.provider)
     pulumi.export("grafana_dashboards", platform.observability.dashboards)
     pulumi.export("alert_rules", platform.observability.alerts)
+    kc = platform.keycloak
+    pulumi.export("keycloak_issuer", kc.issuer)
+    pulumi.export("keycloak_jwks_uri", kc.jwks_uri)
+    pulumi.export("keycloak_realm", kc.realm)
+    pulumi.export("keycloak_namespace", kc.namespace)
+    pulumi.export("keycloak_service_host", kc.service_host)
+    pulumi.export("keycloak_service_port", kc.service_port)
+    pulumi.export("keycloak_public_host", kc.public_host)
+    pulumi.export("keycloak_admin_password", kc.admin_password)
+    pulumi.export("keycloak_services_client_secret", kc.services_client_secret)

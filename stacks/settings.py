@@ -9,6 +9,7 @@ a single resource is declared. Components never read `pulumi.Config`: they get t
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -19,7 +20,7 @@ from typing import Any, NoReturn
 PROJECT = "aiwfe-platform"
 
 # Config keys (in the project namespace) whose values must be stack secrets.
-SECRET_KEYS: tuple[str, ...] = ()
+SECRET_KEYS: tuple[str, ...] = ("keycloakGoogleClientSecret", "keycloakGithubClientSecret")
 
 ENVIRONMENTS = ("staging", "prod")
 # kubernetes-validate bundles schemas up to 1.37; native preStop `sleep` needs 1.30+.
@@ -324,6 +325,87 @@ class FrontendSettings:
     resources: ContainerResources
 
 
+# ---------------------------------------------------------------- Keycloak
+
+# Token lifespans (seconds) the realm may use: REQUIREMENTS want a 5 min access token and a 30 min
+# SSO idle (refresh tokens die with the session). The policy pack judges the rendered realm with them.
+KEYCLOAK_TOKEN_BOUNDS: Mapping[str, tuple[int, int]] = MappingProxyType({
+    "accessTokenLifespan": (60, 900),
+    "ssoSessionIdleTimeout": (300, 3600),
+    "ssoSessionMaxLifespan": (1800, 86400),
+    "clientSessionIdleTimeout": (0, 3600),
+})
+KEYCLOAK_DATABASE_MODES = ("in-cluster", "cloudsql")
+# Istio's sidecar hands inbound connections to the app from this address: the only direct peer
+# Keycloak ever sees, so it is the proxy whose X-Forwarded-* headers may be trusted.
+ISTIO_INBOUND_PASSTHROUGH = "127.0.0.6/32"
+
+
+@dataclass(frozen=True)
+class KeycloakDatabaseSettings:
+    """Where Keycloak keeps its data: an in-cluster PostgreSQL 15 (staging) or Cloud SQL (prod)."""
+
+    mode: str
+    """`in-cluster` or `cloudsql`."""
+    # in-cluster
+    postgres_image: str | None = None
+    storage_size: str | None = None
+    storage_class: str | None = None
+    postgres_resources: ContainerResources | None = None
+    # cloudsql
+    tier: str | None = None
+    disk_size_gb: int = 0
+    backup_start_time: str | None = None
+    retained_backups: int = 0
+    log_retention_days: int = 0
+    private_services_range: str | None = None
+    """CIDR of the VPC's private services access range (Cloud SQL's private IPs): NetworkPolicy egress."""
+    proxy_image: str | None = None
+
+    @property
+    def in_cluster(self) -> bool:
+        return self.mode == "in-cluster"
+
+
+@dataclass(frozen=True)
+class KeycloakSizing:
+    """The load Keycloak is sized for and its mix (Keycloak's HA sizing guide prices each kind)."""
+
+    authentications_per_minute: int
+    password_login_percent: int
+    client_credentials_percent: int
+    refresh_percent: int
+
+
+@dataclass(frozen=True)
+class KeycloakSettings:
+    """The identity service: version, size, realm facts, database."""
+
+    namespace: str
+    version: str
+    replicas: int
+    resources: ContainerResources
+    realm: str
+    access_token_lifespan_seconds: int
+    sso_session_idle_seconds: int
+    sso_session_max_seconds: int
+    client_session_idle_seconds: int
+    webapp_redirect_uris: tuple[str, ...]
+    webapp_web_origins: tuple[str, ...]
+    google_client_id: str
+    github_client_id: str
+    google_client_secret: SecretStr
+    github_client_secret: SecretStr
+    trusted_proxy_addresses: tuple[str, ...]
+    database: KeycloakDatabaseSettings
+    sizing: KeycloakSizing
+
+    @property
+    def image(self) -> str:
+        """The official image of the pinned release."""
+        return f"quay.io/keycloak/keycloak:{self.version}"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything one stack declares, validated."""
@@ -343,6 +425,7 @@ class Settings:
     user_frontend: FrontendSettings
     admin_frontend: FrontendSettings
     load_balancer: LoadBalancerSettings
+    keycloak: KeycloakSettings
 
     @property
     def is_prod(self) -> bool:
@@ -710,7 +793,7 @@ def _parse_load_balancer(top: _Section) -> LoadBalancerSettings:
 # ---------------------------------------------------------------- the parser
 
 _TOP_LEVEL_OBJECTS = ("gcp", "mesh", "monitoring", "redis", "sessions", "websocket", "frontends",
-                      "loadBalancer")
+                      "loadBalancer", "keycloak")
 _TOP_LEVEL_SCALARS = ("environment", "kubernetesVersion", "domain", "appNamespace", *SECRET_KEYS)
 TOP_LEVEL_OBJECTS = _TOP_LEVEL_OBJECTS
 """Top-level keys whose values are objects (Pulumi hands them to the program as JSON text)."""
@@ -896,6 +979,7 @@ def parse_settings(
         one.done()
     fe_s.done()
     load_balancer = _parse_load_balancer(top)
+    keycloak = _keycloak_settings(top, environment, domain, secrets)
     top.done()
 
     return Settings(
@@ -914,7 +998,175 @@ def parse_settings(
         user_frontend=frontends["user"],
         admin_frontend=frontends["admin"],
         load_balancer=load_balancer,
+        keycloak=keycloak,
     )
+
+
+# ---------------------------------------------------------------- Keycloak section
+
+_REALM = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+_GCP_SQL_TIER = re.compile(r"^db-(custom-\d+-\d+|[a-z0-9-]+)$")
+_HH_MM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{3,200}$")
+
+
+def _stack_secret(top: _Section, name: str, secrets: set[str]) -> SecretStr:
+    key = top.path(name)
+    value = top._get(name, _MISSING)
+    if key not in secrets:
+        raise SettingsError(key, value, f"must be a stack secret: pulumi config set --secret {name}", secret=True)
+    if not isinstance(value, str) or len(value) < 8:
+        raise SettingsError(key, value, "must be a string of at least 8 characters", secret=True)
+    return SecretStr(value)
+
+
+def _cidrs(section: _Section, name: str, default: Any = _MISSING) -> tuple[str, ...]:
+    value = section._get(name, default)
+    try:
+        ok = isinstance(value, list) and bool(value) and all(
+            isinstance(v, str) and ipaddress.ip_network(v, strict=True) for v in value)
+    except ValueError:
+        ok = False
+    if not ok:
+        section.fail(name, value, "must be a non-empty list of CIDRs like 10.0.0.0/8 (host bits zero)")
+    return tuple(value)
+
+
+def _https_urls(section: _Section, name: str, host: str, *, origins: bool) -> tuple[str, ...]:
+    """Exact https URLs on the product host: never a wildcard (an open redirect for tokens)."""
+    value = section._get(name, _MISSING)
+    shape = rf"^https://{re.escape(host)}$" if origins else rf"^https://{re.escape(host)}/[A-Za-z0-9._~/-]*$"
+    if (not isinstance(value, list) or not value or len(set(map(str, value))) != len(value)
+            or not all(isinstance(v, str) and "*" not in v and re.match(shape, v) for v in value)):
+        what = f"https://{host}" if origins else f"https://{host}/<path>"
+        section.fail(name, value, f"must be a non-empty list of distinct exact URLs like {what} "
+                                  "(https, the product host, no '*')")
+    return tuple(value)
+
+
+def _keycloak_settings(top: _Section, environment: str, domain: str, secrets: set[str]) -> KeycloakSettings:
+    from components.keycloak_options import SUPPORTED_LINES, release_line
+
+    kc = top.section("keycloak")
+    version = kc._get("version", _MISSING)
+    if not isinstance(version, str) or not _VERSION.match(version) or release_line(version) not in SUPPORTED_LINES:
+        kc.fail("version", version,
+                f"must be a Keycloak release x.y.z of a supported line: {', '.join(SUPPORTED_LINES)}")
+    replicas = kc.integer("replicas", 1, 20)
+    if environment == "prod" and replicas < 3:
+        kc.fail("replicas", replicas, "must be at least 3 in prod (HA with one replica down)")
+    realm = kc.string("realm", _REALM, "must be a lower-case realm name (DNS label)")
+    if realm == "master":
+        kc.fail("realm", realm, "must not be 'master' (the admin realm is never the product's)")
+    resources = kc.resources("resources", ContainerResources("500m", "1280Mi", "2", "2Gi"))
+    if parse_memory_bytes(resources.memory_limit) < 2 * 2**30:
+        raise SettingsError(kc.path("resources") + ".limits.memory", resources.memory_limit,
+                            "must be at least 2Gi (Keycloak's sizing guide)")
+
+    tokens = kc.section("tokens", {})
+    lifespans = {}
+    for key, default in (("accessTokenLifespan", "5m"), ("ssoSessionIdleTimeout", "30m"),
+                         ("ssoSessionMaxLifespan", "10h"), ("clientSessionIdleTimeout", "30m")):
+        low, high = KEYCLOAK_TOKEN_BOUNDS[key]
+        lifespans[key] = tokens.duration(key, low, high, default)
+    if lifespans["clientSessionIdleTimeout"] > lifespans["ssoSessionIdleTimeout"]:
+        tokens.fail("clientSessionIdleTimeout", tokens.raw.get("clientSessionIdleTimeout", "30m"),
+                    f"must not exceed ssoSessionIdleTimeout ({lifespans['ssoSessionIdleTimeout']}s)")
+    if lifespans["ssoSessionMaxLifespan"] < lifespans["ssoSessionIdleTimeout"]:
+        tokens.fail("ssoSessionMaxLifespan", tokens.raw.get("ssoSessionMaxLifespan", "10h"),
+                    f"must be at least ssoSessionIdleTimeout ({lifespans['ssoSessionIdleTimeout']}s)")
+    tokens.done()
+
+    webapp = kc.section("webapp")
+    redirect_uris = _https_urls(webapp, "redirectUris", domain, origins=False)
+    web_origins = _https_urls(webapp, "webOrigins", domain, origins=True)
+    webapp.done()
+
+    idps = kc.section("identityProviders")
+    client_ids = {}
+    for alias in ("google", "github"):
+        one = idps.section(alias)
+        client_ids[alias] = one.string("clientId", _CLIENT_ID, "must be the OAuth client id the provider issued")
+        one.done()
+    idps.done()
+
+    trusted = _cidrs(kc, "trustedProxyAddresses", [ISTIO_INBOUND_PASSTHROUGH])
+
+    db_s = kc.section("database")
+    mode = db_s._get("mode", _MISSING)
+    if mode not in KEYCLOAK_DATABASE_MODES:
+        db_s.fail("mode", mode, f"must be one of {', '.join(KEYCLOAK_DATABASE_MODES)}")
+    if mode == "in-cluster":
+        image = db_s.image("image")
+        match = _IMAGE.match(image)
+        if not match or match["repo"].rsplit("/", 1)[-1] != "postgres" or not (match["tag"] or "").startswith("15."):
+            db_s.fail("image", image, "must be the official PostgreSQL 15 image pinned by tag, like postgres:15.15")
+        database = KeycloakDatabaseSettings(
+            mode=mode,
+            postgres_image=image,
+            storage_size=_quantity(db_s, "storageSize", "10Gi", parse_memory_bytes),
+            storage_class=db_s.string("storageClass", _DNS_LABEL, "must be a StorageClass name", None),
+            postgres_resources=db_s.resources("resources", ContainerResources("250m", "512Mi", "1", "1Gi")),
+        )
+    else:
+        range_ = db_s._get("privateServicesRange", _MISSING)
+        try:
+            if not isinstance(range_, str):
+                raise TypeError(range_)
+            ipaddress.ip_network(range_, strict=True)
+        except (TypeError, ValueError):
+            db_s.fail("privateServicesRange", range_, "must be one CIDR like 10.64.0.0/20 (host bits zero)")
+        start = db_s._get("backupStartTime", "02:00")
+        if not isinstance(start, str) or not _HH_MM.match(start):
+            db_s.fail("backupStartTime", start, "must be a UTC time HH:MM")
+        database = KeycloakDatabaseSettings(
+            mode=mode,
+            tier=db_s.string("tier", _GCP_SQL_TIER, "must be a Cloud SQL tier such as db-custom-2-7680"),
+            disk_size_gb=db_s.integer("diskSizeGb", 10, 65536, 20),
+            backup_start_time=start,
+            retained_backups=db_s.integer("retainedBackups", 7, 365, 14),
+            log_retention_days=db_s.integer("logRetentionDays", 1, 7, 7),
+            private_services_range=range_,
+            proxy_image=db_s.image("proxyImage"),
+        )
+    db_s.done()
+
+    sizing_s = kc.section("sizing", {})
+    sizing = KeycloakSizing(
+        authentications_per_minute=sizing_s.integer("authenticationsPerMinute", 1, 10_000_000, 10_000),
+        password_login_percent=sizing_s.integer("passwordLoginPercent", 0, 100, 20),
+        client_credentials_percent=sizing_s.integer("clientCredentialsPercent", 0, 100, 30),
+        refresh_percent=sizing_s.integer("refreshPercent", 0, 100, 50),
+    )
+    total = sizing.password_login_percent + sizing.client_credentials_percent + sizing.refresh_percent
+    if total != 100:
+        sizing_s.fail("refreshPercent", sizing.refresh_percent,
+                      f"the three percentages must add up to 100 (they add up to {total})")
+    sizing_s.done()
+
+    settings = KeycloakSettings(
+        namespace=kc.string("namespace", _DNS_LABEL, "must be a namespace name", "keycloak"),
+        version=version,
+        replicas=replicas,
+        resources=resources,
+        realm=realm,
+        access_token_lifespan_seconds=lifespans["accessTokenLifespan"],
+        sso_session_idle_seconds=lifespans["ssoSessionIdleTimeout"],
+        sso_session_max_seconds=lifespans["ssoSessionMaxLifespan"],
+        client_session_idle_seconds=lifespans["clientSessionIdleTimeout"],
+        webapp_redirect_uris=redirect_uris,
+        webapp_web_origins=web_origins,
+        google_client_id=client_ids["google"],
+        github_client_id=client_ids["github"],
+        google_client_secret=_stack_secret(top, "keycloakGoogleClientSecret", secrets),
+        github_client_secret=_stack_secret(top, "keycloakGithubClientSecret", secrets),
+        trusted_proxy_addresses=trusted,
+        database=database,
+        sizing=sizing,
+    )
+    kc.done()
+    return settings
 
 
 def load_settings() -> Settings:

@@ -42,6 +42,7 @@ class Wire:
     type: str
     name: str
     props: dict[str, Any]
+    protect: bool = False
 
 
 def urn(resource_type: str, name: str, stack: str = "prod") -> str:
@@ -50,7 +51,7 @@ def urn(resource_type: str, name: str, stack: str = "prod") -> str:
 
 def to_resource(wire: Wire, stack: str) -> Resource:
     return Resource(type=wire.type, name=wire.name, urn=urn(wire.type, wire.name, stack),
-                    props=analyzer_props(wire.props))
+                    props=analyzer_props(wire.props), protect=wire.protect)
 
 
 def change(props: Mapping[str, Any], edits: Mapping[str, Any]) -> dict[str, Any]:

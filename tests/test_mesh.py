@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import re
 import types
 from typing import Any
@@ -22,7 +23,7 @@ from components.mesh import (
 from policies import offline
 from policies.istio import authz_pattern_matches
 from stacks import platform
-from stacks.settings import parse_settings
+from stacks.settings import Settings, parse_settings
 from tests.conftest import one, resources_of
 from tools import render as render_tool
 
@@ -31,6 +32,17 @@ SECURITY = "kubernetes:security.istio.io/v1:"
 VS, DR, GATEWAY = NETWORKING + "VirtualService", NETWORKING + "DestinationRule", NETWORKING + "Gateway"
 PA, RA, AP = SECURITY + "PeerAuthentication", SECURITY + "RequestAuthentication", SECURITY + "AuthorizationPolicy"
 TELEMETRY = "kubernetes:telemetry.istio.io/v1:Telemetry"
+def keycloak_peer(s: Settings) -> types.SimpleNamespace:
+    """What a Keycloak component hands the mesh, for the mesh alone (the platform passes the real outputs)."""
+    issuer = f"https://{s.auth_host}/realms/{s.keycloak.realm}"
+    in_cluster = s.keycloak.database.mode == "in-cluster"
+    return types.SimpleNamespace(
+        issuer=issuer, jwks_uri=f"{issuer}/protocol/openid-connect/certs", realm=s.keycloak.realm,
+        namespace=s.keycloak.namespace, service_host=f"keycloak.{s.keycloak.namespace}.svc.cluster.local",
+        service_port=8080, service_account="keycloak",
+        database_service_account="keycloak-postgres" if in_cluster else None)
+
+
 # What a RedisCluster hands the mesh (the platform passes the component's outputs).
 REDIS_PEER = types.SimpleNamespace(namespace="aiwfe-redis", service_account="redis-cluster",
                                    bootstrap_service_account="redis-cluster-bootstrap", client_port=6379)
@@ -142,7 +154,7 @@ def test_frontend_routes_retry_per_requirements(rendered: dict, stack: str) -> N
 
 
 def test_keycloak_admin_and_internal_paths_never_reach_keycloak(rendered: dict, stack: str) -> None:
-    realm = platform._realm_stand_in(settings_for(stack))
+    realm = settings_for(stack).keycloak.realm
     keycloak = spec(rendered[stack], VS, "mesh-keycloak-routes")
     for path in ("/admin", "/admin/master/console/", "/admin/realms/x/users", "/realms/master",
                  "/realms/master/protocol/openid-connect/token", "/metrics", "/health/ready"):
@@ -240,7 +252,7 @@ def denied_without_token(policy: dict, host: str, path: str) -> bool:
 
 def test_edge_requires_keycloak_tokens_except_on_anonymous_paths(rendered: dict, stack: str) -> None:
     s = settings_for(stack)
-    realm = platform._realm_stand_in(s)
+    realm = s.keycloak.realm
     policy = spec(rendered[stack], AP, "mesh-edge-require-jwt")
     assert policy["action"] == "DENY"
     assert policy["selector"] == {"matchLabels": dict(s.mesh.ingress_gateway_labels)}
@@ -264,11 +276,17 @@ def test_edge_requires_keycloak_tokens_except_on_anonymous_paths(rendered: dict,
 def test_issuer_is_keycloaks_realm_issuer_exactly(rendered: dict, stack: str) -> None:
     """Through the Args: what platform.py passes as Keycloak's issuer lands unchanged in every rule."""
     s = settings_for(stack)
-    args = platform.mesh_args(s, "aiwfe", lb_websocket_timeout_seconds=s.load_balancer.websocket_timeout_seconds,
-                              redis=REDIS_PEER)
-    issuer = f"https://{s.auth_host}/realms/{platform._realm_stand_in(s)}"
-    assert args.jwt_issuer == issuer
-    assert args.jwks_uri == f"{issuer}/protocol/openid-connect/certs"
+    # What Keycloak will put in `iss`: its hostname (KC_HOSTNAME) + /realms/ + the imported realm's name.
+    [deployment] = [r["props"] for r in resources_of(rendered[stack], "kubernetes:apps/v1:Deployment")
+                    if r["props"]["metadata"]["name"] == "keycloak"]
+    env = {e["name"]: e.get("value") for c in deployment["spec"]["template"]["spec"]["containers"]
+           for e in c.get("env", [])}
+    [realm_map] = [r["props"] for r in resources_of(rendered[stack], "kubernetes:core/v1:ConfigMap")
+                   if r["props"]["metadata"]["name"] == "keycloak-realm"]
+    [realm_json] = realm_map["data"].values()
+    issuer = f"{env['KC_HOSTNAME']}/realms/{json.loads(realm_json)['realm']}"
+    assert issuer == f"https://{s.auth_host}/realms/{s.keycloak.realm}"
+    args = types.SimpleNamespace(jwt_issuer=issuer, jwks_uri=f"{issuer}/protocol/openid-connect/certs")
     for name in ("mesh-edge-jwt", "mesh-websocket-jwt"):
         [rule] = spec(rendered[stack], RA, name)["jwtRules"]
         assert (rule["issuer"], rule["jwksUri"]) == (args.jwt_issuer, args.jwks_uri)
@@ -325,7 +343,7 @@ def _render_mesh(stack: str, **changes: Any) -> list[render_tool.Registration]:
     def program() -> None:
         timeout = settings.load_balancer.websocket_timeout_seconds
         args = dataclasses.replace(platform.mesh_args(settings, "aiwfe", lb_websocket_timeout_seconds=timeout,
-                                                      redis=REDIS_PEER),
+                                                      redis=REDIS_PEER, keycloak=keycloak_peer(settings)),
                                    **changes)
         Mesh("mesh", args)
         pulumi.export("ok", True)

@@ -14,6 +14,7 @@ import yaml
 
 from components import dashboards
 from components.alert_rules import AlertScope, alerts
+from stacks.settings import parse_settings
 from tests import monitoring_schemas
 from tests.conftest import one, resources_of
 from tools import render as render_tool
@@ -106,7 +107,9 @@ def test_dashboards_are_config_maps_for_the_grafana_sidecar(rendered: dict, stac
     for resource in resources_of(rendered[stack], CONFIG_MAP):
         if resource["name"].startswith("observability-dashboard-"):
             assert resource["props"]["metadata"]["namespace"] == "monitoring"
-    scope = dashboards.DashboardScope("aiwfe", "keycloak", "aiwfe-redis")
+    s = parse_settings(render_tool.load_stack_config(stack).values, stack=stack,
+                       secret_keys=render_tool.load_stack_config(stack).secret_keys)
+    scope = dashboards.DashboardScope(s.app_namespace, s.keycloak.namespace, s.redis.namespace, s.keycloak.realm)
     assert found == {f"aiwfe-{name}.json": model for name, model in dashboards.all_dashboards(scope).items()}
     assert len({d["uid"] for d in found.values()}) == len(found)
 

@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from stacks.settings import SettingsError
+from stacks.settings import SECRET_KEYS, SettingsError
 from tests import istio_schemas, monitoring_schemas
 from tests.conftest import STACKS
 from tools import render as render_tool
@@ -118,16 +118,18 @@ def test_no_secret_value_is_written_anywhere(rendered: dict, stack: str) -> None
     assert len(files) >= 4
     for path in files:
         assert render_tool.PLACEHOLDER_SECRET not in path.read_text(), f"secret value leaked into {path}"
-    secrets = {r["name"]: r["props"]["stringData"] for r in rendered[stack].document["resources"]
-               if r["type"] == "kubernetes:core/v1:Secret"}
-    assert secrets == {"workloads-app-secrets": {"REDIS_PASSWORD": render_tool.SECRET_MARKER},
-                       "redis-cluster-auth": {"password": render_tool.SECRET_MARKER,
-                                              "auth.conf": render_tool.SECRET_MARKER}}
+    secrets = {r["name"]: r["props"].get("stringData") or r["props"].get("data")
+               for r in rendered[stack].document["resources"] if r["type"] == "kubernetes:core/v1:Secret"}
+    assert secrets["workloads-app-secrets"] == {"REDIS_PASSWORD": render_tool.SECRET_MARKER}
+    assert secrets["redis-cluster-auth"] == {"password": render_tool.SECRET_MARKER,
+                                             "auth.conf": render_tool.SECRET_MARKER}
     # The generated password itself (the mock's stand-in) is written nowhere either.
     generated = render_tool._computed_outputs("random:index/randomPassword:RandomPassword", "redis-cluster-password",
                                               {"length": 32})["result"]
     for path in files:
         assert generated not in path.read_text(), f"generated password leaked into {path}"
+    for name, secret in secrets.items():  # every Secret of every component: keys kept, values masked
+        assert secret and set(secret.values()) == {render_tool.SECRET_MARKER}, name
 
 
 def test_mask_secrets_replaces_wrapped_values_only() -> None:
@@ -167,7 +169,9 @@ def test_secure_values_become_secret_placeholders(tmp_path: Path) -> None:
     config = render_tool.load_stack_config("qa", tmp_path)
     assert config.values["aiwfe-platform:redisPassword"] == render_tool.PLACEHOLDER_SECRET
     assert json.loads(config.values["aiwfe-platform:mesh"]) == {"token": render_tool.PLACEHOLDER_SECRET}
-    assert set(config.secret_keys) == {"aiwfe-platform:redisPassword", "aiwfe-platform:mesh"}
+    # Unset stack secrets (SECRET_KEYS) get the placeholder too.
+    assert set(config.secret_keys) == {"aiwfe-platform:redisPassword", "aiwfe-platform:mesh"} | {
+        f"aiwfe-platform:{key}" for key in SECRET_KEYS}
     assert config.values["aiwfe-platform:domain"] == "qa.example.com"
 
 
@@ -225,7 +229,10 @@ def test_objects_with_masked_secrets_never_land_in_manifests(rendered: dict, sta
     applied = list((out / "manifests").glob("*.yaml"))
     assert applied and all(render_tool.SECRET_MARKER not in p.read_text() for p in applied)
     masked = [p.name for p in (out / "masked").glob("*.yaml")]
-    assert sorted(masked) == ["02-secret-aiwfe-app-secrets.yaml", "02-secret-aiwfe-redis-redis-cluster-auth.yaml"]
+    secrets = [r["props"]["metadata"] for r in rendered[stack].document["resources"]
+               if r["type"] == "kubernetes:core/v1:Secret"]
+    assert sorted(masked) == sorted(f"02-secret-{m['namespace']}-{m['name']}.yaml" for m in secrets)
+    assert "02-secret-aiwfe-app-secrets.yaml" in masked
 
 
 def test_render_refuses_a_folder_it_did_not_write(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

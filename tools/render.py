@@ -129,6 +129,9 @@ def _computed_outputs(type_: str, name: str, inputs: Mapping[str, Any]) -> dict[
         }
         if type_ in ("gcp:compute/globalAddress:GlobalAddress", "gcp:compute/address:Address"):
             outputs["address"] = inputs.get("address") or _MOCK_IPV4
+        if type_ == "gcp:serviceaccount/account:Account":
+            outputs["email"] = f"{inputs.get('accountId')}@mock-project.iam.gserviceaccount.com"
+            outputs["name"] = f"projects/mock-project/serviceAccounts/{outputs['email']}"
         if type_ == "gcp:sql/databaseInstance:DatabaseInstance":
             outputs["connectionName"] = f"mock-project:mock-region:{resource_name}"
             outputs["privateIpAddress"] = "10.0.0.5"

@@ -1,0 +1,533 @@
+"""Keycloak: HA identity in its own namespace, with its PostgreSQL, realm, clients and identity providers.
+
+Start mode: the official image, built once per pod by an init container (`kc.sh build` with the
+build options, on a copy of the distribution in an emptyDir) and started with `start --optimized`.
+Keycloak recommends an optimized start in production; building in the pod keeps the official,
+signed image (no image of our own to build, scan and pin) and a read-only root filesystem
+(`start` without `--optimized` would re-augment into the image's own `lib/` at every start).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components import podspec
+from components.keycloak_realm import (
+    GITHUB_SECRET_ENV,
+    GOOGLE_SECRET_ENV,
+    IMPORT_DIR,
+    SERVICES_SECRET_ENV,
+    RealmSpec,
+    realm_file_name,
+    realm_json,
+)
+from components.postgres import APP as POSTGRES_APP
+from components.postgres import POSTGRES_PORT, KeycloakPostgres, KeycloakPostgresArgs, jdbc_url
+from stacks.settings import (
+    KeycloakSettings,
+    KeycloakSizing,
+    MeshSettings,
+    parse_cpu_millis,
+)
+
+APP = "keycloak"
+HTTP_PORT = 8080
+MANAGEMENT_PORT = 9000
+JGROUPS_PORT = 7800
+JGROUPS_FD_PORT = 57800
+CLOUD_SQL_PORT = 3307
+PROXY_HEALTH_PORT = 9801
+KEYCLOAK_UID = 10100
+# The build init container copies the image's distribution here; the server runs from it.
+HOME = "/opt/kc"
+DATABASE = "keycloak"
+DB_USER = "keycloak"
+POOL_SIZE = 25
+ADMIN_USER = "aiwfe-admin"
+
+ADMIN_SECRET = "keycloak-admin"  # noqa: S105 (object names and keys, not values)
+DB_SECRET = "keycloak-db"  # noqa: S105
+CLIENT_SECRETS = "keycloak-client-secrets"
+REALM_CONFIG_MAP = "keycloak-realm"
+DB_PASSWORD_KEY = "password"  # noqa: S105 (a key name)
+
+# Keycloak's HA sizing guide: vCPU per second of each kind of request, and the spike headroom.
+PASSWORD_LOGINS_PER_VCPU = 15
+CLIENT_CREDENTIAL_GRANTS_PER_VCPU = 120
+REFRESHES_PER_VCPU = 120
+CPU_HEADROOM = 1.5  # +150 %
+
+
+def required_vcpu(sizing: KeycloakSizing) -> float:
+    """vCPU the load needs with the guide's headroom."""
+    per_second = sizing.authentications_per_minute / 60
+    base = per_second * (sizing.password_login_percent / 100 / PASSWORD_LOGINS_PER_VCPU
+                         + sizing.client_credentials_percent / 100 / CLIENT_CREDENTIAL_GRANTS_PER_VCPU
+                         + sizing.refresh_percent / 100 / REFRESHES_PER_VCPU)
+    return base * (1 + CPU_HEADROOM)
+
+
+def vcpu_with_one_replica_down(settings: KeycloakSettings) -> float:
+    return (settings.replicas - 1) * parse_cpu_millis(settings.resources.cpu_limit) / 1000
+
+
+def realm_spec(settings: KeycloakSettings) -> RealmSpec:
+    return RealmSpec(
+        name=settings.realm,
+        access_token_lifespan=settings.access_token_lifespan_seconds,
+        sso_session_idle=settings.sso_session_idle_seconds,
+        sso_session_max=settings.sso_session_max_seconds,
+        client_session_idle=settings.client_session_idle_seconds,
+        redirect_uris=settings.webapp_redirect_uris,
+        web_origins=settings.webapp_web_origins,
+        google_client_id=settings.google_client_id,
+        github_client_id=settings.github_client_id,
+    )
+
+
+def build_env(settings: KeycloakSettings) -> list[dict[str, Any]]:
+    """Build options, given to `kc.sh build` only (`start --optimized` must not see other values)."""
+    return [{"name": k, "value": v} for k, v in (
+        ("KC_DB", "postgres"),
+        ("KC_HEALTH_ENABLED", "true"),
+        ("KC_METRICS_ENABLED", "true"),
+        ("KC_CACHE", "ispn"),
+        # Discovery through the database (the default since 26.1): no headless Service, no DNS ping.
+        ("KC_CACHE_STACK", "jdbc-ping"),
+    )]
+
+
+def runtime_env(settings: KeycloakSettings, public_host: str) -> list[dict[str, Any]]:
+    """Runtime options of the server, and the realm's secrets for the import's `${ENV}` placeholders."""
+    def secret(name: str, secret_name: str, key: str) -> dict[str, Any]:
+        return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
+
+    plain = [{"name": k, "value": v} for k, v in (
+        ("KC_HOSTNAME", f"https://{public_host}"),
+        ("KC_HOSTNAME_STRICT", "true"),
+        # TLS ends at the load balancer; the gateway and sidecar speak HTTP to the pod.
+        ("KC_HTTP_ENABLED", "true"),
+        ("KC_HTTP_PORT", str(HTTP_PORT)),
+        ("KC_HTTP_MANAGEMENT_PORT", str(MANAGEMENT_PORT)),
+        ("KC_PROXY_HEADERS", "xforwarded"),
+        ("KC_PROXY_TRUSTED_ADDRESSES", ",".join(settings.trusted_proxy_addresses)),
+        ("KC_DB_POOL_INITIAL_SIZE", str(POOL_SIZE)),
+        ("KC_DB_POOL_MIN_SIZE", str(POOL_SIZE)),
+        ("KC_DB_POOL_MAX_SIZE", str(POOL_SIZE)),
+        # JGroups bypasses the sidecar (see the pod annotations): Keycloak's own TLS protects it.
+        ("KC_CACHE_EMBEDDED_MTLS_ENABLED", "true"),
+        ("KC_LOG_CONSOLE_OUTPUT", "json"),
+    )]
+    return [
+        *plain,
+        secret("KC_DB_URL", DB_SECRET, "url"),
+        secret("KC_DB_USERNAME", DB_SECRET, "username"),
+        secret("KC_DB_PASSWORD", DB_SECRET, DB_PASSWORD_KEY),
+        secret("KC_BOOTSTRAP_ADMIN_USERNAME", ADMIN_SECRET, "username"),
+        secret("KC_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_SECRET, "password"),
+        secret(SERVICES_SECRET_ENV, CLIENT_SECRETS, "aiwfe-services"),
+        secret(GOOGLE_SECRET_ENV, CLIENT_SECRETS, "google"),
+        secret(GITHUB_SECRET_ENV, CLIENT_SECRETS, "github"),
+    ]
+
+
+def database_url(settings: KeycloakSettings) -> str:
+    """The JDBC URL Keycloak connects with: the in-cluster Service, or the Auth Proxy on loopback."""
+    host = f"{POSTGRES_APP}.{settings.namespace}.svc.cluster.local" if settings.database.in_cluster \
+        else "127.0.0.1"
+    return jdbc_url(host, POSTGRES_PORT, DATABASE)
+
+
+def network_self_link(project: str, network: str) -> str:
+    return network if network.startswith("projects/") else f"projects/{project}/global/networks/{network}"
+
+
+@dataclass(frozen=True)
+class KeycloakArgs:
+    """What Keycloak needs from the stack."""
+
+    settings: KeycloakSettings
+    stack: str
+    public_host: str
+    namespace_labels: Mapping[str, str]
+    mesh: MeshSettings
+    app_namespace: str
+    monitoring_namespace: str
+    scraper_labels: Mapping[str, str] | None
+    gcp_project: str
+    gcp_region: str
+    gcp_network: str
+    protect: bool
+    """Protect stateful resources (prod)."""
+
+
+class Keycloak(pulumi.ComponentResource):
+    """Keycloak in namespace `settings.namespace` with its database and imported realm.
+
+    Outputs: `issuer`, `jwks_uri`, `realm`, `namespace`, `service_host`, `service_port`,
+    `service_account`, `database_service_account` (None with Cloud SQL), `public_host`,
+    `admin_password` and `services_client_secret` (Pulumi secrets).
+    """
+
+    def __init__(self, name: str, args: KeycloakArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("aiwfe:platform:Keycloak", name, None, opts)
+        s = args.settings
+        child = pulumi.ResourceOptions(parent=self)
+        keep = pulumi.ResourceOptions(parent=self, protect=args.protect)
+        cloudsql = not s.database.in_cluster
+        match = podspec.selector_labels(APP)
+        object_labels = podspec.labels(APP, "identity")
+        pod_labels = podspec.labels(APP, "identity", s.version)
+
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={"name": s.namespace,
+                      "labels": {**podspec.labels(s.namespace, "namespace"), **args.namespace_labels}},
+            opts=keep,
+        )
+        ns = namespace.metadata["name"]
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-default-deny",
+            metadata=podspec.metadata("default-deny", ns, object_labels),
+            spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+            opts=child,
+        )
+
+        # ---- generated secrets
+        def password(resource: str, length: int) -> pulumi.Output[str]:
+            generated = random.RandomPassword(resource, length=length, special=False, opts=child)
+            return pulumi.Output.secret(generated.result)
+
+        admin_password = password(f"{name}-admin-password", 32)
+        services_secret = password(f"{name}-services-client-secret", 48)
+        db_password = password(f"{name}-db-password", 32)
+
+        # ---- database
+        database_service_account: pulumi.Output[str] | None = None
+        workload_identity: pulumi.Output[str] | None = None
+        instance_connection: pulumi.Output[str] | None = None
+        if cloudsql:
+            instance_connection, workload_identity = self._cloud_sql(name, args, db_password)
+        else:
+            postgres = KeycloakPostgres(
+                f"{name}-postgres",
+                KeycloakPostgresArgs(
+                    namespace=ns, settings=s.database, database=DATABASE, user=DB_USER,
+                    keycloak_replicas=s.replicas, keycloak_pool_size=POOL_SIZE, keycloak_labels=match,
+                    db_secret_name=DB_SECRET, db_password_key=DB_PASSWORD_KEY,
+                    superuser_password=password(f"{name}-postgres-superuser-password", 32),
+                    istiod_namespace=args.mesh.istiod_namespace, protect=args.protect),
+                opts=child,
+            )
+            database_service_account = postgres.service_account
+        self.jdbc_url = database_url(s)
+
+        account_annotations = {"iam.gke.io/gcp-service-account": workload_identity} if workload_identity else {}
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-service-account",
+            metadata=podspec.metadata(APP, ns, object_labels, annotations=account_annotations),
+            automount_service_account_token=False,
+            opts=child,
+        )
+        k8s.core.v1.Secret(
+            f"{name}-admin-secret",
+            metadata=podspec.metadata(ADMIN_SECRET, ns, object_labels),
+            type="Opaque",
+            string_data={"username": ADMIN_USER, "password": admin_password},
+            opts=child,
+        )
+        k8s.core.v1.Secret(
+            f"{name}-db-secret",
+            metadata=podspec.metadata(DB_SECRET, ns, object_labels),
+            type="Opaque",
+            string_data={"url": self.jdbc_url, "username": DB_USER, DB_PASSWORD_KEY: db_password},
+            opts=child,
+        )
+        k8s.core.v1.Secret(
+            f"{name}-client-secrets",
+            metadata=podspec.metadata(CLIENT_SECRETS, ns, object_labels),
+            type="Opaque",
+            string_data={
+                "aiwfe-services": services_secret,
+                "google": pulumi.Output.secret(s.google_client_secret.reveal()),
+                "github": pulumi.Output.secret(s.github_client_secret.reveal()),
+            },
+            opts=child,
+        )
+        realm_text = realm_json(realm_spec(s))
+        realm_map = k8s.core.v1.ConfigMap(
+            f"{name}-realm",
+            metadata=podspec.metadata(REALM_CONFIG_MAP, ns, object_labels),
+            data={realm_file_name(s.realm): realm_text},
+            opts=child,
+        )
+
+        # ---- workload
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=podspec.metadata(APP, ns, object_labels),
+            spec={
+                "replicas": s.replicas,
+                "selector": {"matchLabels": match},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+                "revisionHistoryLimit": 5,
+                "progressDeadlineSeconds": 600,
+                "template": {
+                    "metadata": {"labels": pod_labels,
+                                 "annotations": self._pod_annotations(cloudsql, realm_text)},
+                    "spec": self._pod_spec(args, account.metadata["name"], realm_map.metadata["name"],
+                                           instance_connection),
+                },
+            },
+            opts=child,
+        )
+        service, service_host = podspec.cluster_service(
+            f"{name}-service", APP, ns, object_labels, match, [podspec.http_port("http", HTTP_PORT, "http")], child)
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-disruption-budget",
+            metadata=podspec.metadata(APP, ns, object_labels),
+            # Prod (3 replicas): two always serve; a drain takes one at a time.
+            spec={"minAvailable": max(s.replicas - 1, 1), "selector": {"matchLabels": match}},
+            opts=child,
+        )
+        self._network_policy(name, args, ns, object_labels, match, child)
+
+        issuer = f"https://{args.public_host}/realms/{s.realm}"
+        self.issuer = pulumi.Output.from_input(issuer)
+        self.jwks_uri = pulumi.Output.from_input(f"{issuer}/protocol/openid-connect/certs")
+        self.realm = pulumi.Output.from_input(s.realm)
+        self.namespace = ns
+        self.service_host = service_host
+        self.service_port = pulumi.Output.from_input(HTTP_PORT)
+        self.service_account = account.metadata["name"]
+        self.database_service_account = database_service_account
+        self.public_host = pulumi.Output.from_input(args.public_host)
+        self.admin_password = admin_password
+        self.services_client_secret = services_secret
+        self.deployment_name = deployment.metadata["name"]
+        self.service_name = service.metadata["name"]
+        self.register_outputs({
+            "issuer": self.issuer, "jwks_uri": self.jwks_uri, "realm": self.realm, "namespace": self.namespace,
+            "service_host": self.service_host, "service_port": self.service_port,
+            "service_account": self.service_account, "database_service_account": self.database_service_account,
+            "public_host": self.public_host, "admin_password": self.admin_password,
+            "services_client_secret": self.services_client_secret,
+        })
+
+    # ------------------------------------------------------------ pieces
+
+    @staticmethod
+    def _pod_annotations(cloudsql: bool, realm_text: str) -> dict[str, str]:
+        inbound = [JGROUPS_PORT, JGROUPS_FD_PORT, MANAGEMENT_PORT] + ([PROXY_HEALTH_PORT] if cloudsql else [])
+        outbound = [JGROUPS_PORT, JGROUPS_FD_PORT] + ([CLOUD_SQL_PORT] if cloudsql else [])
+        return {
+            # JGroups carries its own TLS and needs the peers' real addresses; kubelet and the
+            # scraper reach the management port directly. The Cloud SQL proxy speaks TLS itself.
+            "traffic.sidecar.istio.io/excludeInboundPorts": ",".join(map(str, inbound)),
+            "traffic.sidecar.istio.io/excludeOutboundPorts": ",".join(map(str, outbound)),
+            "proxy.istio.io/config": json.dumps({"holdApplicationUntilProxyStarts": True}, sort_keys=True),
+            # Not a trigger for re-import (an existing realm is skipped): it records what was imported.
+            "aiwfe.io/realm-sha256": hashlib.sha256(realm_text.encode()).hexdigest()[:16],
+        }
+
+    @staticmethod
+    def _pod_spec(args: KeycloakArgs, account: Any, realm_map: Any, instance_connection: Any) -> dict[str, Any]:
+        s = args.settings
+        management_probe = podspec.http_probe
+        build = {
+            "name": "keycloak-build",
+            "image": s.image,
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["/bin/bash", "-ec", f"cp -R /opt/keycloak/. {HOME}/ && exec {HOME}/bin/kc.sh build"],
+            "env": build_env(s),
+            "resources": s.resources.as_k8s(),
+            "volumeMounts": [{"name": "distribution", "mountPath": HOME}, podspec.tmp_mount()],
+        }
+        server = {
+            "name": APP,
+            "image": s.image,
+            "imagePullPolicy": "IfNotPresent",
+            "command": [f"{HOME}/bin/kc.sh"],
+            "args": ["start", "--optimized", "--import-realm"],
+            "ports": [
+                {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+                {"name": "http-management", "containerPort": MANAGEMENT_PORT, "protocol": "TCP"},
+                {"name": "tcp-jgroups", "containerPort": JGROUPS_PORT, "protocol": "TCP"},
+                {"name": "tcp-jgroups-fd", "containerPort": JGROUPS_FD_PORT, "protocol": "TCP"},
+            ],
+            "env": runtime_env(s, args.public_host),
+            "resources": s.resources.as_k8s(),
+            # Schema migration on first start can take minutes: liveness waits for `started`.
+            "startupProbe": management_probe("/health/started", "http-management", period=5, timeout=3,
+                                             failures=120),
+            "readinessProbe": management_probe("/health/ready", "http-management", period=10, timeout=3,
+                                               failures=3),
+            "livenessProbe": management_probe("/health/live", "http-management", period=10, timeout=3,
+                                              failures=6),
+            "volumeMounts": [
+                {"name": "distribution", "mountPath": HOME},
+                {"name": "realm", "mountPath": f"{HOME}/{IMPORT_DIR}", "readOnly": True},
+                podspec.tmp_mount(),
+            ],
+        }
+        init_containers = [build]
+        if instance_connection is not None:
+            assert s.database.proxy_image
+            init_containers.append({
+                "name": "cloud-sql-proxy",
+                "image": s.database.proxy_image,
+                "imagePullPolicy": "IfNotPresent",
+                # A native sidecar: starts before Keycloak, stops after it, never blocks Job-like completion.
+                "restartPolicy": "Always",
+                "args": ["--private-ip", "--address=127.0.0.1", "--port=5432", "--health-check",
+                         "--http-address=0.0.0.0", f"--http-port={PROXY_HEALTH_PORT}", "--structured-logs",
+                         "--exit-zero-on-sigterm", "--max-sigterm-delay=30s", instance_connection],
+                "ports": [{"name": "http-proxy", "containerPort": PROXY_HEALTH_PORT, "protocol": "TCP"}],
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                              "limits": {"cpu": "1", "memory": "512Mi"}},
+                "startupProbe": podspec.http_probe("/startup", PROXY_HEALTH_PORT, period=2, timeout=2, failures=60),
+                "livenessProbe": podspec.http_probe("/liveness", PROXY_HEALTH_PORT, period=10, timeout=3,
+                                                    failures=3),
+                "readinessProbe": podspec.http_probe("/readiness", PROXY_HEALTH_PORT, period=10, timeout=3,
+                                                     failures=3),
+            })
+        spec = podspec.hardened_pod_spec(
+            containers=[server],
+            service_account=account,
+            uid=KEYCLOAK_UID,
+            match_labels=podspec.selector_labels(APP),
+            termination_grace_seconds=60,
+            volumes=[
+                {"name": "distribution", "emptyDir": {"sizeLimit": "1Gi"}},
+                {"name": "realm", "configMap": {"name": realm_map, "defaultMode": 0o444}},
+                podspec.tmp_volume("256Mi"),
+            ],
+        )
+        spec["initContainers"] = [{**c, "securityContext": podspec.container_security_context()}
+                                  for c in init_containers]
+        return spec
+
+    def _cloud_sql(self, name: str, args: KeycloakArgs,
+                   db_password: pulumi.Output[str]) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+        """Cloud SQL for PostgreSQL 15 (regional, private IP, backups + PITR, insights), its database
+        and user, and the Workload Identity the Auth Proxy connects with."""
+        from pulumi_gcp import projects, serviceaccount, sql
+
+        s = args.settings
+        db = s.database
+        keep = pulumi.ResourceOptions(parent=self, protect=args.protect)
+        child = pulumi.ResourceOptions(parent=self)
+        instance = sql.DatabaseInstance(
+            f"{name}-sql-instance",
+            name=f"aiwfe-keycloak-{args.stack}",
+            database_version="POSTGRES_15",
+            region=args.gcp_region,
+            deletion_protection=True,
+            settings={
+                "tier": db.tier,
+                "edition": "ENTERPRISE",
+                "availability_type": "REGIONAL",
+                "disk_type": "PD_SSD",
+                "disk_size": db.disk_size_gb,
+                "disk_autoresize": True,
+                "deletion_protection_enabled": True,
+                "ip_configuration": {
+                    "ipv4_enabled": False,
+                    "private_network": network_self_link(args.gcp_project, args.gcp_network),
+                    "ssl_mode": "ENCRYPTED_ONLY",
+                },
+                "backup_configuration": {
+                    "enabled": True,
+                    "start_time": db.backup_start_time,
+                    "point_in_time_recovery_enabled": True,
+                    "transaction_log_retention_days": db.log_retention_days,
+                    "backup_retention_settings": {"retained_backups": db.retained_backups,
+                                                  "retention_unit": "COUNT"},
+                },
+                "insights_config": {"query_insights_enabled": True, "query_string_length": 1024,
+                                    "record_application_tags": True, "record_client_address": False},
+                "maintenance_window": {"day": 7, "hour": 3, "update_track": "stable"},
+                "database_flags": [{"name": "max_connections",
+                                    "value": str((s.replicas + 1) * POOL_SIZE + 10)}],
+                "user_labels": {"app": "keycloak", "environment": args.stack},
+            },
+            opts=keep,
+        )
+        sql.Database(f"{name}-sql-database", name=DATABASE, instance=instance.name, opts=keep)
+        sql.User(f"{name}-sql-user", name=DB_USER, instance=instance.name, password=db_password, opts=child)
+        account = serviceaccount.Account(
+            f"{name}-sql-client",
+            account_id=f"keycloak-sql-{args.stack}",
+            display_name="Keycloak's Cloud SQL Auth Proxy",
+            opts=child,
+        )
+        projects.IAMMember(
+            f"{name}-sql-client-role",
+            project=args.gcp_project,
+            role="roles/cloudsql.client",
+            member=account.email.apply(lambda email: f"serviceAccount:{email}"),
+            opts=child,
+        )
+        serviceaccount.IAMMember(
+            f"{name}-workload-identity",
+            service_account_id=account.name,
+            role="roles/iam.workloadIdentityUser",
+            member=f"serviceAccount:{args.gcp_project}.svc.id.goog[{s.namespace}/{APP}]",
+            opts=child,
+        )
+        return instance.connection_name, account.email
+
+    def _network_policy(self, name: str, args: KeycloakArgs, ns: Any, object_labels: Mapping[str, str],
+                        match: Mapping[str, str], opts: pulumi.ResourceOptions) -> None:
+        s = args.settings
+        keycloak_pods = [{"podSelector": {"matchLabels": dict(match)}}]
+        if s.database.in_cluster:
+            database_egress = {"to": [{"podSelector": {"matchLabels": podspec.selector_labels(POSTGRES_APP)}}],
+                               "ports": podspec.tcp_ports(POSTGRES_PORT)}
+            google = []
+        else:
+            database_egress = {"to": [{"ipBlock": {"cidr": s.database.private_services_range}}],
+                               "ports": podspec.tcp_ports(CLOUD_SQL_PORT)}
+            # Workload Identity tokens from the GKE metadata server.
+            google = [{"to": [{"ipBlock": {"cidr": "169.254.169.254/32"}}, {"ipBlock": {"cidr": "169.254.169.252/32"}}],
+                       "ports": podspec.tcp_ports(80, 988)}]
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-network-policy",
+            metadata=podspec.metadata(APP, ns, object_labels),
+            spec={
+                "podSelector": {"matchLabels": dict(match)},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [
+                    # The gateway (public traffic), the apps (client credentials, token checks) and
+                    # istiod (JWKS for the mesh's JWT rules) reach the HTTP port only.
+                    {"from": [podspec.namespace_peer(args.mesh.ingress_gateway_namespace,
+                                                     args.mesh.ingress_gateway_labels),
+                              podspec.namespace_peer(args.app_namespace),
+                              podspec.namespace_peer(args.mesh.istiod_namespace, {"app": "istiod"})],
+                     "ports": podspec.tcp_ports(HTTP_PORT)},
+                    {"from": [podspec.namespace_peer(args.monitoring_namespace, args.scraper_labels)],
+                     "ports": podspec.tcp_ports(MANAGEMENT_PORT, podspec.SIDECAR_METRICS_PORT)},
+                    {"from": keycloak_pods, "ports": podspec.tcp_ports(JGROUPS_PORT, JGROUPS_FD_PORT)},
+                ],
+                "egress": [
+                    podspec.dns_egress(),
+                    podspec.istiod_egress(args.mesh.istiod_namespace),
+                    database_egress,
+                    {"to": keycloak_pods, "ports": podspec.tcp_ports(JGROUPS_PORT, JGROUPS_FD_PORT)},
+                    # Token exchange with Google and GitHub (and Google's APIs): the internet on 443.
+                    {"to": [{"ipBlock": {"cidr": "0.0.0.0/0",
+                                         "except": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]}}],
+                     "ports": podspec.tcp_ports(443)},
+                    *google,
+                ],
+            },
+            opts=opts,
+        )
