@@ -120,6 +120,10 @@ class WebSocketService(pulumi.ComponentResource):
                         "annotations": {
                             "proxy.istio.io/config": json.dumps(proxy_config, sort_keys=True),
                             "checksum/config": args.config_checksum,
+                            # The health/metrics port bypasses the sidecar, like Keycloak's 9000 and the
+                            # Redis exporter's 9121: under STRICT mTLS a plaintext scrape of it would fail.
+                            # Its NetworkPolicy admits only the scraper (kubelet probes are not policed).
+                            "traffic.sidecar.istio.io/excludeInboundPorts": str(HEALTH_PORT),
                         },
                     },
                     "spec": pod_spec,

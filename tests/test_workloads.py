@@ -99,6 +99,9 @@ def test_websocket_resources_probes_and_shutdown(rendered: dict, stack: str) -> 
     assert pod["terminationGracePeriodSeconds"] == s.websocket.termination_grace_seconds
     assert c["lifecycle"]["preStop"] == {"sleep": {"seconds": float(s.websocket.drain_seconds)}}
     assert s.websocket.drain_seconds < s.websocket.termination_grace_seconds
+    # Scraped in plaintext by Prometheus: the health/metrics port must bypass the sidecar (STRICT mTLS).
+    assert deployment["spec"]["template"]["metadata"]["annotations"][
+        "traffic.sidecar.istio.io/excludeInboundPorts"] == "8081"
     proxy = json.loads(deployment["spec"]["template"]["metadata"]["annotations"]["proxy.istio.io/config"])
     assert int(proxy["terminationDrainDuration"].rstrip("s")) > s.websocket.drain_seconds
     assert int(proxy["terminationDrainDuration"].rstrip("s")) < s.websocket.termination_grace_seconds
