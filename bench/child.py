@@ -37,7 +37,10 @@ _MODULES_AT_START = frozenset(sys.modules)
 KUBERNETES_API_MODULES = tuple(f"pulumi_kubernetes.{module}" for module in (
     "apps.v1", "autoscaling.v2", "batch.v1", "core.v1", "meta.v1", "networking.v1", "policy.v1",
 ))
-FLOOR_MODULES = ("pulumi", "pulumi_kubernetes", "yaml", "pulumi_policy", *KUBERNETES_API_MODULES)
+# The other providers' SDKs the components use, with the submodules a render executes.
+PROVIDER_MODULES = ("pulumi_kubernetes.apiextensions", "pulumi_random", "pulumi_gcp", "pulumi_gcp.compute",
+                    "pulumi_gcp.projects", "pulumi_gcp.serviceaccount", "pulumi_gcp.sql")
+FLOOR_MODULES = ("pulumi", "pulumi_kubernetes", "yaml", "pulumi_policy", *KUBERNETES_API_MODULES, *PROVIDER_MODULES)
 # Functions `tools.render.render` calls, by (module, attribute) -> phase name.
 RENDER_PHASES = (
     ("tools.render", "load_stack_config", "config"),

@@ -61,6 +61,22 @@ def test_floor_imports_exactly_the_api_groups_a_render_executes(tmp_path: Path) 
     assert _api_groups_executed("from bench import child; child.measure_imports()") == rendered
 
 
+def test_floor_imports_the_provider_sdk_modules_a_render_executes(tmp_path: Path) -> None:
+    """pulumi_gcp's service modules (compute, sql, ...) are part of the floor when a render runs them."""
+    script = (f"import pathlib; from tools import render; render.render('prod', pathlib.Path({str(tmp_path)!r}))"
+              "; from bench import child; import json; "
+              "print(json.dumps([m for m in child.executed_modules('pulumi_gcp.') if m.count('.') == 1]))")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    executed = set(json.loads(result.stdout.strip().splitlines()[-1]))
+    services = {m for m in child.PROVIDER_MODULES if m.startswith("pulumi_gcp.")}
+    assert services <= executed
+    # Every gcp service module a render runs is in the floor (helpers like _utilities aside).
+    assert {m for m in executed if not m.split(".")[1].startswith("_") and "_" not in m.split(".")[1]
+            and m != "pulumi_gcp.provider"} == services
+
+
 def test_child_reports_well_formed_measurements(tmp_path: Path) -> None:
     lines: list[str] = []
     assert child.main(["render", "--stack", "staging", "--out", str(tmp_path), "--extra", "2"], emit=lines.append) == 0
