@@ -47,6 +47,9 @@ class AlertScope:
     keycloak_namespace: str
     redis_namespace: str
     redis_health_timeout_seconds: int
+    gateway_namespace: str | None = None
+    """The ingress gateway's namespace: its Envoy applies the DestinationRules' outlier detection
+    to the apps it routes to, so its ejections count too."""
 
 
 def _running(selector: str) -> str:
@@ -59,7 +62,9 @@ def alerts(scope: AlertScope) -> list[Alert]:
     app = f'namespace="{scope.app_namespace}"'
     rd = f'namespace="{scope.redis_namespace}"'
     auth_events = f'{kc}, event=~"login|code_to_token|refresh_token|client_login"'
-    meshed = "|".join(sorted({scope.app_namespace, scope.keycloak_namespace, scope.redis_namespace}))
+    # Outlier detection runs in the caller's Envoy: the gateway and the meshed pods.
+    callers = "|".join(sorted({scope.app_namespace, scope.keycloak_namespace, scope.redis_namespace}
+                              | ({scope.gateway_namespace} if scope.gateway_namespace else set())))
     return [
         Alert(
             "KeycloakAuthFailureRateHigh",
@@ -91,7 +96,7 @@ def alerts(scope: AlertScope) -> list[Alert]:
         Alert(
             "MeshOutlierEjectionsPersistent",
             "sum by (namespace, pod, cluster_name) "
-            f'(envoy_cluster_outlier_detection_ejections_active{{namespace=~"{meshed}"}}) > 0',
+            f'(envoy_cluster_outlier_detection_ejections_active{{namespace=~"{callers}"}}) > 0',
             OUTLIER_EJECTION_FOR, "warning",
             "Outlier detection has kept hosts ejected for more than 5 minutes",
             "docs/troubleshooting.md#outlier-ejections"),

@@ -34,6 +34,8 @@ class DashboardScope:
     redis_namespace: str
     realm: str | None = None
     """Keycloak realm to filter auth events by; None shows every realm."""
+    gateway_namespace: str | None = None
+    """The ingress gateway's namespace (its Envoy ejects failing app endpoints too)."""
 
 
 def _dashboard(uid: str, title: str, panels: Sequence[Panel], tags: Sequence[str]) -> dict[str, Any]:
@@ -141,7 +143,10 @@ def redis(scope: DashboardScope) -> dict[str, Any]:
 def mesh(scope: DashboardScope) -> dict[str, Any]:
     """Istio: outlier ejections (circuit breaking), overflowed requests, 5xx by destination."""
     namespaces = "|".join(sorted({scope.app_namespace, scope.keycloak_namespace, scope.redis_namespace}))
-    selected = f'namespace=~"{namespaces}"'
+    # Envoy stats live in the caller: the gateway and the meshed pods.
+    callers = "|".join(sorted(set(namespaces.split("|"))
+                              | ({scope.gateway_namespace} if scope.gateway_namespace else set())))
+    selected = f'namespace=~"{callers}"'
     return _dashboard("aiwfe-mesh", "AIWFE / Mesh", [
         Panel("Hosts ejected by outlier detection", [
             (f"sum by (cluster_name) (envoy_cluster_outlier_detection_ejections_active{{{selected}}})",

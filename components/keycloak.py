@@ -99,6 +99,10 @@ def build_env(settings: KeycloakSettings) -> list[dict[str, Any]]:
         ("KC_DB", "postgres"),
         ("KC_HEALTH_ENABLED", "true"),
         ("KC_METRICS_ENABLED", "true"),
+        # What the auth dashboard and the auth-failure alert query: keycloak_user_events_total and
+        # http_server_requests_seconds_bucket (both off by default; build-time options).
+        ("KC_EVENT_METRICS_USER_ENABLED", "true"),
+        ("KC_HTTP_METRICS_HISTOGRAMS_ENABLED", "true"),
         ("KC_CACHE", "ispn"),
         # Discovery through the database (the default since 26.1): no headless Service, no DNS ping.
         ("KC_CACHE_STACK", "jdbc-ping"),
@@ -334,6 +338,9 @@ class Keycloak(pulumi.ComponentResource):
             "traffic.sidecar.istio.io/excludeInboundPorts": ",".join(map(str, inbound)),
             "traffic.sidecar.istio.io/excludeOutboundPorts": ",".join(map(str, outbound)),
             "proxy.istio.io/config": json.dumps({"holdApplicationUntilProxyStarts": True}, sort_keys=True),
+            # The Cloud SQL proxy is a native sidecar (init container, restartPolicy Always) that needs
+            # the mesh's sidecar up first: pin Istio's native-sidecar mode rather than rely on its default.
+            "sidecar.istio.io/nativeSidecar": "true",
             # Not a trigger for re-import (an existing realm is skipped): it records what was imported.
             "aiwfe.io/realm-sha256": hashlib.sha256(realm_text.encode()).hexdigest()[:16],
         }
@@ -506,12 +513,11 @@ class Keycloak(pulumi.ComponentResource):
                 "podSelector": {"matchLabels": dict(match)},
                 "policyTypes": ["Ingress", "Egress"],
                 "ingress": [
-                    # The gateway (public traffic), the apps (client credentials, token checks) and
-                    # istiod (JWKS for the mesh's JWT rules) reach the HTTP port only.
+                    # Only the gateway reaches the HTTP port: every client (the apps' client
+                    # credentials, istiod's JWKS fetch) uses the public host, which is what the
+                    # mesh's AuthorizationPolicy admits too (the gateway's principal only).
                     {"from": [podspec.namespace_peer(args.mesh.ingress_gateway_namespace,
-                                                     args.mesh.ingress_gateway_labels),
-                              podspec.namespace_peer(args.app_namespace),
-                              podspec.namespace_peer(args.mesh.istiod_namespace, {"app": "istiod"})],
+                                                     args.mesh.ingress_gateway_labels)],
                      "ports": podspec.tcp_ports(HTTP_PORT)},
                     {"from": [podspec.namespace_peer(args.monitoring_namespace, args.scraper_labels)],
                      "ports": podspec.tcp_ports(MANAGEMENT_PORT, podspec.SIDECAR_METRICS_PORT)},

@@ -13,6 +13,7 @@ from __future__ import annotations
 _BUILD_26 = frozenset({
     "KC_DB", "KC_CACHE", "KC_CACHE_STACK", "KC_CACHE_CONFIG_FILE", "KC_HEALTH_ENABLED", "KC_METRICS_ENABLED",
     "KC_FEATURES", "KC_FEATURES_DISABLED", "KC_HTTP_RELATIVE_PATH", "KC_TRANSACTION_XA_ENABLED",
+    "KC_EVENT_METRICS_USER_ENABLED", "KC_HTTP_METRICS_HISTOGRAMS_ENABLED",
 })
 # Runtime options: read at every start.
 _RUNTIME_26 = frozenset({

@@ -56,6 +56,9 @@ class ObservabilityArgs:
     redis_namespace: str
     redis_health_timeout_seconds: int
     keycloak_realm: str | None = None
+    gateway_namespace: str | None = None
+    """The ingress gateway's namespace: its proxy is scraped like a sidecar (outlier ejections of
+    the apps it routes to are counted there; its installation must include those stats)."""
 
 
 class Observability(pulumi.ComponentResource):
@@ -105,7 +108,7 @@ class Observability(pulumi.ComponentResource):
                               object_labels, child)
 
         alert_list = alerts(AlertScope(args.app_namespace, args.keycloak_namespace, args.redis_namespace,
-                                       args.redis_health_timeout_seconds))
+                                       args.redis_health_timeout_seconds, args.gateway_namespace))
         groups = [{"name": "aiwfe-platform", "interval": "60s",
                    "rules": [a.rule(mon.runbook_base_url) for a in alert_list]}]
         rule_name = "aiwfe-platform-alerts"
@@ -123,7 +126,8 @@ class Observability(pulumi.ComponentResource):
                 spec={"groups": groups}, opts=child)
 
         dashboard_labels = {**podspec.labels("aiwfe-dashboards", "observability"), **dict(mon.dashboard_labels)}
-        scope = DashboardScope(args.app_namespace, args.keycloak_namespace, args.redis_namespace, args.keycloak_realm)
+        scope = DashboardScope(args.app_namespace, args.keycloak_namespace, args.redis_namespace, args.keycloak_realm,
+                               args.gateway_namespace)
         dashboard_names = []
         for short, model in all_dashboards(scope).items():
             config_map = k8s.core.v1.ConfigMap(

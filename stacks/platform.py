@@ -159,7 +159,9 @@ def observability_args(settings: Settings, app_namespace: pulumi.Input[str], *, 
             # The WebSocket service's own metrics on its health port (docs/observability.md lists them).
             ScrapeTarget("websocket", app_namespace, {"app.kubernetes.io/name": "websocket"}, "http-health"),
         ],
-        meshed_namespaces=[app_namespace, keycloak_namespace, redis_namespace],
+        # The ingress gateway's proxy too: it applies the DestinationRules to the apps it routes to.
+        meshed_namespaces=[app_namespace, keycloak_namespace, redis_namespace,
+                           settings.mesh.ingress_gateway_namespace],
         sidecar_metrics_port=podspec.SIDECAR_METRICS_PORT,
         app_namespace=settings.app_namespace,
         # Dashboards and alert expressions are plain text: the names as configured.
@@ -167,6 +169,7 @@ def observability_args(settings: Settings, app_namespace: pulumi.Input[str], *, 
         redis_namespace=settings.redis.namespace,
         redis_health_timeout_seconds=settings.sessions.redis_health_timeout_seconds,
         keycloak_realm=settings.keycloak.realm,
+        gateway_namespace=settings.mesh.ingress_gateway_namespace,
     )
 
 

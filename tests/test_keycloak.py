@@ -169,6 +169,11 @@ def test_runtime_options_have_the_values_the_requirements_ask(rendered: dict, st
     assert {k: build[k]["value"] for k in ("KC_DB", "KC_HEALTH_ENABLED", "KC_METRICS_ENABLED", "KC_CACHE_STACK")} \
         == {"KC_DB": "postgres", "KC_HEALTH_ENABLED": "true", "KC_METRICS_ENABLED": "true",
             "KC_CACHE_STACK": "jdbc-ping"}
+    # The metrics the auth dashboard and the auth-failure alert query exist only with these options.
+    queried = json.dumps(resources_of(rendered[stack], "kubernetes:monitoring.coreos.com/v1:PrometheusRule"))
+    if "keycloak_user_events_total" in queried:
+        assert build["KC_EVENT_METRICS_USER_ENABLED"]["value"] == "true"
+    assert build["KC_HTTP_METRICS_HISTOGRAMS_ENABLED"]["value"] == "true"
     for name in ("KC_DB_URL", "KC_DB_USERNAME", "KC_DB_PASSWORD", "KC_BOOTSTRAP_ADMIN_USERNAME",
                  "KC_BOOTSTRAP_ADMIN_PASSWORD", "AIWFE_SERVICES_CLIENT_SECRET", "AIWFE_GOOGLE_CLIENT_SECRET",
                  "AIWFE_GITHUB_CLIENT_SECRET"):
@@ -349,8 +354,12 @@ def test_keycloak_network_policy(rendered: dict, stack: str) -> None:
     spec = one(rendered[stack], NETPOL, "keycloak-network-policy")["props"]["spec"]
     ingress = {tuple(p["port"] for p in rule["ports"]): rule["from"] for rule in spec["ingress"]}
     assert set(ingress) == {(8080.0,), (9000.0, 15020.0), (7800.0, 57800.0)}
-    gateway = ingress[(8080.0,)][0]
+    [gateway] = ingress[(8080.0,)]  # the gateway only, as the mesh's AuthorizationPolicy admits
     assert gateway["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "istio-ingress"}
+    mesh_allow = one(rendered[stack], "kubernetes:security.istio.io/v1:AuthorizationPolicy",
+                     "mesh-keycloak-authorization")["props"]["spec"]["rules"]
+    assert [f["source"]["principals"] for rule in mesh_allow for f in rule["from"]] == \
+        [["cluster.local/ns/istio-ingress/sa/istio-ingressgateway"]]
     assert ingress[(7800.0, 57800.0)] == [{"podSelector": {"matchLabels": {
         "app.kubernetes.io/name": "keycloak", "app.kubernetes.io/part-of": "aiwfe"}}}]
     egress_ports = {p["port"] for rule in spec["egress"] for p in rule["ports"]}

@@ -109,7 +109,8 @@ def test_dashboards_are_config_maps_for_the_grafana_sidecar(rendered: dict, stac
             assert resource["props"]["metadata"]["namespace"] == "monitoring"
     s = parse_settings(render_tool.load_stack_config(stack).values, stack=stack,
                        secret_keys=render_tool.load_stack_config(stack).secret_keys)
-    scope = dashboards.DashboardScope(s.app_namespace, s.keycloak.namespace, s.redis.namespace, s.keycloak.realm)
+    scope = dashboards.DashboardScope(s.app_namespace, s.keycloak.namespace, s.redis.namespace, s.keycloak.realm,
+                                      s.mesh.ingress_gateway_namespace)
     assert found == {f"aiwfe-{name}.json": model for name, model in dashboards.all_dashboards(scope).items()}
     assert len({d["uid"] for d in found.values()}) == len(found)
 
@@ -207,7 +208,8 @@ def test_operator_pod_monitors_scrape_the_contract_ports(rendered: dict, stack: 
         assert spec["selector"] == {"matchLabels": {"app.kubernetes.io/name": app}}
         assert [(e["port"], e["path"]) for e in spec["podMetricsEndpoints"]] == [(port, "/metrics")]
     sidecars = monitors["aiwfe-istio-sidecars"]["spec"]
-    assert sorted(sidecars["namespaceSelector"]["matchNames"]) == ["aiwfe", "aiwfe-redis", "keycloak"]
+    # The meshed namespaces and the ingress gateway namespace (the gateway applies the DestinationRules).
+    assert sorted(sidecars["namespaceSelector"]["matchNames"]) == ["aiwfe", "aiwfe-redis", "istio-ingress", "keycloak"]
     (endpoint,) = sidecars["podMetricsEndpoints"]
     assert endpoint["path"] == "/stats/prometheus"
     assert endpoint["relabelings"][-1]["replacement"] == "$1:15020"
