@@ -25,6 +25,9 @@ HTTP_RETRIES: dict[str, Any] = {"attempts": 3, "perTryTimeout": "30s",
                                 "retryOn": "5xx,reset,connect-failure,refused-stream"}
 # Without a retry policy the mesh retries twice: a replayed upgrade would open a second socket.
 NO_RETRIES: dict[str, Any] = {"attempts": 0}
+# Keycloak's token endpoint is not idempotent: a replayed code exchange is refused as code reuse (and
+# Keycloak then revokes the session). Retry only what never reached Keycloak.
+TOKEN_RETRIES: dict[str, Any] = {**HTTP_RETRIES, "retryOn": "connect-failure,refused-stream"}
 # Istio matches header values case-sensitively; browsers send `websocket`, some clients `WebSocket`.
 UPGRADE_WEBSOCKET = {"regex": "(?i)websocket"}
 WEBSOCKET_PATHS = ("/ws", "/websocket")
@@ -324,7 +327,15 @@ class Mesh(pulumi.ComponentResource):
                                    "directResponse": {"status": 404},
                                },
                                {
-                                   # The product realm (login, OIDC discovery, JWKS, token) and assets.
+                                   "name": "keycloak-token",
+                                   "match": [{"uri": {"prefix": pulumi.Output.concat(
+                                       realm_prefix, "protocol/openid-connect/token")}}],
+                                   "route": [{"destination": {"host": args.keycloak_service_host,
+                                                              "port": {"number": args.keycloak_service_port}}}],
+                                   "retries": dict(TOKEN_RETRIES),
+                               },
+                               {
+                                   # The product realm (login, OIDC discovery, JWKS) and assets.
                                    "name": "keycloak-public",
                                    "match": [{"uri": {"prefix": realm_prefix}},
                                              *({"uri": {"prefix": p}} for p in KEYCLOAK_ASSET_PREFIXES)],

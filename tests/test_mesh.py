@@ -153,6 +153,15 @@ def test_frontend_routes_retry_per_requirements(rendered: dict, stack: str) -> N
     assert first_route(product, "/") is None, "nothing else of the product host is routed"
 
 
+def test_keycloak_token_endpoint_is_retried_only_when_it_was_never_reached(rendered: dict, stack: str) -> None:
+    realm = settings_for(stack).keycloak.realm
+    keycloak = spec(rendered[stack], VS, "mesh-keycloak-routes")
+    token = first_route(keycloak, f"/realms/{realm}/protocol/openid-connect/token")
+    assert token["name"] == "keycloak-token"
+    assert token["retries"]["retryOn"] == "connect-failure,refused-stream"  # never 5xx/reset: no replayed codes
+    assert first_route(keycloak, f"/realms/{realm}/protocol/openid-connect/certs")["name"] == "keycloak-public"
+
+
 def test_keycloak_admin_and_internal_paths_never_reach_keycloak(rendered: dict, stack: str) -> None:
     realm = settings_for(stack).keycloak.realm
     keycloak = spec(rendered[stack], VS, "mesh-keycloak-routes")
