@@ -198,12 +198,7 @@ class Keycloak(pulumi.ComponentResource):
             opts=keep,
         )
         ns = namespace.metadata["name"]
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-default-deny",
-            metadata=podspec.metadata("default-deny", ns, object_labels),
-            spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
-            opts=child,
-        )
+        podspec.default_deny(f"{name}-default-deny", ns, object_labels, child)
 
         # ---- generated secrets
         def password(resource: str, length: int) -> pulumi.Output[str]:

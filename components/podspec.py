@@ -181,6 +181,17 @@ class AppPeers:
 SIDECAR_METRICS_PORT = 15020
 
 
+def default_deny(resource_name: str, namespace: Any, object_labels: Mapping[str, str],
+                 opts: pulumi.ResourceOptions | None = None) -> k8s.networking.v1.NetworkPolicy:
+    """Every pod of the namespace starts closed both ways; each workload opens what it needs."""
+    return k8s.networking.v1.NetworkPolicy(
+        resource_name,
+        metadata=metadata("default-deny", namespace, object_labels),
+        spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+        opts=opts,
+    )
+
+
 def app_network_policy(resource_name: str, app: str, namespace: Any, object_labels: Mapping[str, str],
                        match: Mapping[str, str], peers: AppPeers, *, app_ports: Sequence[int],
                        metrics_ports: Sequence[int] = (), extra_egress: Sequence[dict[str, Any]] = (),

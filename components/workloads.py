@@ -115,13 +115,7 @@ class Workloads(pulumi.ComponentResource):
             string_data={REDIS_PASSWORD_KEY: pulumi.Output.secret(args.redis_password)},
             opts=child,
         )
-        # Everything in the namespace starts closed; each workload opens what it needs.
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-default-deny",
-            metadata=podspec.metadata("default-deny", ns, shared_labels),
-            spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
-            opts=child,
-        )
+        podspec.default_deny(f"{name}-default-deny", ns, shared_labels, child)
 
         websocket = WebSocketService(
             "websocket",
