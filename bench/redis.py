@@ -33,11 +33,17 @@ PASSWORD = "BenchOnlyPassword0123456789abcd"  # noqa: S105 (loopback throwaway)
 
 def run_benchmark(cluster: LocalCluster, requests: int, pipeline: int, clients: int) -> dict[str, float]:
     """{"SET": rps, "GET": rps} from redis-benchmark in cluster mode against the first node."""
-    out = subprocess.run(
+    done = subprocess.run(
         ["redis-benchmark", "--cluster", "-h", HOST, "-p", str(cluster.nodes[0].port), "-a", PASSWORD,
          "-t", "set,get", "-n", str(requests), "-P", str(pipeline), "-c", str(clients), "-r", "100000",
          "-d", "256", "--csv", "-q"],
-        capture_output=True, text=True, timeout=600, check=True).stdout
+        capture_output=True, text=True, timeout=600, check=True)
+    out = done.stdout
+    # An error reply (e.g. CLUSTERDOWN from a node that has not yet seen the cluster ok) makes
+    # redis-benchmark refetch the slots and stall its clients: its figures would measure that stall.
+    errors = [line for line in (out + done.stderr).splitlines() if "Error from server" in line]
+    if errors:
+        raise RuntimeError(f"redis-benchmark got {len(errors)} error replies, e.g. {errors[0].strip()}")
     rows = [r for r in csv.reader(io.StringIO(out)) if r and r[0] in ("SET", "GET")]
     return {r[0]: float(r[1]) for r in rows}
 
@@ -55,6 +61,9 @@ def measure(rendered: bool, root: Path, requests: int, pipeline: int, clients: i
         result = cluster.bootstrap()
         if result.returncode != 0:
             raise RuntimeError(result.stdout + result.stderr)
+        # The bootstrap returns once the first node sees the cluster ok; measure only once every
+        # node does, the replicas have synced and no background save runs (see LocalCluster.settled).
+        cluster.wait_settled()
         return run_benchmark(cluster, requests, pipeline, clients)
 
 

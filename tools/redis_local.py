@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.redis_cluster import RedisConfParams, render_auth_conf, render_bootstrap_script, render_redis_conf
-from tools.resp import Connection, RespError
+from tools.resp import Connection, RespError, parse_info
 
 HOST = "127.0.0.1"
 
@@ -132,6 +132,46 @@ class LocalCluster:
         script = render_bootstrap_script(self.addresses, replicas_per_master, attempts=150, interval=interval)
         env = {**os.environ, "REDISCLI_AUTH": self.password}
         return subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=120)
+
+    def info(self, node: Node, *section: str) -> dict[str, str]:
+        """`INFO <section>` (or `CLUSTER INFO` for section "cluster-info") of one node as a dict."""
+        conn = Connection(HOST, node.port, self.password, timeout=2.0)
+        try:
+            args = ("CLUSTER", "INFO") if section == ("cluster-info",) else ("INFO", *section)
+            return parse_info(conn.call(*args))
+        finally:
+            conn.close()
+
+    def settled(self, replicas_per_master: int = 1) -> bool:
+        """Quiet and whole: every running node sees `cluster_state:ok` and knows every node, every
+        master has its replicas online, every replica's link is up (its full sync is over), and no
+        node has a background save or AOF rewrite running.
+
+        The bootstrap only waits for `cluster_state:ok` on the first node: right after it another
+        master can still answer CLUSTERDOWN and the replicas have not synced yet (the full sync
+        starts after `repl-diskless-sync-delay`, 5 s by default)."""
+        running = [n for n in self.nodes if n.process is not None]
+        for node in running:
+            cluster = self.info(node, "cluster-info")
+            if cluster.get("cluster_state") != "ok" or cluster.get("cluster_known_nodes") != str(len(self.nodes)):
+                return False
+            replication = self.info(node, "replication")
+            if replication.get("role") == "master":
+                online = [k for k, v in replication.items() if k.startswith("slave") and "state=online" in v]
+                if len(online) < replicas_per_master:
+                    return False
+            elif replication.get("master_link_status") != "up" or replication.get("master_sync_in_progress") != "0":
+                return False
+            persistence = self.info(node, "persistence")
+            if persistence.get("rdb_bgsave_in_progress") != "0" or persistence.get("aof_rewrite_in_progress") != "0":
+                return False
+        return True
+
+    def wait_settled(self, replicas_per_master: int = 1, timeout: float = 60.0) -> float:
+        """Seconds until `settled()`; raises TimeoutError past `timeout`."""
+        return wait_for(lambda: self.settled(replicas_per_master), timeout,
+                        "the cluster did not settle (state ok everywhere, replicas synced, no background save)",
+                        interval=0.1)
 
     def __enter__(self) -> LocalCluster:
         return self
