@@ -47,7 +47,7 @@ def add_websocket_services(count: int) -> None:
     # An Output namespace, as the real service gets it from the Namespace resource.
     # The Redis address as the cluster component outputs it; a stand-in secret for its password.
     args_of_workloads = workloads_args(settings, pulumi.Output.from_input(settings.app_namespace),
-                                       pulumi.Output.from_input(client_url(settings.redis)),
+                                       pulumi.Output.from_input(client_url(settings.redis, settings.gcp.zones)),
                                        pulumi.Output.secret("synthetic-stand-in-password"))
     for index in range(1, count + 1):
         name = synthetic_name(index)

@@ -1,10 +1,14 @@
-"""The sessions' Redis Cluster: namespace, StatefulSet of masters and replicas, config, password,
-idempotent bootstrap Job, Services, PDB and NetworkPolicies.
+"""The sessions' Redis Cluster: namespace, one StatefulSet per zone, config, password, idempotent
+bootstrap Job, Services, PDB and NetworkPolicies.
 
 The official `redis` 7.x image runs with a config rendered here (`render_redis_conf`); the password
 reaches the server through an `include` of a file mounted from the Secret, never through the
-ConfigMap or the command line. The cluster is formed once by a Job running `render_bootstrap_script`
-(the same script the integration test runs against six real `redis-server` processes).
+ConfigMap or the command line. `plan_layout` (components/redis_layout.py) decides how many pods run
+in each zone and which master each replica follows, so that a replica is in another zone than its
+master wherever the zones allow; the bootstrap Job (`render_bootstrap_script`) forms the cluster
+with exactly that pairing, and every pod starts through `render_start_script`, which refreshes the
+peers' addresses so that even a restart of every pod with new IPs finds the cluster again. The
+integration tests run these same scripts against real `redis-server` processes.
 
 Mesh: the pods are in the Istio mesh. The client port 6379 (clients, replication, bootstrap) goes
 through the sidecar (mTLS); the cluster bus 16379 and the exporter port 9121 bypass it (pod
@@ -26,6 +30,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import podspec
+from components.redis_layout import ClusterLayout, NodeSlot, plan_layout
 from stacks.settings import (
     REDIS_BUS_PORT,
     REDIS_EXPORTER_PORT,
@@ -46,7 +51,10 @@ REDIS_UID = 10379
 CONF_DIR = "/etc/redis"
 CONF_FILE = "redis.conf"
 AUTH_DIR = "/etc/redis-auth"
-SCRIPTS = {"readiness": "readiness.sh", "liveness": "liveness.sh", "bootstrap": "bootstrap.sh"}
+SCRIPTS = {"start": "start.sh", "readiness": "readiness.sh", "liveness": "liveness.sh",
+           "bootstrap": "bootstrap.sh"}
+# Pod label naming the zone a pod's StatefulSet is pinned to (part of that StatefulSet's selector).
+ZONE_LABEL = "aiwfe.io/redis-zone"
 DATA_DIR = "/data"
 # RDB snapshot points: (seconds, changes). Together with the AOF (fsync every second).
 SAVE_RULES: tuple[tuple[int, int], ...] = ((3600, 1), (300, 100), (60, 10000))
@@ -137,71 +145,141 @@ def render_auth_conf(password: str) -> str:
     return f"requirepass {password}\nmasterauth {password}\n"
 
 
-def render_bootstrap_script(nodes: Sequence[str], replicas_per_master: int, *,
+def render_bootstrap_script(shards: Sequence[tuple[str, Sequence[str]]], *,
                             attempts: int = 90, interval: str = "2") -> str:
-    """A POSIX sh script that forms the cluster once and does nothing when it already exists.
+    """A POSIX sh script that forms the cluster and converges it, idempotently.
 
-    `nodes` are `host:port` addresses. It waits until every node answers, and if any node already
-    knows another node or has slots it only waits for `cluster_state:ok` (it never re-creates);
-    otherwise it resolves the hosts (CLUSTER MEET needs IPs) and runs `redis-cli --cluster create`
-    with `replicas_per_master`. The password comes from `REDISCLI_AUTH` in the environment."""
-    if not nodes or replicas_per_master < 0:
-        raise ValueError("need nodes and a replica count")
+    `shards` are `(master, replicas)` as `host:port` addresses: the pairing `plan_layout` made (each
+    replica in another zone than its master). The script waits until every node answers. If every
+    node is still alone (no known peer, no slot), it creates the cluster from the masters only;
+    then it attaches every replica that is still alone to its master's shard (to whichever node
+    leads the shard now). A cluster that already has every node is left alone ("nothing to do").
+    Hosts are resolved with `getent` at each call (CLUSTER MEET needs IPs). The password comes from
+    `REDISCLI_AUTH` in the environment."""
+    if not shards or any(not master for master, _ in shards):
+        raise ValueError("need at least one shard with a master")
+    nodes = [master for master, _ in shards] + [r for _, replicas in shards for r in replicas]
     for node in nodes:
         if not re.fullmatch(r"[A-Za-z0-9.-]+:\d{1,5}", node):
             raise ValueError(f"bad node address {node!r}")
-    node_list = shlex.quote(" ".join(nodes))
+    if len(set(nodes)) != len(nodes):
+        raise ValueError("a node appears twice in the shards")
+    masters = shlex.quote(" ".join(master for master, _ in shards))
+    pairs = shlex.quote(" ".join(f"{r}={master}" for master, replicas in shards for r in replicas))
     return f"""\
 #!/bin/sh
-# Rendered by components/redis_cluster.py: forms the Redis Cluster once, idempotently.
-set -eu
-NODES={node_list}
-REPLICAS={int(replicas_per_master)}
+# Rendered by components/redis_cluster.py: forms the Redis Cluster and attaches each replica to the
+# master the layout chose for it (another zone). Idempotent: safe to run again at any time.
+set -euf
+MASTERS={masters}
+PAIRS={pairs}  # replica=master
 ATTEMPTS={int(attempts)}
 INTERVAL={shlex.quote(interval)}
 : "${{REDISCLI_AUTH:?REDISCLI_AUTH must hold the Redis password}}"
 
-cli() {{ node=$1; shift; redis-cli --no-auth-warning -h "${{node%:*}}" -p "${{node##*:}}" "$@"; }}
+resolve() {{
+  found=$(getent hosts "${{1%:*}}") || {{ echo "bootstrap: cannot resolve ${{1%:*}}" >&2; return 1; }}
+  echo "${{found%%[[:space:]]*}}:${{1##*:}}"
+}}
+cli() {{
+  address=$(resolve "$1") || return 1
+  shift
+  redis-cli --no-auth-warning -h "${{address%:*}}" -p "${{address##*:}}" "$@"
+}}
 field() {{ cli "$1" cluster info | tr -d '\\r' | sed -n "s/^$2://p"; }}
-
-for node in $NODES; do
+alone() {{ [ "$(field "$1" cluster_known_nodes)" = 1 ] && [ "$(field "$1" cluster_slots_assigned)" = 0 ]; }}
+retry() {{
   n=0
-  until [ "$(cli "$node" ping 2>/dev/null)" = PONG ]; do
+  until "$@"; do
     n=$((n + 1))
-    if [ "$n" -ge "$ATTEMPTS" ]; then echo "bootstrap: $node does not answer PING" >&2; exit 1; fi
-    sleep "$INTERVAL"
-  done
-done
-
-wait_ok() {{
-  n=0
-  until [ "$(field "$1" cluster_state)" = ok ]; do
-    n=$((n + 1))
-    if [ "$n" -ge "$ATTEMPTS" ]; then echo "bootstrap: cluster_state is not ok on $1" >&2; exit 1; fi
+    if [ "$n" -ge "$ATTEMPTS" ]; then echo "bootstrap: gave up waiting for: $*" >&2; exit 1; fi
     sleep "$INTERVAL"
   done
 }}
+answers() {{ [ "$(cli "$1" ping 2>/dev/null)" = PONG ]; }}
+state_ok() {{ [ "$(field "$1" cluster_state 2>/dev/null)" = ok ]; }}
 
-for node in $NODES; do
-  known=$(field "$node" cluster_known_nodes)
-  assigned=$(field "$node" cluster_slots_assigned)
-  if [ "$known" != 1 ] || [ "$assigned" != 0 ]; then
-    echo "bootstrap: cluster already exists ($node knows $known nodes, $assigned slots assigned): nothing to do"
-    wait_ok "$node"
-    exit 0
-  fi
+NODES=$MASTERS
+for pair in $PAIRS; do NODES="$NODES ${{pair%%=*}}"; done
+for node in $NODES; do retry answers "$node"; done
+
+changed=no
+fresh=yes
+for node in $NODES; do alone "$node" || {{ fresh=no; break; }}; done
+if [ "$fresh" = yes ]; then
+  addresses=""
+  for master in $MASTERS; do addresses="$addresses $(resolve "$master")"; done
+  echo "bootstrap: creating the cluster from the masters$addresses"
+  redis-cli --no-auth-warning --cluster create $addresses --cluster-replicas 0 --cluster-yes
+  changed=yes
+fi
+
+for pair in $PAIRS; do
+  replica=${{pair%%=*}}
+  master=${{pair#*=}}
+  alone "$replica" || continue
+  retry state_ok "$master"
+  # The shard's leader now: the chosen master, or the node it follows after a failover.
+  set -- $(cli "$master" cluster nodes | tr -d '\\r' | grep myself)
+  leader=$1
+  case $3 in *slave*) leader=$4 ;; esac
+  echo "bootstrap: attaching $replica to the shard of $master ($leader)"
+  redis-cli --no-auth-warning --cluster add-node "$(resolve "$replica")" "$(resolve "$master")" \\
+    --cluster-slave --cluster-master-id "$leader"
+  changed=yes
 done
 
-addresses=""
-for node in $NODES; do
-  resolved=$(getent hosts "${{node%:*}}") || {{ echo "bootstrap: cannot resolve ${{node%:*}}" >&2; exit 1; }}
-  set -- $resolved
-  addresses="$addresses $1:${{node##*:}}"
-done
-echo "bootstrap: creating the cluster from$addresses with $REPLICAS replica(s) per master"
-redis-cli --no-auth-warning --cluster create $addresses --cluster-replicas "$REPLICAS" --cluster-yes
-wait_ok "${{NODES%% *}}"
-echo "bootstrap: cluster formed"
+for node in $NODES; do retry state_ok "$node"; done
+if [ "$changed" = no ]; then
+  echo "bootstrap: the cluster already has every node: nothing to do"
+else
+  echo "bootstrap: cluster formed"
+fi
+"""
+
+
+def render_start_script() -> str:
+    """The Redis container's entry point: refresh the peers' addresses in `nodes.conf`, then exec
+    `redis-server` with the container's arguments.
+
+    `nodes.conf` records every peer by IP (the cluster bus needs one) next to its announced hostname.
+    When every pod restarts at once (a node-pool upgrade, a zone coming back), all those IPs are
+    stale and no node can reach another. Before starting, each node whose hostname resolves gets its
+    current IP (its own line too: Redis learns its own IP only from a MEET); a peer that does not
+    resolve yet keeps its old one and is corrected once it starts and reaches a node it knows
+    (Redis takes a sender's new address from its PING)."""
+    return f"""\
+#!/bin/sh
+# Rendered by components/redis_cluster.py. REDIS_NODES_CONF defaults to {DATA_DIR}/nodes.conf.
+set -euf
+conf=${{REDIS_NODES_CONF:-{DATA_DIR}/nodes.conf}}
+
+# A function: its `set --` leaves the script's arguments (redis-server's) alone.
+refresh_peers() {{
+  : > "$conf.refresh"
+  while IFS= read -r line; do
+    set -- $line
+    # Line: <id> <ip>:<port>@<bus>[,<hostname>[,<aux>...]] <flags> ...; the last line is "vars ...".
+    if [ "$#" -ge 3 ] && [ "$1" != vars ]; then
+      address=$2
+      endpoint=${{address%%@*}}
+      rest=${{address#"$endpoint"}}
+      host=${{rest#*,}}
+      host=${{host%%,*}}
+      if [ "$host" != "$rest" ] && [ -n "$host" ] && found=$(getent hosts "$host"); then
+        ip=${{found%%[[:space:]]*}}
+        id=$1
+        shift 2
+        line="$id $ip:${{endpoint##*:}}$rest $*"
+      fi
+    fi
+    printf '%s\\n' "$line" >> "$conf.refresh"
+  done < "$conf"
+  mv "$conf.refresh" "$conf"
+}}
+
+if [ -s "$conf" ]; then refresh_peers; fi
+exec redis-server "$@"
 """
 
 
@@ -241,18 +319,39 @@ esac
 """
 
 
-def pod_host(ordinal: int, namespace: str) -> str:
-    return f"{APP}-{ordinal}.{HEADLESS_SERVICE}.{namespace}.svc.cluster.local"
+def layout(settings: RedisSettings, zones: Sequence[str]) -> ClusterLayout:
+    """The stack's layout: its masters and replicas over the cluster's zones."""
+    return plan_layout(tuple(zones), settings.masters, settings.replicas_per_master)
 
 
-def seed_addresses(settings: RedisSettings) -> list[str]:
+def statefulset_name(zone: str) -> str:
+    return f"{APP}-{NodeSlot(zone, 0).zone_suffix}"
+
+
+def pod_host(slot: NodeSlot, namespace: str) -> str:
+    """A pod's stable DNS name under the headless Service (also its announced hostname)."""
+    return f"{statefulset_name(slot.zone)}-{slot.ordinal}.{HEADLESS_SERVICE}.{namespace}.svc.cluster.local"
+
+
+def node_address(slot: NodeSlot, namespace: str) -> str:
+    return f"{pod_host(slot, namespace)}:{REDIS_PORT}"
+
+
+def seed_addresses(settings: RedisSettings, zones: Sequence[str]) -> list[str]:
     """Every node's stable address on the client port (cluster clients take several seeds)."""
-    return [f"{pod_host(i, settings.namespace)}:{REDIS_PORT}" for i in range(settings.nodes)]
+    return [node_address(slot, settings.namespace) for slot in layout(settings, zones).nodes]
 
 
-def client_url(settings: RedisSettings) -> str:
+def client_url(settings: RedisSettings, zones: Sequence[str]) -> str:
     """REDIS_URL for cluster clients: `redis://seed1:6379,seed2:6379,...` (no password)."""
-    return "redis://" + ",".join(seed_addresses(settings))
+    return "redis://" + ",".join(seed_addresses(settings, zones))
+
+
+def bootstrap_shards(settings: RedisSettings, zones: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """The layout's shards as addresses, for `render_bootstrap_script`."""
+    return [(node_address(shard.master, settings.namespace),
+             [node_address(r, settings.namespace) for r in shard.replicas])
+            for shard in layout(settings, zones).shards]
 
 
 # ---------------------------------------------------------------- the component
@@ -262,6 +361,8 @@ class RedisClusterArgs:
     """What the Redis cluster needs from the stack: its settings and who may connect."""
 
     settings: RedisSettings
+    zones: tuple[str, ...]
+    """The cluster's zones: one StatefulSet per zone, and replicas placed in another zone than their master."""
     namespace_labels: Mapping[str, str]
     """Mesh injection and Pod Security labels for the namespace this component creates."""
     client_namespace: str
@@ -271,14 +372,15 @@ class RedisClusterArgs:
     scraper_labels: Mapping[str, str] | None
     istiod_namespace: str
     protect: bool
-    """Prod: StatefulSet protected (a `pulumi up` can never delete session data by accident)."""
+    """Prod: StatefulSets protected (a `pulumi up` can never delete session data by accident)."""
     require_zone_spread: bool
-    """Prod: pods must spread evenly over zones (hard constraint), not just preferably."""
+    """Prod: each StatefulSet is required to run in its zone; staging only prefers it."""
     extra_labels: Mapping[str, str] = field(default_factory=dict)
 
 
 class RedisCluster(pulumi.ComponentResource):
-    """A Redis Cluster (masters x (1 + replicas)) in its own namespace, formed by an idempotent Job.
+    """A Redis Cluster (masters x (1 + replicas)) in its own namespace, one StatefulSet per zone,
+    formed by an idempotent Job that gives every master a replica in another zone.
 
     Outputs: `namespace`, `client_url`, `seed_addresses`, `password` (secret), `password_secret_name`,
     `password_secret_key`, `service_account`, `client_port`, `bus_port`.
@@ -317,6 +419,7 @@ class RedisCluster(pulumi.ComponentResource):
 
         conf = render_redis_conf(conf_params(s))
         scripts = {
+            SCRIPTS["start"]: render_start_script(),
             SCRIPTS["readiness"]: render_readiness_script(),
             SCRIPTS["liveness"]: render_liveness_script(),
         }
@@ -346,15 +449,24 @@ class RedisCluster(pulumi.ComponentResource):
         podspec.cluster_service(f"{name}-client-service", APP, ns, object_labels, match,
                                 [_tcp_port("tcp-redis", REDIS_PORT)], child)
 
-        statefulset = self._statefulset(name, args, ns, object_labels, match, pod_labels, account, secret,
-                                        config_map, headless, checksum)
+        plan = layout(s, args.zones)
+        # One zone after another: a PDB does not limit rollouts, and zones rolling at once could
+        # restart a master and its replica together. Pulumi waits for each StatefulSet to be ready
+        # (the readiness script: cluster ok, replica synced) before it touches the next zone.
+        statefulsets: list[k8s.apps.v1.StatefulSet] = []
+        for zone, count in zip(plan.zones, plan.pods_per_zone, strict=True):
+            if count:
+                statefulsets.append(self._statefulset(
+                    name, args, ns, zone, count, object_labels, match, pod_labels, account, secret, config_map,
+                    [headless, *statefulsets[-1:]], checksum))
+        # One budget over every zone's pods: at most one Redis node evicted at a time, cluster-wide.
         podspec.disruption_budget(f"{name}-disruption-budget", APP, ns, object_labels, match, opts=child)
         self._network_policies(name, args, ns, object_labels, match)
-        self._bootstrap(name, args, ns, bootstrap_account, secret, statefulset)
+        self._bootstrap(name, args, ns, bootstrap_account, secret, statefulsets)
 
         self.namespace = ns
-        self.client_url = pulumi.Output.from_input(client_url(s))
-        self.seed_addresses = pulumi.Output.from_input(seed_addresses(s))
+        self.client_url = pulumi.Output.from_input(client_url(s, args.zones))
+        self.seed_addresses = pulumi.Output.from_input(seed_addresses(s, args.zones))
         self.password = password
         self.password_secret_name = secret.metadata["name"]
         self.password_secret_key = pulumi.Output.from_input(PASSWORD_KEY)
@@ -377,17 +489,22 @@ class RedisCluster(pulumi.ComponentResource):
 
     # ------------------------------------------------------------ pieces
 
-    def _statefulset(self, name: str, args: RedisClusterArgs, ns: Any, object_labels: dict[str, str],
-                     match: dict[str, str], pod_labels: dict[str, str], account: Any, secret: Any,
-                     config_map: Any, headless: Any, checksum: str) -> k8s.apps.v1.StatefulSet:
+    def _statefulset(self, name: str, args: RedisClusterArgs, ns: Any, zone: str, pods: int,
+                     object_labels: dict[str, str], match: dict[str, str], pod_labels: dict[str, str],
+                     account: Any, secret: Any, config_map: Any, after: list[pulumi.Resource],
+                     checksum: str) -> k8s.apps.v1.StatefulSet:
+        """The `pods` nodes of one zone; their pod names are what `plan_layout` paired."""
         s = args.settings
+        suffix = NodeSlot(zone, 0).zone_suffix
+        zone_match = {**match, ZONE_LABEL: suffix}
         auth_env = {"name": "REDISCLI_AUTH",
                     "valueFrom": {"secretKeyRef": {"name": secret.metadata["name"], "key": PASSWORD_KEY}}}
         redis = {
             "name": "redis",
             "image": s.image,
             "imagePullPolicy": "IfNotPresent",
-            "command": ["redis-server"],
+            # start.sh refreshes the peers' addresses in nodes.conf, then execs redis-server with these args.
+            "command": ["sh", f"{CONF_DIR}/{SCRIPTS['start']}"],
             "args": [f"{CONF_DIR}/{CONF_FILE}", "--cluster-announce-hostname",
                      f"$(POD_NAME).{HEADLESS_SERVICE}.$(POD_NAMESPACE).svc.cluster.local"],
             "env": [
@@ -442,10 +559,14 @@ class RedisCluster(pulumi.ComponentResource):
                 podspec.tmp_volume(),
             ],
         )
-        pod["topologySpreadConstraints"] = _spread(match, args.require_zone_spread)
-        # One Redis pod per node: a replica is never on its master's node.
-        pod["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
-            {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": dict(match)}}]}}
+        pod["topologySpreadConstraints"] = _spread(match)
+        pod["affinity"] = {
+            # The zone the layout put these nodes in (their replicas or masters are in other zones).
+            "nodeAffinity": _zone_affinity(zone, args.require_zone_spread),
+            # One Redis pod per node, over all zones: a replica is never on its master's node.
+            "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": dict(match)}}]},
+        }
         annotations = {
             "checksum/config": checksum,
             # The cluster bus and the exporter bypass the sidecar; NetworkPolicy guards them.
@@ -454,22 +575,24 @@ class RedisCluster(pulumi.ComponentResource):
             # Replication on 6379 goes through the sidecar: it must be up before Redis starts.
             "proxy.istio.io/config": json.dumps({"holdApplicationUntilProxyStarts": True}),
         }
-        protect = pulumi.ResourceOptions(parent=self, protect=args.protect, depends_on=[headless])
+        protect = pulumi.ResourceOptions(parent=self, protect=args.protect, depends_on=after)
         return k8s.apps.v1.StatefulSet(
-            f"{name}-statefulset",
-            metadata=podspec.metadata(APP, ns, object_labels, annotations={
+            f"{name}-statefulset-{suffix}",
+            metadata=podspec.metadata(statefulset_name(zone), ns, object_labels, annotations={
                 MASTERS_ANNOTATION: str(s.masters), REPLICAS_ANNOTATION: str(s.replicas_per_master)}),
             spec={
                 "serviceName": HEADLESS_SERVICE,
-                "replicas": s.nodes,
+                # Fixed by the layout: the bootstrap paired these pod names across zones.
+                "replicas": pods,
                 # Nodes start together; the bootstrap Job forms the cluster, not the start order.
                 "podManagementPolicy": "Parallel",
                 "updateStrategy": {"type": "RollingUpdate"},
                 "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
-                "selector": {"matchLabels": match},
-                "template": {"metadata": {"labels": pod_labels, "annotations": annotations}, "spec": pod},
+                "selector": {"matchLabels": zone_match},
+                "template": {"metadata": {"labels": {**pod_labels, ZONE_LABEL: suffix}, "annotations": annotations},
+                             "spec": pod},
                 "volumeClaimTemplates": [{
-                    "metadata": {"name": "data", "labels": dict(match)},
+                    "metadata": {"name": "data", "labels": zone_match},
                     "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": s.storage_class,
                              "resources": {"requests": {"storage": s.storage_size}}},
                 }],
@@ -518,10 +641,10 @@ class RedisCluster(pulumi.ComponentResource):
         )
 
     def _bootstrap(self, name: str, args: RedisClusterArgs, ns: Any, account: Any, secret: Any,
-                   statefulset: k8s.apps.v1.StatefulSet) -> None:
+                   statefulsets: list[k8s.apps.v1.StatefulSet]) -> None:
         s = args.settings
         labels = podspec.labels(BOOTSTRAP, "session-store", image_tag(s.image))
-        script = render_bootstrap_script(seed_addresses(s), s.replicas_per_master)
+        script = render_bootstrap_script(bootstrap_shards(s, args.zones))
         scripts = k8s.core.v1.ConfigMap(
             f"{name}-bootstrap-script", metadata=podspec.metadata(BOOTSTRAP, ns, labels),
             data={SCRIPTS["bootstrap"]: script}, opts=pulumi.ResourceOptions(parent=self))
@@ -556,8 +679,8 @@ class RedisCluster(pulumi.ComponentResource):
                     "spec": pod,
                 },
             },
-            # The StatefulSet is ready (every node answers) before the Job runs.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[statefulset]),
+            # Every StatefulSet is ready (every node answers) before the Job runs.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=statefulsets),
         )
 
 
@@ -570,12 +693,15 @@ def _exec_probe(script: str, *, period: int, failures: int) -> dict[str, Any]:
             "timeoutSeconds": PROBE_TIMEOUT_SECONDS, "failureThreshold": failures}
 
 
-def _spread(match: Mapping[str, str], require_zones: bool) -> list[dict[str, Any]]:
-    """Even over zones (hard in prod) and nodes. No `matchLabelKeys`: a StatefulSet replaces pods
-    one at a time, so all its pods count together."""
-    common = {"maxSkew": 1, "labelSelector": {"matchLabels": dict(match)}, "nodeTaintsPolicy": "Honor"}
-    return [
-        {**common, "topologyKey": "topology.kubernetes.io/zone",
-         "whenUnsatisfiable": "DoNotSchedule" if require_zones else "ScheduleAnyway"},
-        {**common, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule"},
-    ]
+def _spread(match: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Even over nodes, counted over every zone's pods. The zone is fixed by node affinity per
+    StatefulSet (the layout balances zones), so no zone constraint that could fight it."""
+    return [{"maxSkew": 1, "labelSelector": {"matchLabels": dict(match)}, "nodeTaintsPolicy": "Honor",
+             "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule"}]
+
+
+def _zone_affinity(zone: str, required: bool) -> dict[str, Any]:
+    term = {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": [zone]}]}
+    if required:
+        return {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}
+    return {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "preference": term}]}

@@ -408,12 +408,21 @@ def disruption_budget(resources: list[Resource], _: Context) -> Iterable[tuple[R
 
 
 @stack_rule("kubernetes-workload-require-replicas", severity="high",
-            description="In prod every Deployment runs at least 2 replicas (directly or through its HPA).")
+            description="In prod every Deployment and StatefulSet runs at least 2 replicas (directly or through "
+                        "its HPA); StatefulSets sharing a governing Service (one per zone of one cluster) count "
+                        "together.")
 def require_replicas(resources: list[Resource], context: Context) -> Iterable[tuple[Resource, str]]:
     if not context.is_prod:
         return
+    governed: dict[tuple[str | None, Any], float] = {}
+    for sts in _of_type(resources, STATEFUL_SET):
+        key = (namespace_of(sts), dig(sts.props, "spec", "serviceName"))
+        governed[key] = governed.get(key, 0.0) + expected_replicas(sts, resources)
     for workload in _of_type(resources, DEPLOYMENT, STATEFUL_SET):
         replicas = expected_replicas(workload, resources)
+        service = dig(workload.props, "spec", "serviceName")
+        if workload.type == STATEFUL_SET and service:
+            replicas = governed[(namespace_of(workload), service)]
         if replicas < 2:
             yield workload, f"runs {replicas:.0f} replica(s); prod needs at least 2"
 

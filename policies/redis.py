@@ -142,29 +142,44 @@ def require_eviction(resource: Resource, _: Context) -> Iterable[str]:
 
 @stack_rule("redis-cluster-require-ha-topology", severity="high",
             description=f"In prod a Redis Cluster has at least {MIN_MASTERS} masters with at least "
-                        f"{MIN_REPLICAS_PER_MASTER} replica each, and its StatefulSet runs exactly that many pods.")
+                        f"{MIN_REPLICAS_PER_MASTER} replica each, and its StatefulSets (one per zone, all "
+                        "mounting the same redis.conf) run exactly that many pods together.")
 def require_ha_topology(resources: list[Resource], context: Context) -> Iterable[tuple[Resource, str]]:
     if not context.is_prod:
         return
+    clusters: dict[str, list[RedisWorkload]] = {}
     for redis in redis_workloads(resources):
-        sts = redis.statefulset
-        if (last(redis.conf, "cluster-enabled") or ["no"])[0].lower() != "yes":
-            yield sts, "redis.conf does not enable cluster mode"
+        clusters.setdefault(redis.config_map.urn, []).append(redis)
+    for members in clusters.values():
+        first = members[0]
+        if (last(first.conf, "cluster-enabled") or ["no"])[0].lower() != "yes":
+            yield first.statefulset, "redis.conf does not enable cluster mode"
             continue
-        annotations = dig(sts.props, "metadata", "annotations") or {}
-        try:
-            masters = int(annotations.get(MASTERS_ANNOTATION))
-            replicas = int(annotations.get(REPLICAS_ANNOTATION))
-        except (TypeError, ValueError):
-            yield sts, f"annotations {MASTERS_ANNOTATION} and {REPLICAS_ANNOTATION} must state the cluster shape"
+        shapes = set()
+        for redis in members:
+            annotations = dig(redis.statefulset.props, "metadata", "annotations") or {}
+            try:
+                shapes.add((int(annotations.get(MASTERS_ANNOTATION)), int(annotations.get(REPLICAS_ANNOTATION))))
+            except (TypeError, ValueError):
+                yield redis.statefulset, (f"annotations {MASTERS_ANNOTATION} and {REPLICAS_ANNOTATION} must state "
+                                          "the cluster shape")
+                shapes.add(None)  # type: ignore[arg-type]
+        if None in shapes:
             continue
+        if len(shapes) > 1:
+            yield first.statefulset, f"the StatefulSets of one cluster state different shapes: {sorted(shapes)}"
+            continue
+        ((masters, replicas),) = shapes
         if masters < MIN_MASTERS:
-            yield sts, f"{masters} masters; prod needs at least {MIN_MASTERS} (failover needs a majority of masters)"
+            yield first.statefulset, (f"{masters} masters; prod needs at least {MIN_MASTERS} (failover needs a "
+                                      "majority of masters)")
         if replicas < MIN_REPLICAS_PER_MASTER:
-            yield sts, f"{replicas} replica(s) per master; prod needs at least {MIN_REPLICAS_PER_MASTER}"
-        pods = number(dig(sts.props, "spec", "replicas"))
-        if pods != masters * (1 + replicas):
-            yield sts, f"spec.replicas is {pods}, not masters x (1 + replicas) = {masters * (1 + replicas)}"
+            yield first.statefulset, f"{replicas} replica(s) per master; prod needs at least {MIN_REPLICAS_PER_MASTER}"
+        counts = [number(dig(r.statefulset.props, "spec", "replicas")) for r in members]
+        pods = sum(c or 0 for c in counts)
+        if None in counts or pods != masters * (1 + replicas):
+            yield first.statefulset, (f"the StatefulSets run {pods:.0f} pods together, not masters x (1 + replicas)"
+                                      f" = {masters * (1 + replicas)}")
 
 
 @stack_rule("redis-workload-require-memory-headroom", severity="high",

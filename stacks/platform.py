@@ -65,6 +65,7 @@ def redis_cluster_args(settings: Settings) -> RedisClusterArgs:
     """The Redis cluster: its settings, and the WebSocket pods as its only clients."""
     return RedisClusterArgs(
         settings=settings.redis,
+        zones=settings.gcp.zones,
         namespace_labels={**mesh_namespace_labels(settings), **pod_security_labels(settings)},
         client_namespace=settings.app_namespace,
         client_pod_labels=podspec.selector_labels("websocket"),

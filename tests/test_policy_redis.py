@@ -15,6 +15,7 @@ from tests.policy_cases import Case, bad, check_failing_case, check_passing_case
 from tests.policy_fixtures import DELETE, Wire, change, container, pdb, pod_spec, selector_labels
 
 HA = "redis-cluster-require-ha-topology"
+REPLICAS = "kubernetes-workload-require-replicas"
 PERSISTENCE = "redis-config-require-persistence"
 EVICTION = "redis-config-require-eviction-policy"
 HEADROOM = "redis-workload-require-memory-headroom"
@@ -103,6 +104,20 @@ def redis_stack(*, sts: dict[str, Any] | None = None, conf: str = GOOD_CONF,
     ]
 
 
+def zonal_stack(pods: tuple[int, ...], shapes: tuple[dict[str, str], ...] | None = None,
+                services: tuple[str, ...] | None = None) -> list[Wire]:
+    """The cluster as the component declares it: one StatefulSet per zone, sharing the redis.conf
+    (and, unless `services` says otherwise, the governing headless Service)."""
+    wires = [w for w in redis_stack() if w.type != STATEFUL_SET]
+    for i, count in enumerate(pods):
+        zone = "bcde"[i]
+        wires.append(Wire(STATEFUL_SET, f"redis-cluster-statefulset-{zone}", change(statefulset(), {
+            "metadata.name": f"{APP}-{zone}", "spec.replicas": float(count),
+            **({"metadata.annotations": shapes[i]} if shapes else {}),
+            **({"spec.serviceName": services[i]} if services else {})})))
+    return wires
+
+
 def shape(masters: int, replicas: int) -> dict[str, str]:
     return {"aiwfe.io/redis-masters": str(masters), "aiwfe.io/redis-replicas-per-master": str(replicas)}
 
@@ -121,6 +136,13 @@ CASES: list[Case] = [
     bad(HA, "no-replicas", redis_stack(sts={"metadata.annotations": shape(3, 0), "spec.replicas": 3.0})),
     bad(HA, "pods-do-not-match-the-shape", redis_stack(sts={"spec.replicas": 4.0})),
     bad(HA, "shape-not-stated", redis_stack(sts={"metadata.annotations": DELETE})),
+    ok(HA, "one-statefulset-per-zone-adding-up", zonal_stack((2, 2, 2))),
+    bad(HA, "one-statefulset-per-zone-one-pod-short", zonal_stack((3, 2, 0))),
+    bad(HA, "statefulsets-disagree-on-the-shape", zonal_stack((2, 2, 2), (shape(3, 1), shape(3, 1), shape(2, 2)))),
+    # Four zones: two of them get a single pod, and the cluster's StatefulSets count together.
+    ok(REPLICAS, "one-pod-statefulsets-of-one-cluster-count-together", zonal_stack((2, 2, 1, 1))),
+    bad(REPLICAS, "one-pod-statefulset-under-its-own-service", zonal_stack(
+        (2, 2, 1, 1), services=("redis-cluster-headless",) * 3 + ("elsewhere",))),
     bad(HA, "cluster-mode-off", redis_stack(conf=conf_with("cluster-enabled yes", "cluster-enabled no"))),
 
     ok(PERSISTENCE, "aof-everysec-and-rdb", redis_stack()),

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 
 import pytest
 
 from components.redis_cluster import (
     RedisConfParams,
     client_url,
+    layout,
     render_auth_conf,
     render_bootstrap_script,
     render_redis_conf,
+    render_start_script,
 )
 from policies.redis import parse_conf
 from stacks.settings import parse_memory_bytes
@@ -29,8 +33,15 @@ PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 PASSWORD = "random:index/randomPassword:RandomPassword"
 
 
+def zonal_statefulsets(rendered: dict, stack: str) -> dict[str, dict]:
+    """{zone: its StatefulSet}, in the order of the stack's zones."""
+    zones = settings_for(stack).gcp.zones
+    return {zone: one(rendered[stack], STS, f"redis-cluster-statefulset-{zone[-1]}") for zone in zones}
+
+
 def statefulset(rendered: dict, stack: str) -> dict:
-    return one(rendered[stack], STS, "redis-cluster-statefulset")
+    """The first zone's StatefulSet (all zones share the pod template apart from the zone)."""
+    return next(iter(zonal_statefulsets(rendered, stack).values()))
 
 
 def containers(rendered: dict, stack: str) -> dict[str, dict]:
@@ -42,23 +53,44 @@ def conf(rendered: dict, stack: str) -> dict[str, list[list[str]]]:
     return parse_conf(one(rendered[stack], CONFIG_MAP, "redis-cluster-config")["props"]["data"]["redis.conf"])
 
 
-def test_statefulset_shape_and_storage(rendered: dict, stack: str) -> None:
-    s = settings_for(stack).redis
-    sts = statefulset(rendered, stack)["props"]
-    assert sts["metadata"]["name"] == "redis-cluster" and sts["metadata"]["namespace"] == "aiwfe-redis"
-    assert sts["spec"]["replicas"] == 6.0 == s.masters * (1 + s.replicas_per_master)
-    assert sts["spec"]["serviceName"] == "redis-cluster-headless"
-    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
-    claim = sts["spec"]["volumeClaimTemplates"][0]["spec"]
-    assert claim["storageClassName"] == s.storage_class
-    assert claim["resources"]["requests"]["storage"] == s.storage_size
-    assert parse_memory_bytes(s.storage_size) >= 3 * s.maxmemory_bytes
-    assert sts["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == "redis-cluster"
+def test_one_statefulset_per_zone_with_the_layouts_pods(rendered: dict, stack: str) -> None:
+    s = settings_for(stack)
+    by_zone = zonal_statefulsets(rendered, stack)
+    redis_sets = [r for r in resources_of(rendered[stack], STS) if "RedisCluster$" in r["urn"]]
+    assert len(redis_sets) == len(by_zone) == len(s.gcp.zones)
+    pods = {zone: sts["props"]["spec"]["replicas"] for zone, sts in by_zone.items()}
+    assert sum(pods.values()) == s.redis.masters * (1 + s.redis.replicas_per_master) == 6
+    assert pods == {"prod": {"europe-west1-b": 2, "europe-west1-c": 2, "europe-west1-d": 2},
+                    "staging": {"europe-west1-b": 3, "europe-west1-c": 3}}[stack]
+    for zone, resource in by_zone.items():
+        sts = resource["props"]
+        assert sts["metadata"]["name"] == f"redis-cluster-{zone[-1]}" and sts["metadata"]["namespace"] == "aiwfe-redis"
+        assert sts["spec"]["serviceName"] == "redis-cluster-headless"
+        assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+        claim = sts["spec"]["volumeClaimTemplates"][0]["spec"]
+        assert claim["storageClassName"] == s.redis.storage_class
+        assert claim["resources"]["requests"]["storage"] == s.redis.storage_size
+        labels = sts["spec"]["template"]["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "redis-cluster" and labels["aiwfe.io/redis-zone"] == zone[-1]
+        # Selectors do not overlap: each StatefulSet owns only its zone's pods.
+        assert sts["spec"]["selector"]["matchLabels"]["aiwfe.io/redis-zone"] == zone[-1]
+        assert (sts["metadata"]["annotations"]["aiwfe.io/redis-masters"],
+                sts["metadata"]["annotations"]["aiwfe.io/redis-replicas-per-master"]) == ("3", "1")
+    assert parse_memory_bytes(s.redis.storage_size) >= 3 * s.redis.maxmemory_bytes
+
+
+def test_zones_roll_one_after_another(rendered: dict, stack: str) -> None:
+    """A PDB does not limit a rollout: each zone's StatefulSet waits for the one before it."""
+    sets = list(zonal_statefulsets(rendered, stack).values())
+    headless = one(rendered[stack], SERVICE, "redis-cluster-headless-service")["urn"]
+    assert headless in sets[0]["dependencies"]
+    for before, after in itertools.pairwise(sets):
+        assert before["urn"] in after["dependencies"]
 
 
 def test_prod_protects_the_data_and_staging_does_not(rendered: dict) -> None:
     for stack, protected in (("prod", True), ("staging", False)):
-        assert statefulset(rendered, stack)["protect"] is protected
+        assert all(sts["protect"] is protected for sts in zonal_statefulsets(rendered, stack).values())
         assert one(rendered[stack], NAMESPACE, "redis-cluster-namespace")["protect"] is protected
 
 
@@ -113,6 +145,11 @@ def test_ports_probes_and_sidecar_exclusions(rendered: dict, stack: str) -> None
             if kind in container:
                 assert container[kind]["timeoutSeconds"] <= 3
     assert c["redis"]["readinessProbe"]["exec"]["command"] == ["sh", "/etc/redis/readiness.sh"]
+    # Started through start.sh (peers' addresses refreshed), which execs redis-server with the args.
+    assert c["redis"]["command"] == ["sh", "/etc/redis/start.sh"]
+    assert c["redis"]["args"][:2] == ["/etc/redis/redis.conf", "--cluster-announce-hostname"]
+    data = one(rendered[stack], CONFIG_MAP, "redis-cluster-config")["props"]["data"]
+    assert data["start.sh"] == render_start_script() and 'exec redis-server "$@"' in data["start.sh"]
     annotations = statefulset(rendered, stack)["props"]["spec"]["template"]["metadata"]["annotations"]
     assert annotations["traffic.sidecar.istio.io/excludeInboundPorts"] == "16379,9121"
     assert annotations["traffic.sidecar.istio.io/excludeOutboundPorts"] == "16379"
@@ -120,14 +157,27 @@ def test_ports_probes_and_sidecar_exclusions(rendered: dict, stack: str) -> None
 
 
 def test_placement(rendered: dict) -> None:
-    for stack, zone_rule in (("prod", "DoNotSchedule"), ("staging", "ScheduleAnyway")):
-        pod = statefulset(rendered, stack)["props"]["spec"]["template"]["spec"]
-        (term,) = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-        assert term["topologyKey"] == "kubernetes.io/hostname"
-        assert term["labelSelector"]["matchLabels"]["app.kubernetes.io/name"] == "redis-cluster"
-        spread = {t["topologyKey"]: t["whenUnsatisfiable"] for t in pod["topologySpreadConstraints"]}
-        assert spread == {"topology.kubernetes.io/zone": zone_rule, "kubernetes.io/hostname": "DoNotSchedule"}
-        assert one(rendered[stack], PDB, "redis-cluster-disruption-budget")["props"]["spec"]["maxUnavailable"] == 1.0
+    for stack in ("prod", "staging"):
+        for zone, sts in zonal_statefulsets(rendered, stack).items():
+            pod = sts["props"]["spec"]["template"]["spec"]
+            (term,) = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            assert term["topologyKey"] == "kubernetes.io/hostname"
+            assert term["labelSelector"]["matchLabels"] == {"app.kubernetes.io/name": "redis-cluster",
+                                                            "app.kubernetes.io/part-of": "aiwfe"}, "over all zones"
+            expression = {"key": "topology.kubernetes.io/zone", "operator": "In", "values": [zone]}
+            node_affinity = pod["affinity"]["nodeAffinity"]
+            if stack == "prod":  # pinned: the layout's zone separation holds
+                (selector,) = node_affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+                assert selector["matchExpressions"] == [expression]
+            else:
+                (preferred,) = node_affinity["preferredDuringSchedulingIgnoredDuringExecution"]
+                assert preferred["preference"]["matchExpressions"] == [expression]
+            spread = {t["topologyKey"]: t["whenUnsatisfiable"] for t in pod["topologySpreadConstraints"]}
+            assert spread == {"kubernetes.io/hostname": "DoNotSchedule"}
+        budget = one(rendered[stack], PDB, "redis-cluster-disruption-budget")["props"]["spec"]
+        assert budget["maxUnavailable"] == 1.0
+        assert budget["selector"]["matchLabels"] == {"app.kubernetes.io/name": "redis-cluster",
+                                                     "app.kubernetes.io/part-of": "aiwfe"}, "one budget, all zones"
 
 
 def test_services(rendered: dict, stack: str) -> None:
@@ -148,11 +198,20 @@ def test_bootstrap_job(rendered: dict, stack: str) -> None:
     assert template["metadata"]["annotations"]["sidecar.istio.io/nativeSidecar"] == "true"
     assert template["spec"]["serviceAccountName"] == "redis-cluster-bootstrap"
     assert template["spec"]["restartPolicy"] == "Never"
-    assert statefulset(rendered, stack)["urn"] in job["dependencies"], "runs once every node answers"
+    assert all(sts["urn"] in job["dependencies"] for sts in zonal_statefulsets(rendered, stack).values()), \
+        "runs once every node answers"
     script = one(rendered[stack], CONFIG_MAP, "redis-cluster-bootstrap-script")["props"]["data"]["bootstrap.sh"]
-    assert f"REPLICAS={s.replicas_per_master}" in script and "--cluster create" in script
-    for i in range(s.nodes):
-        assert f"redis-cluster-{i}.redis-cluster-headless.aiwfe-redis.svc.cluster.local:6379" in script
+    assert "--cluster create" in script and "--cluster-replicas 0" in script
+    # The pairs the layout made, by pod DNS name: each replica in another zone than its master.
+    zones = settings_for(stack).gcp.zones
+    pairs = dict(pair.split("=") for pair in re.search(r"^PAIRS='([^']*)'", script, re.M)[1].split())
+    masters = re.search(r"^MASTERS='([^']*)'", script, re.M)[1].split()
+    assert len(masters) == s.masters and len(pairs) == s.masters * s.replicas_per_master
+    host = re.compile(r"redis-cluster-([a-z])-(\d)\.redis-cluster-headless\.aiwfe-redis\.svc\.cluster\.local:6379")
+    assert all(host.fullmatch(a) for a in [*masters, *pairs, *pairs.values()])
+    assert all(host.fullmatch(r)[1] != host.fullmatch(m)[1] for r, m in pairs.items()), "zones differ"
+    assert set(pairs.values()) == set(masters)
+    assert layout(s, zones).zone_separated
 
 
 def test_network_policy_admits_only_websocket_redis_bootstrap_and_scraper(rendered: dict, stack: str) -> None:
@@ -181,7 +240,7 @@ def test_namespace_is_meshed(rendered: dict, stack: str) -> None:
 
 def test_client_url_seeds_every_node() -> None:
     s = settings_for("prod").redis
-    url = client_url(s)
+    url = client_url(s, settings_for("prod").gcp.zones)
     assert url.startswith("redis://") and "@" not in url
     assert url.count(":6379") == s.nodes
 
@@ -207,7 +266,8 @@ def test_auth_conf_sets_client_and_replication_password() -> None:
     assert render_auth_conf("A" * 32) == f"requirepass {'A' * 32}\nmasterauth {'A' * 32}\n"
 
 
-@pytest.mark.parametrize("nodes", [[], ["host"], ["host:6379; rm -rf /"], ["$(x):1"]])
-def test_bootstrap_script_refuses_bad_addresses(nodes: list[str]) -> None:
+@pytest.mark.parametrize("shards", [[], [("host", [])], [("host:6379; rm -rf /", [])], [("a:1", ["$(x):1"])],
+                                    [("a:1", ["a:1"])], [("", ["a:1"])]])
+def test_bootstrap_script_refuses_bad_shards(shards: list) -> None:
     with pytest.raises(ValueError):
-        render_bootstrap_script(nodes, 1)
+        render_bootstrap_script(shards)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from components.redis_cluster import conf_params, render_liveness_script, render_readiness_script
+from components.redis_cluster import conf_params, layout, render_liveness_script, render_readiness_script
+from components.redis_layout import plan_layout
 from stacks.settings import parse_settings
 from tests.conftest import require_tool
 from tools.redis_local import HOST, LocalCluster, Node, wait_for
@@ -46,10 +47,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     # The prod config, with 64 MiB of data instead of 8 GiB and a 1.5 s node timeout.
     params = dataclasses.replace(conf_params(settings.redis), maxmemory_bytes=64 * 2**20,
                                  cluster_node_timeout_ms=NODE_TIMEOUT_MS)
-    local = LocalCluster(tmp_path_factory.mktemp("redis-cluster"), params, PASSWORD, count=6, server=server)
+    # Nodes stand in for prod's pods: the layout over prod's zones decides who follows whom.
+    local = LocalCluster(tmp_path_factory.mktemp("redis-cluster"), params, PASSWORD,
+                         layout=layout(settings.redis, settings.gcp.zones), server=server)
     try:
         local.start_all()
-        result = local.bootstrap(settings.redis.replicas_per_master)
+        result = local.bootstrap()
         assert result.returncode == 0, result.stdout + result.stderr
         assert "cluster formed" in result.stdout
         yield local
@@ -118,6 +121,15 @@ def test_1_three_masters_three_replicas_all_slots_state_ok(cluster: LocalCluster
     seen = nodes_seen_by(cluster.nodes[0])
     masters = {n["id"] for n in seen if "master" in n["flags"]}
     assert {n["master"] for n in seen if "slave" in n["flags"]} == masters, "one replica per master"
+    # Each replica follows the master the layout chose for it, which is in another zone.
+    node_at = {int(n["address"].split(":")[1].split("@")[0]): n for n in seen}
+    port_of = {n["id"]: port for port, n in node_at.items()}
+    zone_at = {node.port: node.slot.zone for node in cluster.nodes}
+    planned = {cluster.node_of(r).port: cluster.node_of(s.master).port
+               for s in cluster.layout.shards for r in s.replicas}
+    follows = {port: port_of[n["master"]] for port, n in node_at.items() if "slave" in n["flags"]}
+    assert follows == planned
+    assert all(zone_at[replica] != zone_at[master] for replica, master in follows.items())
     # Redirects name the announced hostname (stands in for the pod's headless-Service DNS name).
     assert all(n["address"].endswith(f",{HOST}") for n in seen)
 
@@ -248,7 +260,8 @@ def test_probe_scripts_judge_real_nodes(cluster: LocalCluster, tmp_path: Path) -
         assert run(liveness, node.port, PASSWORD) == 0
     assert run(readiness, cluster.nodes[0].port, "wrong-password-0000") == 1
     assert run(liveness, cluster.nodes[0].port, "wrong-password-0000") == 1
-    fresh = LocalCluster(tmp_path / "fresh", cluster.params, PASSWORD, count=1, server=cluster.server)
+    fresh = LocalCluster(tmp_path / "fresh", cluster.params, PASSWORD, layout=plan_layout(("local-a",), 1, 0),
+                         server=cluster.server)
     with fresh:
         fresh.start_all()
         assert run(readiness, fresh.nodes[0].port, PASSWORD) == 0, "a node before the bootstrap is ready"

@@ -68,8 +68,8 @@ def test_websocket_env_takes_config_and_secret_by_reference(rendered: dict, stac
 def test_app_config_carries_redis_and_session_facts(rendered: dict, stack: str) -> None:
     s = settings_for(stack)
     data = one(rendered[stack], CONFIG_MAP, "workloads-app-config")["props"]["data"]
-    assert data["REDIS_URL"] == client_url(s.redis)
-    assert data["REDIS_URL"].startswith(f"redis://redis-cluster-0.redis-cluster-headless.{s.redis.namespace}.svc")
+    assert data["REDIS_URL"] == client_url(s.redis, s.gcp.zones)
+    assert data["REDIS_URL"].startswith(f"redis://redis-cluster-b-0.redis-cluster-headless.{s.redis.namespace}.svc")
     assert data["REDIS_HEALTH_TIMEOUT_MS"] == "3000"
     assert (data["SESSION_KEY_PREFIX"], data["SESSION_TTL_SECONDS"]) == ("ws:session:", "3600")
     assert (data["CONNECTION_KEY_PREFIX"], data["CONNECTION_TTL_SECONDS"]) == ("connection:", "86400")

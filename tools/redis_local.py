@@ -1,6 +1,12 @@
 """Six (or N) real `redis-server` processes on loopback, each from the config the Redis component
-renders, for the integration test and the benchmark. Every process is started and stopped here by
-its own pid; every file lives under the given folder."""
+renders, started through the component's own start script and formed by its own bootstrap script,
+for the integration tests and the benchmark. Every process is started and stopped here by its own
+pid; every file lives under the given folder.
+
+Each node has an IP to bind (`127.0.0.1` by default; any 127.x.y.z works on Linux) and a hostname
+to announce (the pod's DNS name in Kubernetes). Hostnames other than IPs are answered by
+`FakeResolver`, a `getent` test double put first on the scripts' PATH.
+"""
 
 from __future__ import annotations
 
@@ -10,23 +16,32 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.redis_cluster import RedisConfParams, render_auth_conf, render_bootstrap_script, render_redis_conf
+from components.redis_cluster import (
+    RedisConfParams,
+    render_auth_conf,
+    render_bootstrap_script,
+    render_redis_conf,
+    render_start_script,
+)
+from components.redis_layout import ClusterLayout, NodeSlot, plan_layout
 from tools.resp import Connection, RespError, parse_info
 
 HOST = "127.0.0.1"
+# Stand-in zones for a local cluster: the prod shape (3 masters, 1 replica each, 3 zones).
+LOCAL_ZONES = ("local-a", "local-b", "local-c")
 
 
-def free_ports(count: int) -> list[int]:
+def free_ports(count: int, host: str = HOST) -> list[int]:
     """Ports the kernel hands out as free right now (held together so they are distinct)."""
     sockets = []
     try:
         for _ in range(count):
             s = socket.socket()
-            s.bind((HOST, 0))
+            s.bind((host, 0))
             sockets.append(s)
         return [s.getsockname()[1] for s in sockets]
     finally:
@@ -34,37 +49,81 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def default_conf(port: int, bus_port: int, data_dir: str) -> str:
+def default_conf(host: str, port: int, bus_port: int, data_dir: str) -> str:
     """A stock redis-server as a cluster node: only what cluster mode, loopback and the same password
     need; persistence, memory and everything else at Redis's defaults."""
-    return (f"bind {HOST}\nport {port}\ndir {data_dir}\ncluster-enabled yes\n"
+    return (f"bind {host}\nport {port}\ndir {data_dir}\ncluster-enabled yes\n"
             f"cluster-config-file {data_dir}/nodes.conf\ncluster-port {bus_port}\ninclude {data_dir}/auth.conf\n")
+
+
+class FakeResolver:
+    """Test double for `getent hosts NAME` (the only lookup the rendered scripts make): a `getent`
+    script answering from a hosts file this object rewrites, so a test can move a name to a new IP
+    the way a rescheduled pod's DNS record moves. IP literals answer themselves."""
+
+    def __init__(self, root: Path) -> None:
+        self.bin = root / "fake-getent-bin"
+        self.bin.mkdir(parents=True, exist_ok=True)
+        self.hosts = root / "fake-hosts"
+        self.hosts.write_text("")
+        script = self.bin / "getent"
+        script.write_text(f"""#!/bin/sh
+# Test double for getent(1) (tools/redis_local.FakeResolver): `getent hosts NAME` from {self.hosts}.
+[ "$1" = hosts ] || exit 2
+case "$2" in *[!0-9.]*) ;; *) echo "$2       $2"; exit 0 ;; esac
+awk -v name="$2" '$2 == name {{ print $1 "       " $2; found = 1 }} END {{ exit found ? 0 : 2 }}' {self.hosts}
+""")
+        script.chmod(0o755)
+
+    def set(self, names: dict[str, str]) -> None:
+        """Answer each name with its IP (replaces every earlier answer)."""
+        self.hosts.write_text("".join(f"{ip} {name}\n" for name, ip in names.items()))
 
 
 @dataclass
 class Node:
     index: int
+    slot: NodeSlot
     port: int
     bus_port: int
     dir: Path
+    host: str = HOST
+    """The IP the node binds to (and is reached at)."""
+    name: str = HOST
+    """The hostname it announces and the bootstrap names it by (stands in for the pod's DNS name)."""
     process: subprocess.Popen | None = None
 
     @property
     def address(self) -> str:
-        return f"{HOST}:{self.port}"
+        return f"{self.host}:{self.port}"
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.name}:{self.port}"
 
 
 class LocalCluster:
-    """N nodes from `params` (port, bus port, dir and include replaced per node) or stock configs."""
+    """The nodes of `layout` (by default 3 masters + 3 replicas over three stand-in zones) from
+    `params` (port, bus port, bind, dir and include replaced per node) or stock configs."""
 
-    def __init__(self, root: Path, params: RedisConfParams | None, password: str, count: int = 6,
-                 server: str = "redis-server") -> None:
+    def __init__(self, root: Path, params: RedisConfParams | None, password: str,
+                 layout: ClusterLayout | None = None, server: str = "redis-server",
+                 hosts: Sequence[str] | None = None, names: Sequence[str] | None = None,
+                 resolver: FakeResolver | None = None) -> None:
         self.root = root
         self.params = params
         self.password = password
         self.server = server
-        ports = free_ports(2 * count)
-        self.nodes = [Node(i, ports[2 * i], ports[2 * i + 1], root / f"node-{i}") for i in range(count)]
+        self.layout = layout or plan_layout(LOCAL_ZONES, 3, 1)
+        self.resolver = resolver
+        slots = self.layout.nodes
+        hosts = list(hosts or [HOST] * len(slots))
+        names = list(names or hosts)
+        ports = free_ports(2 * len(slots))
+        self.nodes = [Node(i, slot, ports[2 * i], ports[2 * i + 1], root / f"node-{i}", hosts[i], names[i])
+                      for i, slot in enumerate(slots)]
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "start.sh").write_text(render_start_script())
         for node in self.nodes:
             node.dir.mkdir(parents=True, exist_ok=True)
             (node.dir / "redis.conf").write_text(self.conf_for(node))
@@ -72,30 +131,55 @@ class LocalCluster:
 
     def conf_for(self, node: Node) -> str:
         if self.params is None:
-            return default_conf(node.port, node.bus_port, str(node.dir))
-        return render_redis_conf(dataclasses.replace(
-            self.params, port=node.port, bus_port=node.bus_port, data_dir=str(node.dir),
-            auth_include=str(node.dir / "auth.conf"), bind=HOST))
+            conf = default_conf(node.host, node.port, node.bus_port, str(node.dir))
+        else:
+            conf = render_redis_conf(dataclasses.replace(
+                self.params, port=node.port, bus_port=node.bus_port, data_dir=str(node.dir),
+                auth_include=str(node.dir / "auth.conf"), bind=node.host))
+        # On loopback every outgoing connection would come from 127.0.0.1, and peers record the
+        # sender's address from the socket: connect from the node's own IP, as a pod does.
+        return conf + f"bind-source-addr {node.host}\n"
+
+    def move(self, node: Node, host: str) -> None:
+        """Give a stopped node a new IP (a rescheduled pod); its data directory stays."""
+        assert node.process is None, "stop the node first"
+        node.host = host
+        (node.dir / "redis.conf").write_text(self.conf_for(node))
+
+    def node_of(self, slot: NodeSlot) -> Node:
+        return next(n for n in self.nodes if n.slot == slot)
 
     @property
     def addresses(self) -> list[str]:
         return [node.address for node in self.nodes]
 
-    def start(self, node: Node, timeout: float = 15.0) -> None:
-        """Start one node (the announced hostname stands in for the pod's DNS name) and wait for PING."""
+    def script_env(self) -> dict[str, str]:
+        """PATH with this redis-server's folder (and the fake getent, if any) first, and the password."""
+        path = [str(Path(self.server).parent)] if os.sep in self.server else []
+        if self.resolver is not None:
+            path.insert(0, str(self.resolver.bin))
+        return {**os.environ, "PATH": os.pathsep.join([*path, os.environ.get("PATH", "/usr/bin:/bin")]),
+                "REDISCLI_AUTH": self.password}
+
+    def start(self, node: Node, timeout: float = 15.0, refresh_peers: bool = True) -> None:
+        """Start one node through the component's start script (which refreshes the peers' addresses
+        in nodes.conf, then execs redis-server: the pid is the server's), and wait for PING.
+        `refresh_peers=False` runs redis-server directly, as a node without that step would."""
+        server = ["sh", str(self.root / "start.sh")] if refresh_peers else [self.server]
         log = open(node.dir / "redis.log", "ab")  # noqa: SIM115 (handed to the child)
         node.process = subprocess.Popen(
-            [self.server, str(node.dir / "redis.conf"), "--cluster-announce-hostname", HOST],
-            stdout=log, stderr=subprocess.STDOUT, cwd=node.dir)
+            [*server, str(node.dir / "redis.conf"), "--cluster-announce-hostname", node.name],
+            stdout=log, stderr=subprocess.STDOUT, cwd=node.dir,
+            env={**self.script_env(), "REDIS_NODES_CONF": str(node.dir / "nodes.conf")})
         log.close()
-        wait_for(lambda: self.ping(node), timeout, f"node {node.index} on port {node.port} did not start "
+        wait_for(lambda: self.ping(node), timeout, f"node {node.index} on {node.address} did not start "
                  f"(see {node.dir / 'redis.log'})")
 
     def ping(self, node: Node) -> bool:
         if node.process is None or node.process.poll() is not None:
             raise RuntimeError(f"node {node.index} exited; log:\n{(node.dir / 'redis.log').read_text()[-2000:]}")
         try:
-            conn = Connection(HOST, node.port, self.password, timeout=1.0)
+            conn = Connection(node.host, node.port, self.password, timeout=1.0)
         except (OSError, RespError):
             return False
         try:
@@ -105,9 +189,9 @@ class LocalCluster:
         finally:
             conn.close()
 
-    def start_all(self) -> None:
+    def start_all(self, refresh_peers: bool = True) -> None:
         for node in self.nodes:
-            self.start(node)
+            self.start(node, refresh_peers=refresh_peers)
 
     def stop(self, node: Node, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
         """Signal the node's own pid and reap it."""
@@ -123,19 +207,24 @@ class LocalCluster:
                 process.wait(timeout)
         node.process = None
 
-    def stop_all(self) -> None:
+    def stop_all(self, sig: int = signal.SIGKILL) -> None:
         for node in self.nodes:
-            self.stop(node, signal.SIGKILL)
+            self.stop(node, sig)
 
-    def bootstrap(self, replicas_per_master: int = 1, interval: str = "0.2") -> subprocess.CompletedProcess:
-        """Run the component's own bootstrap script against these nodes."""
-        script = render_bootstrap_script(self.addresses, replicas_per_master, attempts=150, interval=interval)
-        env = {**os.environ, "REDISCLI_AUTH": self.password}
-        return subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    def shards(self) -> list[tuple[str, list[str]]]:
+        """The layout's pairing, in the names the bootstrap uses."""
+        return [(self.node_of(s.master).endpoint, [self.node_of(r).endpoint for r in s.replicas])
+                for s in self.layout.shards]
+
+    def bootstrap(self, interval: str = "0.2") -> subprocess.CompletedProcess:
+        """Run the component's own bootstrap script against these nodes, with this layout's pairing."""
+        script = render_bootstrap_script(self.shards(), attempts=150, interval=interval)
+        return subprocess.run(["sh", "-c", script], env=self.script_env(), capture_output=True, text=True,
+                              timeout=120)
 
     def info(self, node: Node, *section: str) -> dict[str, str]:
         """`INFO <section>` (or `CLUSTER INFO` for section "cluster-info") of one node as a dict."""
-        conn = Connection(HOST, node.port, self.password, timeout=2.0)
+        conn = Connection(node.host, node.port, self.password, timeout=2.0)
         try:
             args = ("CLUSTER", "INFO") if section == ("cluster-info",) else ("INFO", *section)
             return parse_info(conn.call(*args))

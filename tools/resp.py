@@ -4,6 +4,7 @@ cluster redirects (MOVED/ASK) followed from any node. Used by the integration te
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import Any
 
 
@@ -60,15 +61,18 @@ class Connection:
 class ClusterClient:
     """Sends key commands to a starting node and follows MOVED/ASK redirects, like a cluster client."""
 
-    def __init__(self, password: str | None, timeout: float = 5.0) -> None:
+    def __init__(self, password: str | None, timeout: float = 5.0,
+                 resolve: Callable[[str], str] | None = None) -> None:
         self.password = password
         self.timeout = timeout
+        # Redirects name the announced hostname; `resolve` maps it to an IP (a test's stand-in DNS).
+        self.resolve = resolve or (lambda host: host)
         self.connections: dict[tuple[str, int], Connection] = {}
 
     def connection(self, host: str, port: int) -> Connection:
-        key = (host, port)
+        key = (self.resolve(host), port)
         if key not in self.connections:
-            self.connections[key] = Connection(host, port, self.password, self.timeout)
+            self.connections[key] = Connection(*key, self.password, self.timeout)
         return self.connections[key]
 
     def call(self, start: tuple[str, int], *args: Any, redirects: int = 5) -> tuple[Any, Connection]:

@@ -1,0 +1,179 @@
+"""Real `redis-server` processes through the component's own start and bootstrap scripts, each on
+its own loopback IP and announcing a pod-like hostname that a `getent` test double answers:
+
+- a first bootstrap interrupted after creating the masters is completed by the next run, which
+  attaches each replica to the master the layout chose for it (another zone);
+- every node restarting at once on a new IP (a node-pool upgrade reschedules every pod) finds the
+  cluster again, even when the names of nodes that start later do not resolve yet; without the
+  start script's refresh the same restart leaves every node cut off from its peers (the control).
+
+Every process is started and stopped by this test by its pid; in CI a missing redis-server fails."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from components.redis_cluster import conf_params
+from components.redis_layout import plan_layout
+from stacks.settings import parse_settings
+from tests.conftest import require_tool
+from tools.redis_local import FakeResolver, LocalCluster, Node, wait_for
+from tools.render import load_stack_config
+from tools.resp import ClusterClient, Connection, cluster_nodes, parse_info
+
+PASSWORD = "TestOnlyPassword0123456789abcdef"
+NODE_TIMEOUT_MS = 1500
+ZONES = ("test-zone-b", "test-zone-c", "test-zone-d")
+KEYS = {f"ws:session:restart-{i}": f"value-{i}" for i in range(60)}
+
+
+def hosts(subnet: int, count: int) -> list[str]:
+    return [f"127.0.{subnet}.{i + 1}" for i in range(count)]
+
+
+def call(node: Node, *args: str) -> object:
+    conn = Connection(node.host, node.port, PASSWORD, timeout=2.0)
+    try:
+        return conn.call(*args)
+    finally:
+        conn.close()
+
+
+def view(node: Node) -> list[dict]:
+    return cluster_nodes(str(call(node, "CLUSTER", "NODES")))
+
+
+def ip_of(entry: dict) -> str:
+    return entry["address"].split("@")[0].rpartition(":")[0]
+
+
+def whole(cluster: LocalCluster) -> bool:
+    """Every node sees every node at its current IP, connected and not failing, and the cluster ok."""
+    current = {node.name: node.host for node in cluster.nodes}
+    for node in cluster.nodes:
+        entries = view(node)
+        if len(entries) != len(cluster.nodes):
+            return False
+        for entry in entries:
+            name = entry["address"].partition(",")[2].partition(",")[0]
+            if ip_of(entry) != current.get(name) or entry["flags"] & {"fail", "fail?", "handshake", "noaddr"}:
+                return False
+            if "myself" not in entry["flags"] and entry["link"] != "connected":
+                return False
+        if parse_info(str(call(node, "CLUSTER", "INFO")))["cluster_state"] != "ok":
+            return False
+    return True
+
+
+def roles(cluster: LocalCluster) -> dict[str, str]:
+    """{node id: its master's id, or "-" for a master}, as the first node sees it."""
+    return {e["id"]: e["master"] for e in view(cluster.nodes[0])}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    server = require_tool("redis-server")
+    require_tool("redis-cli")
+    config = load_stack_config("prod")
+    settings = parse_settings(config.values, stack="prod", secret_keys=config.secret_keys)
+    params = dataclasses.replace(conf_params(settings.redis), maxmemory_bytes=64 * 2**20,
+                                 cluster_node_timeout_ms=NODE_TIMEOUT_MS)
+    root = tmp_path_factory.mktemp("redis-restart")
+    layout = plan_layout(ZONES, 3, 1)
+    names = [f"redis-cluster-{s.zone_suffix}-{s.ordinal}.redis-cluster-headless.test" for s in layout.nodes]
+    resolver = FakeResolver(root)
+    local = LocalCluster(root, params, PASSWORD, layout=layout, server=server,
+                         hosts=hosts(1, len(names)), names=names, resolver=resolver)
+    resolver.set({n.name: n.host for n in local.nodes})
+    try:
+        local.start_all()
+        yield local
+    finally:
+        local.stop_all()
+
+
+def test_an_interrupted_bootstrap_is_completed_with_the_planned_pairs(cluster: LocalCluster) -> None:
+    masters = [cluster.node_of(s.master) for s in cluster.layout.shards]
+    # The first run died after `--cluster create` of the masters, before any replica was attached.
+    created = subprocess.run(["redis-cli", "--no-auth-warning", "--cluster", "create",
+                              *(m.address for m in masters), "--cluster-replicas", "0", "--cluster-yes"],
+                             env=cluster.script_env(), capture_output=True, text=True, timeout=60)
+    assert created.returncode == 0, created.stdout + created.stderr
+
+    result = cluster.bootstrap()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "creating" not in result.stdout
+    assert result.stdout.count("attaching") == 3 and "cluster formed" in result.stdout
+    wait_for(lambda: whole(cluster), 20, "the cluster did not become whole")
+    ids = {ip_of(e): e["id"] for e in view(cluster.nodes[0])}
+    planned = {ids[cluster.node_of(r).host]: ids[cluster.node_of(s.master).host]
+               for s in cluster.layout.shards for r in s.replicas}
+    # Every node learns each replica's role by gossip, a moment after the attachment.
+    wait_for(lambda: all({e["id"]: e["master"] for e in view(n) if e["master"] != "-"} == planned
+                         for n in cluster.nodes), 10, "the replicas do not follow the planned masters")
+    assert all(r.zone != s.master.zone for s in cluster.layout.shards for r in s.replicas)
+
+    again = cluster.bootstrap()
+    assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout + again.stderr
+
+
+def write_keys(cluster: LocalCluster) -> None:
+    names = {n.name: n.host for n in cluster.nodes}
+    client = ClusterClient(PASSWORD, resolve=lambda host: names.get(host, host))
+    try:
+        for key, value in KEYS.items():
+            _, used = client.call((cluster.nodes[0].host, cluster.nodes[0].port), "SET", key, value, "EX", 3600)
+            assert used.call("WAIT", 1, 2000) >= 1
+    finally:
+        client.close()
+
+
+def read_keys(cluster: LocalCluster) -> dict[str, str]:
+    names = {n.name: n.host for n in cluster.nodes}
+    client = ClusterClient(PASSWORD, resolve=lambda host: names.get(host, host))
+    try:
+        return {key: client.call((node.host, node.port), "GET", key)[0]
+                for node in cluster.nodes[::2] for key in KEYS}
+    finally:
+        client.close()
+
+
+def restart_everywhere(cluster: LocalCluster, subnet: int, *, refresh_peers: bool) -> None:
+    """Stop every node (SIGTERM: each saves), give each a new IP, and start them one after another;
+    a name resolves only once its node is up (as a pod's DNS record appears with its IP)."""
+    cluster.stop_all(signal.SIGTERM)
+    for node, host in zip(cluster.nodes, hosts(subnet, len(cluster.nodes)), strict=True):
+        cluster.move(node, host)
+    cluster.resolver.set({})
+    for started, node in enumerate(cluster.nodes, start=1):
+        cluster.resolver.set({n.name: n.host for n in cluster.nodes[:started]})
+        cluster.start(node, refresh_peers=refresh_peers)
+
+
+def test_restarting_every_node_on_new_ips_without_the_refresh_strands_them(cluster: LocalCluster) -> None:
+    """The control: what the start script's refresh prevents."""
+    cluster.wait_settled()  # the replicas' first sync is over: WAIT 1 can be acknowledged
+    before = roles(cluster)
+    write_keys(cluster)
+    restart_everywhere(cluster, 2, refresh_peers=False)
+    # Give the nodes two node timeouts and more: nobody can reach a peer at its recorded IP.
+    with pytest.raises(TimeoutError):
+        wait_for(lambda: any(e["link"] == "connected" for n in cluster.nodes for e in view(n)
+                             if "myself" not in e["flags"]), 2 * NODE_TIMEOUT_MS / 1000 + 2,
+                 "expected: no node reaches a peer")
+    assert roles(cluster) == before, "no failover happened while stranded"
+
+
+def test_restarting_every_node_on_new_ips_with_the_refresh_finds_the_cluster(cluster: LocalCluster) -> None:
+    before = roles(cluster)
+    restart_everywhere(cluster, 3, refresh_peers=True)
+    wait_for(lambda: whole(cluster), 30, "the cluster did not find itself after every node moved")
+    assert roles(cluster) == before, "same nodes, same shards"
+    assert read_keys(cluster) == {k: v for k, v in KEYS.items()}
+    result = cluster.bootstrap()
+    assert result.returncode == 0 and "nothing to do" in result.stdout, result.stdout + result.stderr
