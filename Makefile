@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STACK ?= staging
 
-.PHONY: setup render policy test lint bench clean deploy rollback history
+.PHONY: setup render policy test lint bench bench-redis clean deploy rollback history
 
 setup: $(VENV)/.installed
 
@@ -41,6 +41,10 @@ history: setup
 
 bench: setup
 	$(BIN)/python -m bench.render
+
+# Needs redis-server, redis-cli and redis-benchmark (apt-get install redis-server redis-tools).
+bench-redis: setup
+	$(BIN)/python -m bench.redis
 
 clean:
 	rm -rf build $(VENV)
