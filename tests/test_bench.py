@@ -75,6 +75,12 @@ def test_floor_imports_the_provider_sdk_modules_a_render_executes(tmp_path: Path
     # Every gcp service module a render runs is in the floor (helpers like _utilities aside).
     assert {m for m in executed if not m.split(".")[1].startswith("_") and "_" not in m.split(".")[1]
             and m != "pulumi_gcp.provider"} == services
+    # And the floor runs them (not only names them: a lazy stub costs nothing until first access).
+    floor = subprocess.run([sys.executable, "-c", "from bench import child; import json; child.measure_imports(); "
+                            "print(json.dumps(child.executed_modules('pulumi_gcp.')))"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert floor.returncode == 0, floor.stderr
+    assert services <= set(json.loads(floor.stdout.strip().splitlines()[-1]))
 
 
 def test_child_reports_well_formed_measurements(tmp_path: Path) -> None:
