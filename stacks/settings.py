@@ -620,7 +620,10 @@ PROTECTED_HEADERS = frozenset({"authorization", "sec-websocket-protocol", "sec-w
                                "sec-websocket-version", "sec-websocket-extensions", "upgrade", "connection"})
 # GCP refuses these names in custom headers (hop-by-hop, or reserved by Google).
 GCP_REJECTED_HEADERS = frozenset({"connection", "upgrade", "keep-alive", "te", "trailer", "transfer-encoding",
-                                  "proxy-authorization", "proxy-authenticate", "x-user-ip", "cdn-loop", "host"})
+                                  "proxy-authorization", "proxy-authenticate", "x-user-ip", "cdn-loop", "host",
+                                  "authority"})
+# Per backend service, GCP takes at most this many custom request headers.
+GCP_MAX_CUSTOM_REQUEST_HEADERS = 16
 GCP_REJECTED_HEADER_PREFIXES = ("x-google", "x-goog-", "x-gfe", "x-amz-")
 # `{variable}` placeholders the global external Application LB expands in custom header values
 # (GCP's "custom headers" page). Anything else, and nginx's `$http_*`, would be sent literally.
@@ -735,6 +738,9 @@ def _parse_load_balancer(top: _Section) -> LoadBalancerSettings:
         lb.fail("customRequestHeaders", headers, "must be a map of header name to string value")
     if len({str(k).lower() for k in headers}) != len(headers):
         lb.fail("customRequestHeaders", headers, "must not name a header twice")
+    if len(headers) > GCP_MAX_CUSTOM_REQUEST_HEADERS:
+        lb.fail("customRequestHeaders", headers, f"GCP takes at most {GCP_MAX_CUSTOM_REQUEST_HEADERS} custom "
+                f"request headers per backend service, not {len(headers)}")
     for header, value in headers.items():
         problem = header_problem(str(header), value)
         if problem:
@@ -757,7 +763,9 @@ def _parse_load_balancer(top: _Section) -> LoadBalancerSettings:
         action = one._get("action", "throttle")
         if action not in RATE_LIMIT_ACTIONS:
             one.fail("action", action, f"must be one of {', '.join(RATE_LIMIT_ACTIONS)}")
-        limits.append(RateLimitRule(host=host, requests=one.integer("requests", 1, 1_000_000),
+        # Cloud Armor counts up to 1,000,000 requests for a throttle, 10,000 for a rate-based ban.
+        most = 10_000 if action == "rate_based_ban" else 1_000_000
+        limits.append(RateLimitRule(host=host, requests=one.integer("requests", 1, most),
                                     interval_seconds=interval, action=action,
                                     ban_seconds=one.duration("banDuration", 60, 86400, "10m")))
         one.done()

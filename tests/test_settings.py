@@ -199,6 +199,8 @@ BAD_VALUES = [
     ("loadBalancer.customRequestHeaders", {"X-Goog-Thing": "1"},
      "loadBalancer.customRequestHeaders.X-Goog-Thing", "hop-by-hop or reserved"),
     ("loadBalancer.customRequestHeaders", {"X Bad": "1"}, "loadBalancer.customRequestHeaders.X Bad", "RFC 7230"),
+    ("loadBalancer.customRequestHeaders", {"Authority": "x"},
+     "loadBalancer.customRequestHeaders.Authority", "hop-by-hop or reserved"),
     ("loadBalancer.sessionAffinity", "CLIENT_IP_PORT_PROTO", "loadBalancer.sessionAffinity", "one of NONE"),
     ("loadBalancer.sslPolicyProfile", "COMPATIBLE", "loadBalancer.sslPolicyProfile", "one of MODERN"),
     ("loadBalancer.logSampleRate", 0, "loadBalancer.logSampleRate", "number from 0.01 to 1.0"),
@@ -262,11 +264,23 @@ def test_bad_value_names_key_value_and_what_is_allowed(path: str, value: Any, ke
         assert f"= {shown}:" in message
 
 
+def test_more_custom_headers_than_gcp_takes_is_refused() -> None:
+    """17 headers (a long value: the message shortens it, the key and the limit stay)."""
+    headers = {f"X-Geo-{i}": "{client_region}" for i in range(17)}
+    with pytest.raises(SettingsError) as error:
+        parse(mutate(stack_values("prod"), "loadBalancer.customRequestHeaders", headers))
+    assert error.value.key == f"{PROJECT}:loadBalancer.customRequestHeaders"
+    assert "at most 16 custom request headers per backend service, not 17" in str(error.value)
+    del headers["X-Geo-16"]
+    assert parse(mutate(stack_values("prod"), "loadBalancer.customRequestHeaders", headers))
+
+
 @pytest.mark.parametrize(("limit", "key", "allowed"), [
     ({"host": "auth", "requests": 10, "interval": "45s"}, "rateLimits[0].interval", "only these intervals"),
     ({"host": "auth", "requests": 10, "action": "deny"}, "rateLimits[0].action", "throttle, rate_based_ban"),
     ({"host": "keycloak", "requests": 10}, "rateLimits[0].host", "must be 'auth'"),
     ({"host": "auth"}, "rateLimits[0].requests", "is required"),
+    ({"host": "auth", "requests": 20_000, "action": "rate_based_ban"}, "rateLimits[0].requests", "from 1 to 10000"),
 ])
 def test_bad_rate_limit_names_its_index(limit: dict, key: str, allowed: str) -> None:
     with pytest.raises(SettingsError) as error:
