@@ -65,8 +65,8 @@ def measure(rendered: bool, root: Path, requests: int, pipeline: int, clients: i
         result = cluster.bootstrap()
         if result.returncode != 0:
             raise RuntimeError(result.stdout + result.stderr)
-        # The bootstrap returns once the first node sees the cluster ok; measure only once every
-        # node does, the replicas have synced and no background save runs (see LocalCluster.settled).
+        # Measure only once the replicas have synced and no background save runs (the bootstrap
+        # does not wait for that; see LocalCluster.settled).
         cluster.wait_settled()
         return run_benchmark(cluster, requests, pipeline, clients)
 

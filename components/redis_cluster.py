@@ -147,15 +147,22 @@ def render_auth_conf(password: str) -> str:
 
 def render_bootstrap_script(shards: Sequence[tuple[str, Sequence[str]]], *,
                             attempts: int = 90, interval: str = "2") -> str:
-    """A POSIX sh script that forms the cluster and converges it, idempotently.
+    """A POSIX sh script that forms the cluster and converges it to the layout, idempotently.
 
     `shards` are `(master, replicas)` as `host:port` addresses: the pairing `plan_layout` made (each
     replica in another zone than its master). The script waits until every node answers. If every
-    node is still alone (no known peer, no slot), it creates the cluster from the masters only;
-    then it attaches every replica that is still alone to its master's shard (to whichever node
-    leads the shard now). A cluster that already has every node is left alone ("nothing to do").
-    Hosts are resolved with `getent` at each call (CLUSTER MEET needs IPs). The password comes from
-    `REDISCLI_AUTH` in the environment."""
+    node is still alone (no known peer, no slot), it creates the cluster from the planned masters.
+    Then, shard by shard, it finds the node that holds the shard's slots now (the planned master, or
+    a replica promoted after a failover) and makes every other member follow it: a member that is
+    alone (never attached, or back with an empty volume) is added as its replica; a member that
+    joined but holds no slot and follows nobody (an attachment interrupted after MEET) is told to
+    replicate. Nodes flagged failed or without address that are no longer any member's identity
+    (replaced by an empty volume) are forgotten on every node. It ends only when every node sees
+    all planned nodes, all slots, one master per shard; a cluster already like that is left alone
+    ("nothing to do"). A cluster whose shard count
+    differs from the layout (masters changed after the first deploy) fails it: resharding is manual.
+    Hosts are resolved with `getent ahostsv4` at each call (CLUSTER MEET needs IPs). The password
+    comes from `REDISCLI_AUTH` in the environment."""
     if not shards or any(not master for master, _ in shards):
         raise ValueError("need at least one shard with a master")
     nodes = [master for master, _ in shards] + [r for _, replicas in shards for r in replicas]
@@ -168,8 +175,8 @@ def render_bootstrap_script(shards: Sequence[tuple[str, Sequence[str]]], *,
     pairs = shlex.quote(" ".join(f"{r}={master}" for master, replicas in shards for r in replicas))
     return f"""\
 #!/bin/sh
-# Rendered by components/redis_cluster.py: forms the Redis Cluster and attaches each replica to the
-# master the layout chose for it (another zone). Idempotent: safe to run again at any time.
+# Rendered by components/redis_cluster.py: forms the Redis Cluster and makes each shard's members
+# follow the node holding its slots (replicas in another zone). Idempotent: safe to run at any time.
 set -euf
 MASTERS={masters}
 PAIRS={pairs}  # replica=master
@@ -177,87 +184,168 @@ ATTEMPTS={int(attempts)}
 INTERVAL={shlex.quote(interval)}
 : "${{REDISCLI_AUTH:?REDISCLI_AUTH must hold the Redis password}}"
 
+say() {{ echo "bootstrap: $*"; }}
+fail() {{ echo "bootstrap: $*" >&2; exit 1; }}
 resolve() {{
-  found=$(getent hosts "${{1%:*}}") || {{ echo "bootstrap: cannot resolve ${{1%:*}}" >&2; return 1; }}
+  found=$(timeout 5 getent ahostsv4 "${{1%:*}}") || {{ echo "bootstrap: cannot resolve ${{1%:*}}" >&2; return 1; }}
   echo "${{found%%[[:space:]]*}}:${{1##*:}}"
 }}
 cli() {{
   address=$(resolve "$1") || return 1
   shift
-  redis-cli --no-auth-warning -h "${{address%:*}}" -p "${{address##*:}}" "$@"
+  redis-cli --no-auth-warning -h "${{address%:*}}" -p "${{address##*:}}" "$@" | tr -d '\\r'
 }}
-field() {{ cli "$1" cluster info | tr -d '\\r' | sed -n "s/^$2://p"; }}
+field() {{ cli "$1" cluster info | sed -n "s/^$2://p"; }}
 alone() {{ [ "$(field "$1" cluster_known_nodes)" = 1 ] && [ "$(field "$1" cluster_slots_assigned)" = 0 ]; }}
+myself() {{ cli "$1" cluster nodes | grep myself; }}
 retry() {{
   n=0
   until "$@"; do
     n=$((n + 1))
-    if [ "$n" -ge "$ATTEMPTS" ]; then echo "bootstrap: gave up waiting for: $*" >&2; exit 1; fi
+    [ "$n" -lt "$ATTEMPTS" ] || fail "gave up waiting for: $*"
     sleep "$INTERVAL"
   done
 }}
 answers() {{ [ "$(cli "$1" ping 2>/dev/null)" = PONG ]; }}
 state_ok() {{ [ "$(field "$1" cluster_state 2>/dev/null)" = ok ]; }}
+members() {{
+  echo "$1"
+  for pair in $PAIRS; do
+    if [ "${{pair#*=}}" = "$1" ]; then echo "${{pair%%=*}}"; fi
+  done
+}}
+# The id of the node holding the shard's slots: a member that is a master with slots, or whom a
+# member follows.
+leader_of() {{
+  for member in $(members "$1"); do
+    line=$(myself "$member") || continue
+    set -- $line
+    case $3 in
+      *slave*) if [ "$4" != - ]; then echo "$4"; return 0; fi ;;
+      *master*) if [ "$#" -ge 9 ]; then echo "$1"; return 0; fi ;;
+    esac
+  done
+  return 1
+}}
+follows() {{ [ "$(cli "$1" cluster replicate "$2" 2>&1)" = OK ]; }}
+# Whole: the node sees every planned node, every slot, the planned number of shards, and it is a
+# replica or a master with slots.
+whole() {{
+  [ "$(field "$1" cluster_state)" = ok ] && [ "$(field "$1" cluster_known_nodes)" = "$COUNT" ] \\
+    && [ "$(field "$1" cluster_slots_assigned)" = 16384 ] && [ "$(field "$1" cluster_size)" = "$SHARDS" ] || return 1
+  set -- $(myself "$1")
+  case $3 in *slave*) return 0 ;; esac
+  [ "$#" -ge 9 ]
+}}
 
 NODES=$MASTERS
 for pair in $PAIRS; do NODES="$NODES ${{pair%%=*}}"; done
+COUNT=$(echo $NODES | wc -w)
+SHARDS=$(echo $MASTERS | wc -w)
 for node in $NODES; do retry answers "$node"; done
 
 changed=no
 fresh=yes
-for node in $NODES; do alone "$node" || {{ fresh=no; break; }}; done
+for node in $NODES; do
+  if ! alone "$node"; then fresh=no; break; fi
+done
 if [ "$fresh" = yes ]; then
   addresses=""
   for master in $MASTERS; do addresses="$addresses $(resolve "$master")"; done
-  echo "bootstrap: creating the cluster from the masters$addresses"
+  say "creating the cluster from the masters$addresses"
   redis-cli --no-auth-warning --cluster create $addresses --cluster-replicas 0 --cluster-yes
   changed=yes
+  retry state_ok "${{MASTERS%% *}}"
 fi
+anchor=""
+for node in $NODES; do
+  if ! alone "$node"; then anchor=$node; break; fi
+done
+[ -n "$anchor" ] || fail "no node is part of a cluster"
 
-for pair in $PAIRS; do
-  replica=${{pair%%=*}}
-  master=${{pair#*=}}
-  alone "$replica" || continue
-  retry state_ok "$master"
-  # The shard's leader now: the chosen master, or the node it follows after a failover.
-  set -- $(cli "$master" cluster nodes | tr -d '\\r' | grep myself)
-  leader=$1
-  case $3 in *slave*) leader=$4 ;; esac
-  echo "bootstrap: attaching $replica to the shard of $master ($leader)"
-  redis-cli --no-auth-warning --cluster add-node "$(resolve "$replica")" "$(resolve "$master")" \\
-    --cluster-slave --cluster-master-id "$leader"
+# Gossip spreads the shards within seconds of a create; a count that stays wrong is a changed layout.
+n=0
+until [ "$(field "$anchor" cluster_size)" = "$SHARDS" ] && state_ok "$anchor"; do
+  n=$((n + 1))
+  [ "$n" -lt "$ATTEMPTS" ] || fail "the cluster has $(field "$anchor" cluster_size) shards, the layout plans \\
+$SHARDS: resharding is manual (docs/upgrades.md)"
+  sleep "$INTERVAL"
+done
+
+for master in $MASTERS; do
+  leader=$(leader_of "$master") || fail "no member of the shard of $master holds its slots"
+  for member in $(members "$master"); do
+    if alone "$member"; then
+      say "attaching $member to the shard of $master ($leader)"
+      redis-cli --no-auth-warning --cluster add-node "$(resolve "$member")" "$(resolve "$anchor")" \\
+        --cluster-slave --cluster-master-id "$leader"
+      changed=yes
+      continue
+    fi
+    line=$(myself "$member") || fail "cannot read CLUSTER NODES of $member"
+    set -- $line
+    case $3 in
+      *master*) if [ "$#" -lt 9 ]; then
+          say "$member joined without slots and follows nobody: making it follow $leader"
+          retry follows "$member" "$leader"
+          changed=yes
+        fi ;;
+    esac
+  done
+done
+
+ids=""
+for node in $NODES; do
+  line=$(myself "$node") || fail "cannot read CLUSTER NODES of $node"
+  ids="$ids ${{line%% *}} "
+done
+ghosts=$(cli "$anchor" cluster nodes | while read -r id address flags rest; do
+  # Gone for good: failed, or address taken over by a node with another identity (noaddr).
+  case "$flags" in *noaddr*) ;; *fail\\?*) continue ;; *fail*) ;; *) continue ;; esac
+  case "$ids" in *" $id "*) continue ;; esac
+  echo "$id"
+done)
+for ghost in $ghosts; do
+  say "forgetting $ghost: failed, and no planned node has that identity any more"
+  for node in $NODES; do cli "$node" cluster forget "$ghost" >/dev/null || true; done
   changed=yes
 done
 
-for node in $NODES; do retry state_ok "$node"; done
+for node in $NODES; do retry whole "$node"; done
 if [ "$changed" = no ]; then
-  echo "bootstrap: the cluster already has every node: nothing to do"
+  say "the cluster already has every node: nothing to do"
 else
-  echo "bootstrap: cluster formed"
+  say "cluster formed"
 fi
 """
 
 
 def render_start_script() -> str:
-    """The Redis container's entry point: refresh the peers' addresses in `nodes.conf`, then exec
+    """The Redis container's entry point: refresh the nodes' addresses in `nodes.conf`, then exec
     `redis-server` with the container's arguments.
 
-    `nodes.conf` records every peer by IP (the cluster bus needs one) next to its announced hostname.
+    `nodes.conf` records every node by IP (the cluster bus needs one) next to its announced hostname.
     When every pod restarts at once (a node-pool upgrade, a zone coming back), all those IPs are
-    stale and no node can reach another. Before starting, each node whose hostname resolves gets its
-    current IP (its own line too: Redis learns its own IP only from a MEET); a peer that does not
-    resolve yet keeps its old one and is corrected once it starts and reaches a node it knows
-    (Redis takes a sender's new address from its PING)."""
+    stale and no node can reach another. Before starting, the node's own line gets `POD_IP` (the
+    downward API) and each peer whose hostname resolves gets its current IP. If no peer resolves
+    yet (pods starting together), it retries for up to `REDIS_PEER_WAIT_SECONDS`; a peer still
+    unresolved keeps its old IP and is corrected once it starts and reaches a node it knows (Redis
+    takes a sender's address from its PING on the bus; that holds because the bus port bypasses
+    the Istio sidecar, which would otherwise present 127.0.0.6 as the source). The file is replaced
+    only when something changed, after an fsync, never half-written."""
     return f"""\
 #!/bin/sh
 # Rendered by components/redis_cluster.py. REDIS_NODES_CONF defaults to {DATA_DIR}/nodes.conf.
 set -euf
 conf=${{REDIS_NODES_CONF:-{DATA_DIR}/nodes.conf}}
+wait_seconds=${{REDIS_PEER_WAIT_SECONDS:-60}}
 
-# A function: its `set --` leaves the script's arguments (redis-server's) alone.
-refresh_peers() {{
-  : > "$conf.refresh"
-  while IFS= read -r line; do
+# Prints nodes.conf with fresh IPs; exits 3 when no peer resolved. A function of its own: its
+# `set --` leaves the script's arguments (redis-server's) alone.
+refreshed() {{
+  peers=0
+  resolved=0
+  while IFS= read -r line || [ -n "$line" ]; do
     set -- $line
     # Line: <id> <ip>:<port>@<bus>[,<hostname>[,<aux>...]] <flags> ...; the last line is "vars ...".
     if [ "$#" -ge 3 ] && [ "$1" != vars ]; then
@@ -266,19 +354,44 @@ refresh_peers() {{
       rest=${{address#"$endpoint"}}
       host=${{rest#*,}}
       host=${{host%%,*}}
-      if [ "$host" != "$rest" ] && [ -n "$host" ] && found=$(getent hosts "$host"); then
-        ip=${{found%%[[:space:]]*}}
+      ip=""
+      case $3 in
+        *myself*) ip=${{POD_IP:-}} ;;
+        *) peers=$((peers + 1))
+           if [ "$host" != "$rest" ] && [ -n "$host" ] && found=$(timeout 2 getent ahostsv4 "$host"); then
+             ip=${{found%%[[:space:]]*}}
+             resolved=$((resolved + 1))
+           fi ;;
+      esac
+      if [ -n "$ip" ]; then
         id=$1
         shift 2
         line="$id $ip:${{endpoint##*:}}$rest $*"
       fi
     fi
-    printf '%s\\n' "$line" >> "$conf.refresh"
+    printf '%s\\n' "$line"
   done < "$conf"
-  mv "$conf.refresh" "$conf"
+  [ "$peers" = 0 ] || [ "$resolved" -gt 0 ] || return 3
 }}
 
-if [ -s "$conf" ]; then refresh_peers; fi
+if [ -s "$conf" ]; then
+  waited=0
+  until refreshed > "$conf.refresh"; do
+    if [ "$waited" -ge "$wait_seconds" ]; then
+      echo "start: no peer in $conf resolves after ${{wait_seconds}}s; starting with the recorded IPs" >&2
+      break
+    fi
+    sleep 2
+    waited=$((waited + 2))
+  done
+  # Same line count (a full disk would have cut the copy short) and a real change: replace.
+  if [ "$(grep -c '' "$conf.refresh")" = "$(grep -c '' "$conf")" ] && ! cmp -s "$conf.refresh" "$conf"; then
+    sync "$conf.refresh"
+    mv "$conf.refresh" "$conf"
+  else
+    rm -f "$conf.refresh"
+  fi
+fi
 exec redis-server "$@"
 """
 
@@ -510,6 +623,8 @@ class RedisCluster(pulumi.ComponentResource):
             "env": [
                 {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                 {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                # start.sh writes it into the node's own line of nodes.conf.
+                {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
                 auth_env,
             ],
             "ports": [{"name": "tcp-redis", "containerPort": REDIS_PORT, "protocol": "TCP"},
@@ -575,7 +690,10 @@ class RedisCluster(pulumi.ComponentResource):
             # Replication on 6379 goes through the sidecar: it must be up before Redis starts.
             "proxy.istio.io/config": json.dumps({"holdApplicationUntilProxyStarts": True}),
         }
-        protect = pulumi.ResourceOptions(parent=self, protect=args.protect, depends_on=after)
+        # Pulumi waits ~10 min for a rollout by default; each pod may load a large AOF (the startup
+        # probe allows 10 min) and the zone's pods restart one after another.
+        protect = pulumi.ResourceOptions(parent=self, protect=args.protect, depends_on=after,
+                                         custom_timeouts=pulumi.CustomTimeouts(create="60m", update="60m"))
         return k8s.apps.v1.StatefulSet(
             f"{name}-statefulset-{suffix}",
             metadata=podspec.metadata(statefulset_name(zone), ns, object_labels, annotations={

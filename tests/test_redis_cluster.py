@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -271,3 +273,67 @@ def test_auth_conf_sets_client_and_replication_password() -> None:
 def test_bootstrap_script_refuses_bad_shards(shards: list) -> None:
     with pytest.raises(ValueError):
         render_bootstrap_script(shards)
+
+
+# ---------------------------------------------------------------- start.sh on Redis 7.4's nodes.conf
+
+NODES_CONF_74 = (
+    "5d1f0c6e4b1c2f0b8a3e6f7d9c0b1a2e3f4d5c6b 10.8.0.11:6379@16379,redis-cluster-b-0.redis-cluster-headless"
+    ".aiwfe-redis.svc.cluster.local,shard-id=a1b2c3d4e5f60718293a4b5c6d7e8f9012345678 myself,master - 0 0 1 "
+    "connected 0-5460\n"
+    "6e2a1d7f5c2d3a1c9b4f7a8e0d1c2b3f4a5e6d7c 10.8.1.12:6379@16379,redis-cluster-c-1.redis-cluster-headless"
+    ".aiwfe-redis.svc.cluster.local,shard-id=a1b2c3d4e5f60718293a4b5c6d7e8f9012345678 slave "
+    "5d1f0c6e4b1c2f0b8a3e6f7d9c0b1a2e3f4d5c6b 0 1795450000000 1 connected\n"
+    "7f3b2e8a6d3e4b2d0c5a8b9f1e2d3c4a5b6f7e8d 10.8.2.13:6379@16379,redis-cluster-d-0.redis-cluster-headless"
+    ".aiwfe-redis.svc.cluster.local,shard-id=b1b2c3d4e5f60718293a4b5c6d7e8f9012345678 master - 0 1795450000000 3 "
+    "connected 10923-16383 [10924->-6e2a1d7f5c2d3a1c9b4f7a8e0d1c2b3f4a5e6d7c]\n"
+    "8a4c3f9b7e4f5c3e1d6b9c0a2f3e4d5b6c7a8f9e :0@0,redis-cluster-c-0.redis-cluster-headless.aiwfe-redis.svc"
+    ".cluster.local,shard-id=c1b2c3d4e5f60718293a4b5c6d7e8f9012345678 master,noaddr - 1795450000000 "
+    "1795450000000 2 disconnected 5461-10922\n"
+    "vars currentEpoch 3 lastVoteEpoch 0"  # no final newline: the last line must survive
+)
+
+
+def run_start_script(tmp_path: Path, conf: str, answers: dict[str, str], pod_ip: str | None = "10.9.0.11",
+                     wait: int = 0) -> tuple[subprocess.CompletedProcess, str]:
+    """start.sh against `conf`, with `getent` and `redis-server` replaced by test doubles: getent
+    answers `answers` (name -> IP), redis-server prints the arguments it was exec'd with."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    hosts = "\n".join(f"{name}) echo '{ip}       STREAM {name}' ;;" for name, ip in answers.items())
+    (bin_dir / "getent").write_text(f'#!/bin/sh\n[ "$1" = ahostsv4 ] || exit 2\ncase "$2" in\n{hosts}\n'
+                                    '*) exit 2 ;;\nesac\n')
+    (bin_dir / "redis-server").write_text('#!/bin/sh\necho "redis-server $*"\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    (tmp_path / "nodes.conf").write_text(conf)
+    (tmp_path / "start.sh").write_text(render_start_script())
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "REDIS_NODES_CONF": str(tmp_path / "nodes.conf"),
+           "REDIS_PEER_WAIT_SECONDS": str(wait), **({"POD_IP": pod_ip} if pod_ip else {})}
+    result = subprocess.run(["sh", str(tmp_path / "start.sh"), "/etc/redis/redis.conf", "--port", "6379"],
+                            env=env, capture_output=True, text=True, timeout=30)
+    return result, (tmp_path / "nodes.conf").read_text()
+
+
+def test_start_script_rewrites_ips_on_redis_74_lines_and_keeps_the_rest(tmp_path: Path) -> None:
+    suffix = ".redis-cluster-headless.aiwfe-redis.svc.cluster.local"
+    result, after = run_start_script(tmp_path, NODES_CONF_74, {
+        f"redis-cluster-c-1{suffix}": "10.9.1.12", f"redis-cluster-d-0{suffix}": "10.9.2.13",
+        f"redis-cluster-c-0{suffix}": "10.9.1.10"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "redis-server /etc/redis/redis.conf --port 6379", "exec with the args"
+    expected = (NODES_CONF_74.replace("10.8.0.11:", "10.9.0.11:").replace("10.8.1.12:", "10.9.1.12:")
+                .replace("10.8.2.13:", "10.9.2.13:").replace(" :0@0,", " 10.9.1.10:0@0,") + "\n")
+    assert after == expected
+    assert not (tmp_path / "nodes.conf.refresh").exists()
+
+
+def test_start_script_leaves_an_unchanged_file_alone(tmp_path: Path) -> None:
+    first, after = run_start_script(tmp_path, NODES_CONF_74 + "\n", {}, pod_ip=None)
+    assert first.returncode == 0 and after == NODES_CONF_74 + "\n", "nothing resolved, no POD_IP: untouched"
+    assert "no peer" in first.stderr and "starting with the recorded IPs" in first.stderr
+
+
+def test_start_script_without_nodes_conf_just_starts(tmp_path: Path) -> None:
+    result, after = run_start_script(tmp_path, "", {})
+    assert result.returncode == 0 and result.stdout.startswith("redis-server ") and after == ""

@@ -57,7 +57,7 @@ def default_conf(host: str, port: int, bus_port: int, data_dir: str) -> str:
 
 
 class FakeResolver:
-    """Test double for `getent hosts NAME` (the only lookup the rendered scripts make): a `getent`
+    """Test double for `getent ahostsv4 NAME` (the only lookup the rendered scripts make): a `getent`
     script answering from a hosts file this object rewrites, so a test can move a name to a new IP
     the way a rescheduled pod's DNS record moves. IP literals answer themselves."""
 
@@ -69,7 +69,7 @@ class FakeResolver:
         script = self.bin / "getent"
         script.write_text(f"""#!/bin/sh
 # Test double for getent(1) (tools/redis_local.FakeResolver): `getent hosts NAME` from {self.hosts}.
-[ "$1" = hosts ] || exit 2
+case "$1" in hosts|ahostsv4) ;; *) exit 2 ;; esac
 case "$2" in *[!0-9.]*) ;; *) echo "$2       $2"; exit 0 ;; esac
 awk -v name="$2" '$2 == name {{ print $1 "       " $2; found = 1 }} END {{ exit found ? 0 : 2 }}' {self.hosts}
 """)
@@ -161,17 +161,24 @@ class LocalCluster:
         return {**os.environ, "PATH": os.pathsep.join([*path, os.environ.get("PATH", "/usr/bin:/bin")]),
                 "REDISCLI_AUTH": self.password}
 
-    def start(self, node: Node, timeout: float = 15.0, refresh_peers: bool = True) -> None:
-        """Start one node through the component's start script (which refreshes the peers' addresses
-        in nodes.conf, then execs redis-server: the pid is the server's), and wait for PING.
-        `refresh_peers=False` runs redis-server directly, as a node without that step would."""
+    def start(self, node: Node, timeout: float = 15.0, refresh_peers: bool = True, wait: bool = True,
+              peer_wait_seconds: int = 0) -> None:
+        """Start one node through the component's start script (which refreshes the addresses in
+        nodes.conf, then execs redis-server: the pid is the server's), and wait for PING unless
+        `wait` is off. `refresh_peers=False` runs redis-server directly, as a node without that step
+        would; `peer_wait_seconds` is how long start.sh may wait for a peer's name to resolve."""
         server = ["sh", str(self.root / "start.sh")] if refresh_peers else [self.server]
         log = open(node.dir / "redis.log", "ab")  # noqa: SIM115 (handed to the child)
         node.process = subprocess.Popen(
             [*server, str(node.dir / "redis.conf"), "--cluster-announce-hostname", node.name],
             stdout=log, stderr=subprocess.STDOUT, cwd=node.dir,
-            env={**self.script_env(), "REDIS_NODES_CONF": str(node.dir / "nodes.conf")})
+            env={**self.script_env(), "REDIS_NODES_CONF": str(node.dir / "nodes.conf"), "POD_IP": node.host,
+                 "REDIS_PEER_WAIT_SECONDS": str(peer_wait_seconds)})
         log.close()
+        if wait:
+            self.wait_started(node, timeout)
+
+    def wait_started(self, node: Node, timeout: float = 15.0) -> None:
         wait_for(lambda: self.ping(node), timeout, f"node {node.index} on {node.address} did not start "
                  f"(see {node.dir / 'redis.log'})")
 
@@ -236,9 +243,8 @@ class LocalCluster:
         master has its replicas online, every replica's link is up (its full sync is over), and no
         node has a background save or AOF rewrite running.
 
-        The bootstrap only waits for `cluster_state:ok` on the first node: right after it another
-        master can still answer CLUSTERDOWN and the replicas have not synced yet (the full sync
-        starts after `repl-diskless-sync-delay`, 5 s by default)."""
+        The bootstrap ends when every node sees the whole cluster, but the replicas' first full sync
+        may still be running (it starts after `repl-diskless-sync-delay`, 5 s by default)."""
         running = [n for n in self.nodes if n.process is not None]
         for node in running:
             cluster = self.info(node, "cluster-info")
