@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import io
 import json
 import shutil
@@ -25,9 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from components.redis_cluster import conf_params
-from tools.redis_local import HOST, LocalCluster
-from tools.render import load_stack_config
+from tools.redis_local import HOST, LocalCluster, prod_conf_params
 
 PASSWORD = "BenchOnlyPassword0123456789abcd"  # noqa: S105 (loopback throwaway)
 # The documented budget (README): persistence (AOF everysec + RDB save points), maxmemory/LRU and the
@@ -53,13 +50,7 @@ def run_benchmark(cluster: LocalCluster, requests: int, pipeline: int, clients: 
 
 
 def measure(rendered: bool, root: Path, requests: int, pipeline: int, clients: int) -> dict[str, float]:
-    params = None
-    if rendered:
-        from stacks.settings import parse_settings
-
-        config = load_stack_config("prod")
-        settings = parse_settings(config.values, stack="prod", secret_keys=config.secret_keys)
-        params = dataclasses.replace(conf_params(settings.redis), maxmemory_bytes=512 * 2**20)
+    params = prod_conf_params(512 * 2**20)[1] if rendered else None
     with LocalCluster(root, params, PASSWORD) as cluster:
         cluster.start_all()
         result = cluster.bootstrap()

@@ -15,7 +15,6 @@ Every process is started and stopped by this test by its pid; in CI a missing re
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 import subprocess
 import time
@@ -23,12 +22,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from components.redis_cluster import conf_params, render_bootstrap_script
+from components.redis_cluster import render_bootstrap_script
 from components.redis_layout import plan_layout
-from stacks.settings import parse_settings
 from tests.conftest import require_tool
-from tools.redis_local import FakeResolver, LocalCluster, Node, wait_for
-from tools.render import load_stack_config
+from tools.redis_local import FakeResolver, LocalCluster, Node, prod_conf_params, wait_for
 from tools.resp import ClusterClient, Connection, cluster_nodes, parse_info
 
 PASSWORD = "TestOnlyPassword0123456789abcdef"
@@ -84,10 +81,7 @@ def roles(cluster: LocalCluster) -> dict[str, str]:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     server = require_tool("redis-server")
     require_tool("redis-cli")
-    config = load_stack_config("prod")
-    settings = parse_settings(config.values, stack="prod", secret_keys=config.secret_keys)
-    params = dataclasses.replace(conf_params(settings.redis), maxmemory_bytes=64 * 2**20,
-                                 cluster_node_timeout_ms=NODE_TIMEOUT_MS)
+    _, params = prod_conf_params(64 * 2**20, NODE_TIMEOUT_MS)
     root = tmp_path_factory.mktemp("redis-restart")
     layout = plan_layout(ZONES, 3, 1)
     names = [f"redis-cluster-{s.zone_suffix}-{s.ordinal}.redis-cluster-headless.test" for s in layout.nodes]

@@ -7,7 +7,6 @@ In CI a missing redis-server/redis-cli fails the test (`require_tool`)."""
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -15,12 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from components.redis_cluster import conf_params, layout, render_liveness_script, render_readiness_script
+from components.redis_cluster import layout, render_liveness_script, render_readiness_script
 from components.redis_layout import plan_layout
-from stacks.settings import parse_settings
 from tests.conftest import require_tool
-from tools.redis_local import HOST, LocalCluster, Node, wait_for
-from tools.render import load_stack_config
+from tools.redis_local import HOST, LocalCluster, Node, prod_conf_params, wait_for
 from tools.resp import ClusterClient, Connection, RespError, cluster_nodes, parse_info
 
 PASSWORD = "TestOnlyPassword0123456789abcdef"
@@ -42,11 +39,8 @@ def failover_bound_seconds(node_timeout_ms: int) -> float:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     server = require_tool("redis-server")
     require_tool("redis-cli")
-    config = load_stack_config("prod")
-    settings = parse_settings(config.values, stack="prod", secret_keys=config.secret_keys)
     # The prod config, with 64 MiB of data instead of 8 GiB and a 1.5 s node timeout.
-    params = dataclasses.replace(conf_params(settings.redis), maxmemory_bytes=64 * 2**20,
-                                 cluster_node_timeout_ms=NODE_TIMEOUT_MS)
+    settings, params = prod_conf_params(64 * 2**20, NODE_TIMEOUT_MS)
     # Nodes stand in for prod's pods: the layout over prod's zones decides who follows whom.
     local = LocalCluster(tmp_path_factory.mktemp("redis-cluster"), params, PASSWORD,
                          layout=layout(settings.redis, settings.gcp.zones), server=server)

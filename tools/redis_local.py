@@ -19,9 +19,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from components.redis_cluster import (
     RedisConfParams,
+    conf_params,
     render_auth_conf,
     render_bootstrap_script,
     render_redis_conf,
@@ -30,9 +32,26 @@ from components.redis_cluster import (
 from components.redis_layout import ClusterLayout, NodeSlot, plan_layout
 from tools.resp import Connection, RespError, parse_info
 
+if TYPE_CHECKING:
+    from stacks.settings import Settings
+
 HOST = "127.0.0.1"
 # Stand-in zones for a local cluster: the prod shape (3 masters, 1 replica each, 3 zones).
 LOCAL_ZONES = ("local-a", "local-b", "local-c")
+
+
+def prod_conf_params(maxmemory_bytes: int, node_timeout_ms: int | None = None) -> tuple[Settings, RedisConfParams]:
+    """The prod stack's settings and the redis.conf parameters its component renders, scaled down
+    for this machine (maxmemory, and optionally a shorter cluster-node-timeout for quick tests)."""
+    from stacks.settings import parse_settings
+    from tools.render import load_stack_config
+
+    config = load_stack_config("prod")
+    settings = parse_settings(config.values, stack="prod", secret_keys=config.secret_keys)
+    params = dataclasses.replace(conf_params(settings.redis), maxmemory_bytes=maxmemory_bytes)
+    if node_timeout_ms is not None:
+        params = dataclasses.replace(params, cluster_node_timeout_ms=node_timeout_ms)
+    return settings, params
 
 
 def free_ports(count: int, host: str = HOST) -> list[int]:
