@@ -33,6 +33,7 @@ MEMORY_HEADROOM = 1.5
 MAX_PROBE_TIMEOUT_SECONDS = 3.0
 # A Service with this annotation gets GCP network endpoint groups, i.e. can sit behind a Google LB.
 NEG_ANNOTATION = "cloud.google.com/neg"
+ZONE_KEY = "topology.kubernetes.io/zone"
 
 _REDIS_UNITS = {"": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2, "g": 1000**3, "gb": 1024**3}
 _K8S_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
@@ -105,6 +106,27 @@ def redis_workloads(resources: list[Resource]) -> Iterator[RedisWorkload]:
             break
 
 
+def redis_clusters(resources: list[Resource]) -> list[list[RedisWorkload]]:
+    """Redis workloads grouped by the redis.conf ConfigMap they mount: one cluster, one StatefulSet
+    per zone."""
+    clusters: dict[str, list[RedisWorkload]] = {}
+    for redis in redis_workloads(resources):
+        clusters.setdefault(redis.config_map.urn, []).append(redis)
+    return list(clusters.values())
+
+
+def pinned_zone(pod: Mapping[str, Any]) -> str | None:
+    """The one zone a pod is required to run in (`nodeAffinity` required, `<zone key> In [zone]`)."""
+    terms = items(dig(pod, "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution",
+                      "nodeSelectorTerms"))
+    if len(terms) != 1:
+        return None
+    zone_rules = [e for e in items(terms[0].get("matchExpressions"))
+                  if e.get("key") == ZONE_KEY and e.get("operator") == "In"]
+    values = items(zone_rules[0].get("values")) if len(zone_rules) == 1 else []
+    return str(values[0]) if len(values) == 1 else None
+
+
 # ---------------------------------------------------------------- config rules
 
 @resource_rule("redis-config-require-persistence", types=holds_redis_conf, severity="high",
@@ -147,10 +169,7 @@ def require_eviction(resource: Resource, _: Context) -> Iterable[str]:
 def require_ha_topology(resources: list[Resource], context: Context) -> Iterable[tuple[Resource, str]]:
     if not context.is_prod:
         return
-    clusters: dict[str, list[RedisWorkload]] = {}
-    for redis in redis_workloads(resources):
-        clusters.setdefault(redis.config_map.urn, []).append(redis)
-    for members in clusters.values():
+    for members in redis_clusters(resources):
         first = members[0]
         if (last(first.conf, "cluster-enabled") or ["no"])[0].lower() != "yes":
             yield first.statefulset, "redis.conf does not enable cluster mode"
@@ -180,6 +199,31 @@ def require_ha_topology(resources: list[Resource], context: Context) -> Iterable
         if None in counts or pods != masters * (1 + replicas):
             yield first.statefulset, (f"the StatefulSets run {pods:.0f} pods together, not masters x (1 + replicas)"
                                       f" = {masters * (1 + replicas)}")
+
+
+@stack_rule("redis-cluster-require-zone-separation", severity="high",
+            description="In prod a Redis Cluster runs one StatefulSet per zone, each required (node affinity) "
+                        "to stay in its own zone, over at least 2 zones: each replica is paired with a master "
+                        "in another zone, which holds only while pods cannot move between zones.")
+def require_zone_separation(resources: list[Resource], context: Context) -> Iterable[tuple[Resource, str]]:
+    if not context.is_prod:
+        return
+    for members in redis_clusters(resources):
+        owner: dict[str, str] = {}  # zone -> the StatefulSet pinned to it
+        all_pinned = True
+        for redis in members:
+            zone = pinned_zone(redis.pod)
+            name = str(dig(redis.statefulset.props, "metadata", "name"))
+            if zone is None:
+                all_pinned = False
+                yield redis.statefulset, (f"its pods are not required to run in one zone (nodeAffinity required, "
+                                          f"{ZONE_KEY} In [<zone>])")
+            elif zone in owner:
+                yield redis.statefulset, f"pinned to {zone}, like StatefulSet {owner[zone]}: one StatefulSet per zone"
+            else:
+                owner[zone] = name
+        if all_pinned and len(owner) == 1:
+            yield members[0].statefulset, f"every node is in {next(iter(owner))}: a zone outage takes every shard"
 
 
 @stack_rule("redis-workload-require-memory-headroom", severity="high",

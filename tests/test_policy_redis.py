@@ -16,6 +16,7 @@ from tests.policy_fixtures import DELETE, Wire, change, container, pdb, pod_spec
 
 HA = "redis-cluster-require-ha-topology"
 REPLICAS = "kubernetes-workload-require-replicas"
+ZONES = "redis-cluster-require-zone-separation"
 PERSISTENCE = "redis-config-require-persistence"
 EVICTION = "redis-config-require-eviction-policy"
 HEADROOM = "redis-workload-require-memory-headroom"
@@ -91,12 +92,26 @@ def network_policy() -> dict[str, Any]:
                      "ingress": [{"ports": [{"port": 6379.0, "protocol": "TCP"}]}]}}
 
 
-def redis_stack(*, sts: dict[str, Any] | None = None, conf: str = GOOD_CONF,
-                client: dict[str, Any] | None = None) -> list[Wire]:
-    """The known-good cluster; `sts` edits the StatefulSet, `client` the client Service."""
+def pinned(zone: str) -> dict[str, Any]:
+    """Node affinity requiring one zone, as the component sets it in prod."""
+    return {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [
+        {"key": "topology.kubernetes.io/zone", "operator": "In", "values": [f"europe-west1-{zone}"]}]}]}}
+
+
+def redis_stack(*, sts: dict[str, Any] | None = None, conf: str = GOOD_CONF, client: dict[str, Any] | None = None,
+                pods: tuple[int, ...] = (2, 2, 2), per_zone: list[dict[str, Any]] | None = None) -> list[Wire]:
+    """The known-good cluster as the component declares it: one StatefulSet per zone (b, c, d, e...),
+    pinned there, sharing the redis.conf and the governing headless Service. `sts` edits every
+    StatefulSet, `per_zone[i]` the i-th one only, `client` the client Service."""
+    extra = list(per_zone or []) + [{}] * len(pods)
+    statefulsets = [
+        Wire(STATEFUL_SET, f"redis-cluster-statefulset-{zone}", change(statefulset(), {
+            "metadata.name": f"{APP}-{zone}", "spec.replicas": float(count),
+            STS + "affinity.nodeAffinity": pinned(zone), **(sts or {}), **extra[i]}))
+        for i, (zone, count) in enumerate(zip("bcde", pods, strict=False))]
     return [
         Wire(CONFIG_MAP, "redis-cluster-config", config_map(conf)),
-        Wire(STATEFUL_SET, "redis-cluster-statefulset", change(statefulset(), sts or {})),
+        *statefulsets,
         Wire(SERVICE, "redis-cluster-headless-service", service("redis-cluster-headless", True)),
         Wire(SERVICE, "redis-cluster-client-service", change(service(APP, False), client or {})),
         Wire(PDB, "redis-cluster-disruption-budget", in_namespace(pdb(APP))),
@@ -106,16 +121,10 @@ def redis_stack(*, sts: dict[str, Any] | None = None, conf: str = GOOD_CONF,
 
 def zonal_stack(pods: tuple[int, ...], shapes: tuple[dict[str, str], ...] | None = None,
                 services: tuple[str, ...] | None = None) -> list[Wire]:
-    """The cluster as the component declares it: one StatefulSet per zone, sharing the redis.conf
-    (and, unless `services` says otherwise, the governing headless Service)."""
-    wires = [w for w in redis_stack() if w.type != STATEFUL_SET]
-    for i, count in enumerate(pods):
-        zone = "bcde"[i]
-        wires.append(Wire(STATEFUL_SET, f"redis-cluster-statefulset-{zone}", change(statefulset(), {
-            "metadata.name": f"{APP}-{zone}", "spec.replicas": float(count),
-            **({"metadata.annotations": shapes[i]} if shapes else {}),
-            **({"spec.serviceName": services[i]} if services else {})})))
-    return wires
+    """`pods` per zone, with a shape or governing Service per StatefulSet where given."""
+    per_zone = [{**({"metadata.annotations": shapes[i]} if shapes else {}),
+                 **({"spec.serviceName": services[i]} if services else {})} for i in range(len(pods))]
+    return redis_stack(pods=pods, per_zone=per_zone)
 
 
 def shape(masters: int, replicas: int) -> dict[str, str]:
@@ -143,6 +152,15 @@ CASES: list[Case] = [
     ok(REPLICAS, "one-pod-statefulsets-of-one-cluster-count-together", zonal_stack((2, 2, 1, 1))),
     bad(REPLICAS, "one-pod-statefulset-under-its-own-service", zonal_stack(
         (2, 2, 1, 1), services=("redis-cluster-headless",) * 3 + ("elsewhere",))),
+    ok(ZONES, "one-statefulset-pinned-in-each-of-three-zones", redis_stack()),
+    ok(ZONES, "one-zone-allowed-in-staging", redis_stack(pods=(6,)), stack="staging"),
+    bad(ZONES, "one-zone-in-prod", redis_stack(pods=(6,))),
+    bad(ZONES, "not-pinned", redis_stack(sts={STS + "affinity.nodeAffinity": DELETE})),
+    bad(ZONES, "zone-only-preferred", redis_stack(sts={STS + "affinity.nodeAffinity": {
+        "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "preference": pinned("b")[
+            "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]}]}})),
+    bad(ZONES, "two-statefulsets-in-one-zone",
+        redis_stack(per_zone=[{}, {STS + "affinity.nodeAffinity": pinned("b")}])),
     bad(HA, "cluster-mode-off", redis_stack(conf=conf_with("cluster-enabled yes", "cluster-enabled no"))),
 
     ok(PERSISTENCE, "aof-everysec-and-rdb", redis_stack()),
