@@ -852,6 +852,9 @@ def parse_settings(
     if (not isinstance(zones, list) or not zones or len(set(map(str, zones))) != len(zones)
             or not all(isinstance(z, str) and re.fullmatch(rf"{re.escape(region)}-[a-z]", z) for z in zones)):
         gcp_s.fail("zones", zones, f"must be a non-empty list of distinct zones of {region}, like {region}-b")
+    if environment == "prod" and len(zones) < 2:
+        gcp_s.fail("zones", zones, "must list at least 2 zones in prod: Redis pairs every master with a replica "
+                                   "in another zone, and a single zone's outage would take every shard")
     gcp = GcpSettings(
         project=gcp_s.string("project", _GCP_PROJECT, "must be a GCP project id (6-30 of a-z, 0-9, '-')"),
         region=region,

@@ -161,6 +161,7 @@ BAD_VALUES = [
     ("gcp.zones", ["us-central1-a"], "gcp.zones", "zones of europe-west1"),
     ("gcp.zones", [], "gcp.zones", "non-empty list"),
     ("gcp.zones", ["europe-west1-b", "europe-west1-b"], "gcp.zones", "distinct"),
+    ("gcp.zones", ["europe-west1-b"], "gcp.zones", "at least 2 zones in prod"),
     ("gcp.project", "AIWFE", "gcp.project", "project id"),
     ("gcp.network", "projects/x/networks/vpc", "gcp.network", "VPC network name"),
     ("gcp.region", ..., "gcp.region", "is required"),
