@@ -723,9 +723,7 @@ class RedisCluster(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         redis_pods = {"podSelector": {"matchLabels": dict(match)}}
         bootstrap_pods = {"podSelector": {"matchLabels": podspec.selector_labels(BOOTSTRAP)}}
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-default-deny", metadata=podspec.metadata("default-deny", ns, object_labels),
-            spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}, opts=child)
+        podspec.default_deny(f"{name}-default-deny", ns, object_labels, child)
         k8s.networking.v1.NetworkPolicy(
             f"{name}-network-policy",
             metadata=podspec.metadata(APP, ns, object_labels),

@@ -3,10 +3,10 @@
 A `Case` names the rule it is about, whether its resources should pass, and (for failing cases)
 which other rules the mutation is known to trip as well. Every case runs against the whole pack,
 so a mutation that trips an unintended rule, or a "good" variant that another rule rejects, fails
-the suite. Each `tests/test_policy_*.py` module keeps its cases in a module-level `CASES` list and
-parametrizes `check_failing_case` / `check_passing_case` over them; the meta-test in
-`test_policy_rules.py` collects every module's `CASES` and demands a passing and a failing case
-for every registered rule. Cases marked `bug=` document a known rule defect (strict xfail).
+the suite. Each `tests/test_policy_*.py` module keeps its cases in a module-level `CASES` list;
+`test_policy_rules.py` collects every module's `CASES`, runs each once through
+`check_failing_case` / `check_passing_case`, and demands a passing and a failing case for every
+registered rule. Cases marked `bug=` document a known rule defect (strict xfail).
 """
 
 from __future__ import annotations

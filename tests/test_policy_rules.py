@@ -295,12 +295,13 @@ def test_cases_name_registered_rules_and_have_unique_ids() -> None:
 
 # ---------------------------------------------------------------- rules
 
-@pytest.mark.parametrize("case", params([c for c in CASES if not c.passes]))
+# Every module's cases (this one's and tests/test_policy_*.py's), run here once each.
+@pytest.mark.parametrize("case", params([c for c in collect_cases() if not c.passes]))
 def test_failing_case_reports_its_rule(case: Case) -> None:
     check_failing_case(case)
 
 
-@pytest.mark.parametrize("case", params([c for c in CASES if c.passes]))
+@pytest.mark.parametrize("case", params([c for c in collect_cases() if c.passes]))
 def test_passing_case_reports_nothing(case: Case) -> None:
     check_passing_case(case)
 
