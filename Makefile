@@ -5,9 +5,12 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# checkov, the peer scanner of the policy pack, needs its own virtualenv (its pins conflict with pulumi's).
+CHECKOV_VENV := .venv-checkov
 STACK ?= staging
 
-.PHONY: setup render policy test lint bench bench-redis clean deploy rollback history
+.PHONY: setup checkov-setup render policy policy-config test lint bench bench-redis bench-policy clean deploy \
+	rollback history
 
 setup: $(VENV)/.installed
 
@@ -16,16 +19,28 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt policies/requirements.
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+checkov-setup: $(CHECKOV_VENV)/.installed
+
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
 render: setup
 	$(BIN)/python -m tools.render --stack $(STACK) --out build/$(STACK)
 
+# The render also writes build/<stack>/policy-config.json, which the runner picks up.
 policy: render
-	$(BIN)/python -m policies.offline build/$(STACK)/resources.json
+	$(BIN)/python -m policies.offline build/$(STACK)/resources.json --config build/$(STACK)/policy-config.json
+
+# For `pulumi preview --policy-pack policies --policy-pack-config build/<stack>/policy-config.json`.
+policy-config: setup
+	$(BIN)/python -m stacks.policy_config --stack $(STACK)
 
 lint: setup
 	$(BIN)/ruff check .
 
-test: setup lint
+test: setup checkov-setup lint
 	$(BIN)/python -m pytest
 
 # Operations: the Pulumi CLI must be installed and logged in (tools/deploy.py drives it).
@@ -46,5 +61,9 @@ bench: setup
 bench-redis: setup
 	$(BIN)/python -m bench.redis
 
+# The policy pack vs checkov over both stacks' rendered manifests (exit 1 if the pack is not faster).
+bench-policy: setup checkov-setup
+	$(BIN)/python -m bench.policy
+
 clean:
-	rm -rf build $(VENV)
+	rm -rf build $(VENV) $(CHECKOV_VENV)

@@ -33,9 +33,7 @@ from components.postgres import APP as POSTGRES_APP
 from components.postgres import POSTGRES_PORT, KeycloakPostgres, KeycloakPostgresArgs, jdbc_url
 from stacks.settings import (
     KeycloakSettings,
-    KeycloakSizing,
     MeshSettings,
-    parse_cpu_millis,
 )
 
 APP = "keycloak"
@@ -58,26 +56,6 @@ DB_SECRET = "keycloak-db"  # noqa: S105
 CLIENT_SECRETS = "keycloak-client-secrets"
 REALM_CONFIG_MAP = "keycloak-realm"
 DB_PASSWORD_KEY = "password"  # noqa: S105 (a key name)
-
-# Keycloak's HA sizing guide: vCPU per second of each kind of request, and the spike headroom.
-PASSWORD_LOGINS_PER_VCPU = 15
-CLIENT_CREDENTIAL_GRANTS_PER_VCPU = 120
-REFRESHES_PER_VCPU = 120
-CPU_HEADROOM = 1.5  # +150 %
-
-
-def required_vcpu(sizing: KeycloakSizing) -> float:
-    """vCPU the load needs with the guide's headroom."""
-    per_second = sizing.authentications_per_minute / 60
-    base = per_second * (sizing.password_login_percent / 100 / PASSWORD_LOGINS_PER_VCPU
-                         + sizing.client_credentials_percent / 100 / CLIENT_CREDENTIAL_GRANTS_PER_VCPU
-                         + sizing.refresh_percent / 100 / REFRESHES_PER_VCPU)
-    return base * (1 + CPU_HEADROOM)
-
-
-def vcpu_with_one_replica_down(settings: KeycloakSettings) -> float:
-    return (settings.replicas - 1) * parse_cpu_millis(settings.resources.cpu_limit) / 1000
-
 
 def realm_spec(settings: KeycloakSettings) -> RealmSpec:
     return RealmSpec(

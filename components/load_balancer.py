@@ -67,6 +67,8 @@ class LoadBalancerArgs:
     zones: Sequence[str]
     network: str
     name_prefix: str = "aiwfe"
+    protect: bool = False
+    """Prod: the static IP is protected (DNS points at it; a new one means a DNS change and downtime)."""
     """Prefix of every GCP resource name (names are per project)."""
 
 
@@ -99,7 +101,8 @@ class LoadBalancer(pulumi.ComponentResource):
         health_check_name = f"{prefix}-gateway-ready"
         security_policy_name = f"{prefix}-edge-policy"
         address = compute.GlobalAddress(
-            f"{name}-address", name=f"{prefix}-lb-ip", address_type="EXTERNAL", ip_version="IPV4", opts=child)
+            f"{name}-address", name=f"{prefix}-lb-ip", address_type="EXTERNAL", ip_version="IPV4",
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(protect=args.protect)))
 
         health_check = compute.HealthCheck(
             f"{name}-gateway-health-check",

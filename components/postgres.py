@@ -25,6 +25,10 @@ DATA_MOUNT = "/var/lib/postgresql/data"
 PGDATA = f"{DATA_MOUNT}/pgdata"
 INIT_SCRIPT = "10-keycloak.sh"
 SUPERUSER_PASSWORD_KEY = "superuser-password"  # noqa: S105 (a key name)
+# Passwords arrive as files (the image's `*_FILE` convention), never in the environment, where every
+# child process and /proc/<pid>/environ would see them.
+SECRETS_DIR = "/run/secrets/postgres"
+KEYCLOAK_PASSWORD_FILE = "keycloak-password"  # noqa: S105 (a file name)
 
 
 def max_connections(keycloak_replicas: int, pool_size: int) -> int:
@@ -94,12 +98,14 @@ def init_sql() -> str:
 
 
 def init_script(database: str, user: str) -> str:
-    """The image's first-start hook (/docker-entrypoint-initdb.d): runs init.sql with the password from env."""
+    """The image's first-start hook (/docker-entrypoint-initdb.d): runs init.sql with Keycloak's
+    password read from the file `$KEYCLOAK_DB_PASSWORD_FILE` names."""
     return "\n".join([
         "#!/bin/sh",
         "set -eu",
+        'kc_password="$(cat "$KEYCLOAK_DB_PASSWORD_FILE")"',
         'psql -v ON_ERROR_STOP=1 --no-password --username "$POSTGRES_USER" --dbname postgres \\',
-        f"  -v kc_database={database} -v kc_user={user} -v kc_password=\"$KEYCLOAK_DB_PASSWORD\" \\",
+        f"  -v kc_database={database} -v kc_user={user} -v kc_password=\"$kc_password\" \\",
         f"  -f {CONFIG_DIR}/init.sql",
         "",
     ])
@@ -182,10 +188,8 @@ class KeycloakPostgres(pulumi.ComponentResource):
             "env": [
                 {"name": "PGDATA", "value": PGDATA},
                 {"name": "POSTGRES_USER", "value": SUPERUSER},
-                {"name": "POSTGRES_PASSWORD",
-                 "valueFrom": {"secretKeyRef": {"name": superuser.metadata["name"], "key": SUPERUSER_PASSWORD_KEY}}},
-                {"name": "KEYCLOAK_DB_PASSWORD",
-                 "valueFrom": {"secretKeyRef": {"name": args.db_secret_name, "key": args.db_password_key}}},
+                {"name": "POSTGRES_PASSWORD_FILE", "value": f"{SECRETS_DIR}/{SUPERUSER_PASSWORD_KEY}"},
+                {"name": "KEYCLOAK_DB_PASSWORD_FILE", "value": f"{SECRETS_DIR}/{KEYCLOAK_PASSWORD_FILE}"},
             ],
             "resources": s.postgres_resources.as_k8s(),
             "startupProbe": {**probe, "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 60},
@@ -196,6 +200,7 @@ class KeycloakPostgres(pulumi.ComponentResource):
                 {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                 {"name": "initdb", "mountPath": "/docker-entrypoint-initdb.d", "readOnly": True},
                 {"name": "run", "mountPath": SOCKET_DIR},
+                {"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True},
                 podspec.tmp_mount(),
             ],
         }
@@ -212,6 +217,13 @@ class KeycloakPostgres(pulumi.ComponentResource):
                 {"name": "initdb", "configMap": {"name": config.metadata["name"], "defaultMode": 0o555,
                                                  "items": [{"key": INIT_SCRIPT, "path": INIT_SCRIPT}]}},
                 {"name": "run", "emptyDir": {"sizeLimit": "16Mi"}},
+                # Readable by the pod's group (fsGroup) only: postgres runs as a non-root uid.
+                {"name": "secrets", "projected": {"defaultMode": 0o440, "sources": [
+                    {"secret": {"name": superuser.metadata["name"],
+                                "items": [{"key": SUPERUSER_PASSWORD_KEY, "path": SUPERUSER_PASSWORD_KEY}]}},
+                    {"secret": {"name": args.db_secret_name,
+                                "items": [{"key": args.db_password_key, "path": KEYCLOAK_PASSWORD_FILE}]}},
+                ]}},
                 podspec.tmp_volume(),
             ],
         )

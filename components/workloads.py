@@ -13,7 +13,13 @@ import pulumi_kubernetes as k8s
 from components import podspec
 from components.frontend import Frontend, FrontendArgs
 from components.websocket_service import WebSocketService, WebSocketServiceArgs
-from stacks.settings import FrontendSettings, MeshSettings, SessionSettings, WebSocketSettings
+from stacks.settings import (
+    CONNECTIONS_PER_POD_ENV,
+    FrontendSettings,
+    MeshSettings,
+    SessionSettings,
+    WebSocketSettings,
+)
 
 APP_CONFIG = "app-config"
 APP_SECRETS = "app-secrets"
@@ -50,7 +56,7 @@ def app_config_data(args: WorkloadsArgs) -> dict[str, pulumi.Input[str]]:
         "SESSION_TTL_SECONDS": str(args.sessions.session_ttl_seconds),
         "CONNECTION_KEY_PREFIX": "connection:",
         "CONNECTION_TTL_SECONDS": str(args.sessions.connection_ttl_seconds),
-        "MAX_CONNECTIONS_PER_POD": str(args.websocket.connections_per_pod),
+        CONNECTIONS_PER_POD_ENV: str(args.websocket.connections_per_pod),
         "SHUTDOWN_DRAIN_SECONDS": str(args.websocket.drain_seconds),
     }
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from policies import (  # noqa: F401  (importing a rule module registers its rules)
+    capacity,
     gcp,
     istio,
     keycloak,
     kubernetes,
+    paths,
+    protection,
     redis,
 )
 from policies.engine import REGISTRY, Rule

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any
 
 from pulumi_policy.deserialize import deserialize_properties
@@ -19,6 +20,9 @@ from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
 MANDATORY = "mandatory"
 ADVISORY = "advisory"
+# The levels a pack config may give a rule. No `disabled`: every rule runs on every stack, so a
+# report always says where each one stands.
+LEVELS = (MANDATORY, ADVISORY)
 SEVERITIES = ("critical", "high", "medium", "low")
 DEFAULT_PRODUCTION_STACKS = ("prod",)
 
@@ -50,10 +54,44 @@ class Context:
 
     stack: str
     production_stacks: tuple[str, ...] = DEFAULT_PRODUCTION_STACKS
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    """The judged rule's options (its defaults overlaid with the pack config's values)."""
 
     @property
     def is_prod(self) -> bool:
         return self.stack in self.production_stacks
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {"integer": (int, float), "number": (int, float), "string": (str,)}
+
+
+@dataclass(frozen=True)
+class Option:
+    """A value a rule reads from the pack config (a capacity target), with the default it judges by
+    when the config leaves it out."""
+
+    type: str
+    """JSON schema type: integer, number or string."""
+    default: Any
+    description: str
+    minimum: float | None = None
+
+    def schema(self) -> dict[str, Any]:
+        """The JSON schema CrossGuard validates the pack config's value against."""
+        schema: dict[str, Any] = {"type": self.type, "default": self.default, "description": self.description}
+        if self.minimum is not None:
+            schema["minimum"] = self.minimum
+        return schema
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` is not allowed, or None."""
+        # JSON has no integer/float split: 3.0 is an integer, True is not a number.
+        if isinstance(value, bool) or not isinstance(value, _JSON_TYPES[self.type]) \
+                or (self.type == "integer" and isinstance(value, float) and not value.is_integer()):
+            return f"must be a JSON {self.type}"
+        if self.minimum is not None and value < self.minimum:
+            return f"must be at least {self.minimum:g}"
+        return None
 
 
 ResourceCheck = Callable[[Resource, Context], Iterable[str]]
@@ -70,10 +108,21 @@ class Rule:
     applies_to: Callable[[str], bool] | None
     """Which resource types a resource rule judges; None for a stack rule."""
     check: Callable[..., Iterable[Any]]
+    options: Mapping[str, Option] = field(default_factory=lambda: MappingProxyType({}))
+    prod_only: bool = False
+    """Judged on production stacks only (elsewhere it reports nothing)."""
 
     @property
     def is_stack_rule(self) -> bool:
         return self.applies_to is None
+
+    @property
+    def checks(self) -> str:
+        """What the rule checks, in detail: its check function's docstring."""
+        return " ".join((self.check.__doc__ or "").split())
+
+    def defaults(self) -> dict[str, Any]:
+        return {name: option.default for name, option in self.options.items()}
 
 
 REGISTRY: dict[str, Rule] = {}
@@ -88,24 +137,99 @@ def _register(rule: Rule) -> None:
 
 
 def resource_rule(name: str, *, types: Sequence[str] | Callable[[str], bool], severity: str,
-                  description: str, enforcement: str = MANDATORY) -> Callable[[ResourceCheck], ResourceCheck]:
+                  description: str, enforcement: str = MANDATORY, prod_only: bool = False,
+                  options: Mapping[str, Option] | None = None) -> Callable[[ResourceCheck], ResourceCheck]:
     """Register a rule over single resources of the given types (or types a predicate accepts)."""
     applies = types if callable(types) else frozenset(types).__contains__
 
     def wrap(check: ResourceCheck) -> ResourceCheck:
-        _register(Rule(name, description, severity, enforcement, applies, check))
+        _register(Rule(name, description, severity, enforcement, applies, check,
+                       MappingProxyType(dict(options or {})), prod_only))
         return check
     return wrap
 
 
-def stack_rule(name: str, *, severity: str, description: str,
-               enforcement: str = MANDATORY) -> Callable[[StackCheck], StackCheck]:
+def stack_rule(name: str, *, severity: str, description: str, enforcement: str = MANDATORY,
+               prod_only: bool = False, options: Mapping[str, Option] | None = None
+               ) -> Callable[[StackCheck], StackCheck]:
     """Register a rule over all of the stack's resources at once."""
 
     def wrap(check: StackCheck) -> StackCheck:
-        _register(Rule(name, description, severity, enforcement, None, check))
+        _register(Rule(name, description, severity, enforcement, None, check,
+                       MappingProxyType(dict(options or {})), prod_only))
         return check
     return wrap
+
+
+class PackConfigError(ValueError):
+    """A pack config names an unknown rule, option or level, or weakens a production stack."""
+
+
+@dataclass(frozen=True)
+class PackConfig:
+    """Per-stack enforcement levels and rule options, in the file format `pulumi preview
+    --policy-pack policies --policy-pack-config <file>` takes: `{"all": level, "<rule>": level |
+    {"enforcementLevel": level, "<option>": value, ...}}`."""
+
+    levels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
+    all: str | None = None
+
+    @classmethod
+    def parse(cls, document: Any, rules: Mapping[str, Rule]) -> PackConfig:
+        """Validate a pack config against the rules it configures; PackConfigError names the key."""
+        if not isinstance(document, Mapping):
+            raise PackConfigError("a pack config is a JSON object keyed by policy name (or `all`)")
+        levels: dict[str, str] = {}
+        options: dict[str, dict[str, Any]] = {}
+        default = document.get("all")
+        if default is not None and default not in LEVELS:
+            raise PackConfigError(f"all: level {default!r} is not one of {', '.join(LEVELS)}")
+        for name, entry in document.items():
+            if name == "all":
+                continue
+            if name not in rules:
+                raise PackConfigError(f"{name}: no such policy in this pack")
+            body = {"enforcementLevel": entry} if isinstance(entry, str) else entry
+            if not isinstance(body, Mapping):
+                raise PackConfigError(f"{name}: expected a level or an object, got {entry!r}")
+            for key, value in body.items():
+                if key == "enforcementLevel":
+                    if value not in LEVELS:
+                        raise PackConfigError(f"{name}.enforcementLevel: {value!r} is not one of {', '.join(LEVELS)}")
+                    levels[name] = value
+                    continue
+                option = rules[name].options.get(key)
+                if option is None:
+                    allowed = ", ".join(rules[name].options) or "none"
+                    raise PackConfigError(f"{name}.{key}: not an option of this policy (options: {allowed})")
+                problem = option.problem(value)
+                if problem:
+                    raise PackConfigError(f"{name}.{key}: {value!r} {problem}")
+                options.setdefault(name, {})[key] = value
+        return cls(MappingProxyType(levels), MappingProxyType(options), default)
+
+    def level(self, rule: Rule) -> str:
+        return self.levels.get(rule.name) or self.all or rule.enforcement
+
+    def options_for(self, rule: Rule) -> Mapping[str, Any]:
+        return MappingProxyType({**rule.defaults(), **self.options.get(rule.name, {})})
+
+    def require_mandatory(self, rules: Iterable[Rule], stack: str) -> None:
+        """Production stacks enforce every rule: an advisory level there is a config error."""
+        weakened = [r.name for r in rules if self.level(r) != MANDATORY]
+        if weakened:
+            raise PackConfigError(f"stack {stack} is a production stack, where every policy is mandatory; "
+                                  f"the pack config makes advisory: {', '.join(weakened)}")
+
+    def as_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"all": self.all} if self.all else {}
+        for name in sorted(set(self.levels) | set(self.options)):
+            entry: dict[str, Any] = dict(self.options.get(name, {}))
+            if name in self.levels:
+                entry["enforcementLevel"] = self.levels[name]
+            document[name] = entry
+        return document
 
 
 @dataclass(frozen=True)
@@ -128,6 +252,10 @@ class Report:
     policies: list[str]
     violations: list[Violation] = field(default_factory=list)
     not_evaluated: list[dict[str, str]] = field(default_factory=list)
+    levels: dict[str, str] = field(default_factory=dict)
+    """Each policy's enforcement level on this stack."""
+    not_applicable: list[str] = field(default_factory=list)
+    """Prod-only policies, when the stack is not a production stack."""
 
     @property
     def mandatory_failures(self) -> list[Violation]:
@@ -142,27 +270,34 @@ class Report:
             "resources": self.resources,
             "policies": self.policies,
             "passed": not self.mandatory_failures,
+            "levels": self.levels,
+            "notApplicable": self.not_applicable,
             "violations": [v.as_json() for v in self.violations],
             "notEvaluated": self.not_evaluated,
         }
 
     def status(self, policy: str) -> str:
-        """pass, FAIL (mandatory violation), WARN (advisory violation) or SKIP (not evaluated)."""
+        """pass, FAIL (mandatory violation), WARN (advisory violation), SKIP (not evaluated) or n/a
+        (a prod-only policy on another stack)."""
         levels = {v.enforcement for v in self.violations if v.policy == policy}
         if MANDATORY in levels:
             return "FAIL"
         if levels:
             return "WARN"
+        if policy in self.not_applicable:
+            return "n/a"
         return "SKIP" if any(n["policy"] == policy for n in self.not_evaluated) else "pass"
 
     def as_text(self) -> str:
-        """A table with one row per policy, then each violation with the resource it names."""
+        """A table with one row per policy (status, level, violations), then each violation with the
+        resource it names. `--explain <policy>` tells what a row checks."""
         width = max((len(p) for p in self.policies), default=6)
         lines = [f"policy pack on stack {self.stack}: {len(self.policies)} policies, {self.resources} resources",
-                 f"  {'status':6}  {'policy':{width}}  violations"]
+                 f"  {'status':6}  {'level':9}  {'policy':{width}}  violations"]
         for policy in self.policies:
             count = sum(v.policy == policy for v in self.violations)
-            lines.append(f"  {self.status(policy):6}  {policy:{width}}  {count}")
+            level = self.levels.get(policy, MANDATORY)
+            lines.append(f"  {self.status(policy):6}  {level:9}  {policy:{width}}  {count}")
         for v in self.violations:
             lines.append(f"{v.enforcement.upper()} {v.policy} [{v.severity}]\n    {v.urn}\n    {v.message}")
         for n in self.not_evaluated:
@@ -180,9 +315,15 @@ def analyzer_props(wire_props: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def run_resource_rule(rule: Rule, resource: Resource, context: Context) -> list[str]:
-    if rule.applies_to is None or not rule.applies_to(resource.type):
+    if rule.applies_to is None or not rule.applies_to(resource.type) or (rule.prod_only and not context.is_prod):
         return []
     return list(rule.check(resource, context))
+
+
+def run_stack_rule(rule: Rule, resources: list[Resource], context: Context) -> list[tuple[Resource | None, str]]:
+    if rule.prod_only and not context.is_prod:
+        return []
+    return list(rule.check(resources, context))
 
 
 def _reason(unknown: UnknownValueError) -> str:
@@ -190,25 +331,33 @@ def _reason(unknown: UnknownValueError) -> str:
     return getattr(unknown, "message", "") or str(unknown) or "a value is unknown until the update runs"
 
 
-def evaluate(resources: list[Resource], context: Context, rules: Iterable[Rule] | None = None) -> Report:
-    """Run every rule (or `rules`) over the stack's resources."""
+def evaluate(resources: list[Resource], context: Context, rules: Iterable[Rule] | None = None,
+             config: PackConfig | None = None) -> Report:
+    """Run every rule (or `rules`) over the stack's resources, at the levels and with the options of
+    `config` (the rules' own defaults without one)."""
     selected = list(rules if rules is not None else REGISTRY.values())
-    report = Report(stack=context.stack, resources=len(resources), policies=[r.name for r in selected])
+    config = config or PackConfig()
+    if context.is_prod:
+        config.require_mandatory(selected, context.stack)
+    report = Report(stack=context.stack, resources=len(resources), policies=[r.name for r in selected],
+                    levels={r.name: config.level(r) for r in selected},
+                    not_applicable=[r.name for r in selected if r.prod_only and not context.is_prod])
 
     def record(rule: Rule, urn: str, message: str) -> None:
-        report.violations.append(Violation(rule.name, rule.severity, rule.enforcement, urn, message))
+        report.violations.append(Violation(rule.name, rule.severity, config.level(rule), urn, message))
 
     for rule in selected:
+        rule_context = replace(context, options=config.options_for(rule))
         if rule.is_stack_rule:
             try:
-                for resource, message in rule.check(resources, context):
+                for resource, message in run_stack_rule(rule, resources, rule_context):
                     record(rule, resource.urn if resource else "", message)
             except UnknownValueError as unknown:
                 report.not_evaluated.append({"policy": rule.name, "urn": "", "reason": _reason(unknown)})
             continue
         for resource in resources:
             try:
-                for message in run_resource_rule(rule, resource, context):
+                for message in run_resource_rule(rule, resource, rule_context):
                     record(rule, resource.urn, message)
             except UnknownValueError as unknown:
                 report.not_evaluated.append({"policy": rule.name, "urn": resource.urn, "reason": _reason(unknown)})

@@ -121,6 +121,9 @@ def port_range(rule: Resource) -> str:
                 f"the URL map sends /ws or /websocket to needs timeoutSec >= {MIN_WEBSOCKET_TIMEOUT_SECONDS}.",
 )
 def websocket_backend_long_timeout(resources: list[Resource], context: Context) -> Iterator[tuple[Resource, str]]:
+    """For every URL map, the backend services its path rules (paths /ws, /ws/*, /websocket, /websocket/*) or route
+    rules (prefix or full-path match /ws or /websocket) send to, directly or weighted: each is declared in the stack
+    (else the URL map is reported) and has timeoutSec >= 3600 (unset means GCP's 30)."""
     backends = declared(resources, BACKEND_SERVICE)
     for url_map in (r for r in resources if r.type == URL_MAP):
         for name in sorted(websocket_services(url_map)):
@@ -142,6 +145,9 @@ def websocket_backend_long_timeout(resources: list[Resource], context: Context) 
                 "neither on a backend that carries WebSockets.",
 )
 def websocket_backend_protocol(resources: list[Resource], context: Context) -> Iterator[tuple[Resource, str]]:
+    """For each declared backend service a URL map's /ws or /websocket path or route rules send to: protocol is HTTP
+    or HTTPS (unset means HTTP), and no iap block is enabled (one without `enabled` counts as enabled). Backends not
+    declared in the stack are left to the timeout rule."""
     backends = declared(resources, BACKEND_SERVICE)
     names = {name for url_map in resources if url_map.type == URL_MAP for name in websocket_services(url_map)}
     for name in sorted(names & set(backends)):
@@ -164,6 +170,9 @@ def websocket_backend_protocol(resources: list[Resource], context: Context) -> I
                 "header action or custom header adds, replaces or removes them.",
 )
 def auth_header_rewrite(resource: Resource, context: Context) -> Iterator[str]:
+    """On URL maps, backend services and security policies: no request or response header that a headerAction
+    anywhere in the props adds or removes, nor any backend customRequestHeaders or customResponseHeaders entry, is
+    Authorization, Sec-WebSocket-Protocol/-Key/-Version/-Extensions, Upgrade or Connection (any case)."""
     for kind, name, _ in header_changes(resource):
         if name.lower() in PROTECTED_HEADERS:
             yield f"{kind} touches {name}: it must pass through untouched (auth token / WebSocket handshake)"
@@ -177,6 +186,10 @@ def auth_header_rewrite(resource: Resource, context: Context) -> Iterator[str]:
                 "{name} is sent as literal text.",
 )
 def unexpanded_header_placeholders(resource: Resource, context: Context) -> Iterator[str]:
+    """On URL maps, backend services and security policies: every header value a headerAction adds or a backend's
+    custom request/response header sets holds no `$name` or `${` placeholder, and every `{name}` in it is one GCP
+    expands (stacks.settings.GCP_HEADER_VARIABLES: client_region, tls_version, ...). Removals carry no value and are
+    skipped."""
     for kind, name, value in header_changes(resource):
         if value is None:
             continue
@@ -196,6 +209,9 @@ def unexpanded_header_placeholders(resource: Resource, context: Context) -> Iter
                 "profile (GCP's default policy still accepts TLS 1.0).",
 )
 def tls_1_2(resources: list[Resource], context: Context) -> Iterator[tuple[Resource, str]]:
+    """Every declared SSL policy has minTlsVersion TLS_1_2 or TLS_1_3 (unset means TLS_1_0) and a profile other than
+    COMPATIBLE (unset means COMPATIBLE). Every target HTTPS proxy names an sslPolicy, and one declared in this stack
+    (an undeclared one cannot be judged and is reported)."""
     policies = declared(resources, SSL_POLICY)
     for policy in policies.values():
         if policy.props.get("minTlsVersion") not in TLS_1_2_OR_LATER:
@@ -223,6 +239,9 @@ def _redirects_to_https(url_map: Resource | None) -> bool:
                 "load balancer has a port-80 forwarding rule that does so.",
 )
 def https_redirect(resources: list[Resource], context: Context) -> Iterator[tuple[Resource, str]]:
+    """Every target HTTP proxy's URL map is declared and only redirects: defaultUrlRedirect.httpsRedirect is true,
+    with no hostRules and no defaultService. When the stack has a target HTTPS proxy, some global forwarding rule
+    whose portRange starts at 80 targets such a redirecting HTTP proxy."""
     url_maps = declared(resources, URL_MAP)
     http_proxies = declared(resources, TARGET_HTTP_PROXY)
     redirecting = set()
@@ -246,6 +265,7 @@ def https_redirect(resources: list[Resource], context: Context) -> Iterator[tupl
     description="Request logs are the record of who reached the backends (and of cut WebSockets).",
 )
 def backend_logging(resource: Resource, context: Context) -> Iterator[str]:
+    """Every backend service has logConfig.enable true, and logConfig.sampleRate, when set, above 0."""
     log = resource.props.get("logConfig")
     if not isinstance(log, Mapping) or not log.get("enable"):
         yield "logConfig.enable is not true"
@@ -260,6 +280,8 @@ def backend_logging(resource: Resource, context: Context) -> Iterator[str]:
     description="An internet-facing backend without a Cloud Armor policy has no rate limit or IP filtering.",
 )
 def backend_cloud_armor(resource: Resource, context: Context) -> Iterator[str]:
+    """A backend service whose loadBalancingScheme is EXTERNAL or EXTERNAL_MANAGED (unset means EXTERNAL) names a
+    securityPolicy; internal schemes are skipped. The policy's rules are not examined."""
     if (resource.props.get("loadBalancingScheme") or "EXTERNAL") in EXTERNAL_SCHEMES \
             and not resource.props.get("securityPolicy"):
         yield "no securityPolicy (Cloud Armor) on an external backend service"
@@ -272,5 +294,7 @@ def backend_cloud_armor(resource: Resource, context: Context) -> Iterator[str]:
     description="Without a health check the LB keeps sending traffic to endpoints that cannot serve it.",
 )
 def backend_health_check(resource: Resource, context: Context) -> Iterator[str]:
+    """Every backend service, whatever its scheme, lists at least one health check in healthChecks; the health check
+    itself is not examined."""
     if not resource.props.get("healthChecks"):
         yield "no healthChecks"

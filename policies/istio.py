@@ -109,10 +109,11 @@ def traffic_policies(spec: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str
 @resource_rule("istio-security-v1-peerauthentication-require-strict-mtls", types=istio_kind("PeerAuthentication"),
                severity="critical",
                description="Prod accepts only mutual TLS between workloads: a PERMISSIVE or DISABLE mode lets "
-                           "any pod (or a compromised node) talk plaintext to the services.")
+                           "any pod (or a compromised node) talk plaintext to the services.", prod_only=True)
 def require_strict_mtls(resource: Resource, context: Context) -> Iterable[str]:
-    if not context.is_prod:
-        return
+    """On prod stacks, for each PeerAuthentication (any API version): spec.mtls.mode is STRICT, except that unset or
+    UNSET passes on a policy with a selector (it inherits the namespace's or mesh's mode); and every
+    spec.portLevelMtls entry's mode is STRICT, UNSET or unset."""
     spec = resource.props.get("spec") or {}
     mode = dig(spec, "mtls", "mode")
     # A namespace-wide policy without a mode inherits the mesh default, which may be PERMISSIVE.
@@ -132,6 +133,9 @@ def require_strict_mtls(resource: Resource, context: Context) -> Iterable[str]:
                            "retries disabled (the mesh retries twice by default; a replayed upgrade opens a "
                            "second socket).")
 def websocket_route(resource: Resource, _: Context) -> Iterable[str]:
+    """For each VirtualService http route that forwards (has `route`) and matches an `Upgrade` header mentioning
+    websocket or a uri exact/prefix of /ws or /websocket (or below): timeout is unset or zero ('0s'), and
+    retries.attempts is exactly 0 (unset fails)."""
     for index, route in enumerate(http_routes(resource)):
         if not is_websocket_route(route):
             continue
@@ -157,6 +161,10 @@ def _lb_websocket_timeout(resources: list[Resource]) -> float:
                         "HTTP/2, never caps requests per connection, and whose idle timeouts are at least the "
                         "load balancer's WebSocket timeout (3600 s or more).")
 def websocket_destination(resources: list[Resource], _: Context) -> Iterable[tuple[Resource, str]]:
+    """For each host a WebSocket route forwards to (resolved in its VirtualService's namespace): a DestinationRule
+    exists; none of its policies (top level, port-level, subset) sets h2UpgradePolicy UPGRADE or a non-zero
+    maxRequestsPerConnection; its top-level connectionPool tcp and http idleTimeout (unset = 1h) are >= the longest
+    timeoutSec of a backend service named *websocket*, and never under 3600 s."""
     rules: dict[str, list[Resource]] = {}
     for rule in of_kind(resources, "DestinationRule"):
         host = dig(rule.props, "spec", "host")
@@ -214,6 +222,9 @@ def _in_cluster(host: Any) -> bool:
                            "(consecutive5xxErrors or consecutiveGatewayErrors), so one bad pod cannot keep "
                            "failing requests.")
 def require_outlier_detection(resource: Resource, _: Context) -> Iterable[str]:
+    """For each DestinationRule whose host is in-cluster (a short name, `name.namespace` or `*.svc.cluster.local`):
+    trafficPolicy.outlierDetection exists with consecutive5xxErrors or consecutiveGatewayErrors above 0. External
+    hosts are skipped; subset and port-level policies do not count."""
     spec = resource.props.get("spec") or {}
     if not _in_cluster(spec.get("host")):
         return
@@ -235,6 +246,10 @@ def require_outlier_detection(resource: Resource, _: Context) -> Iterable[str]:
                            "errors (and is ignored), `websocketUpgrade` no longer exists, and alpha/beta APIs give "
                            "way to v1.")
 def no_deprecated_fields(resource: Resource, _: Context) -> Iterable[str]:
+    """Istio DestinationRules, VirtualServices, Gateways, PeerAuthentications, RequestAuthentications,
+    AuthorizationPolicies and Telemetry use the v1 API of their group; no DestinationRule policy (top level,
+    port-level or subset) sets outlierDetection.consecutiveErrors; no VirtualService http route sets
+    websocketUpgrade, mirrorPercent or mirror_percent."""
     match = _TYPE.match(resource.type)
     assert match
     stable = STABLE_VERSION.get(match["group"])
@@ -258,6 +273,8 @@ def no_deprecated_fields(resource: Resource, _: Context) -> Iterable[str]:
                description="VirtualServices and Gateway servers name their hosts: a wildcard captures traffic for "
                            "hosts nobody reviewed (and other teams' hosts on a shared gateway).")
 def no_wildcard_hosts(resource: Resource, _: Context) -> Iterable[str]:
+    """Every host in a VirtualService's spec.hosts and in each Gateway server's hosts has no `*` after its optional
+    `namespace/` prefix: `*/app.example.com` passes, `*` and `*.example.com` fail."""
     spec = resource.props.get("spec") or {}
     hosts = list(items(spec.get("hosts")))
     for server in items(spec.get("servers")):
@@ -338,6 +355,10 @@ def _sample_paths(route: Mapping[str, Any]) -> list[str] | None:
                         "a request principal on that gateway) unless that rule lists it as anonymous; "
                         "RequestAuthentication alone admits token-less requests.")
 def require_jwt_on_public_routes(resources: list[Resource], _: Context) -> Iterable[tuple[Resource, str]]:
+    """For each VirtualService bound to a gateway other than `mesh` (which must be declared): each host (also host:80)
+    x sample path of every forwarding http route's exact/prefix matches (a regex match is reported) meets a DENY rule,
+    in a policy selecting that gateway from its namespace, whose `from` is empty or only notRequestPrincipals: its
+    operation (without methods or ports) matches the request, or its notPaths lists the path (anonymous)."""
     gateways = {(namespace_of(g), str(dig(g.props, "metadata", "name"))): g for g in of_kind(resources, "Gateway")}
     deny_rules = [(p, rule) for p in of_kind(resources, "AuthorizationPolicy")
                   if dig(p.props, "spec", "action") == "DENY"
@@ -406,6 +427,10 @@ def _jwt_header_names(rule: Mapping[str, Any]) -> list[str]:
                            "header breaks every login, and a JWT rule without forwardOriginalToken strips the "
                            "token header (the browser's WebSocket handshake then fails).")
 def no_auth_header_changes(resource: Resource, _: Context) -> Iterable[str]:
+    """VirtualServices: no http route's or destination's headers.request set/add/remove names Authorization or
+    Sec-WebSocket-Protocol. RequestAuthentications: a jwtRule reading one of them (Authorization when no
+    fromHeaders, fromParams or fromCookies) has forwardOriginalToken true, and no outputClaimToHeaders or
+    outputPayloadToHeader writes to them."""
     if kind_of(resource) == "VirtualService":
         for index, route in enumerate(http_routes(resource)):
             where = f"spec.http[{route.get('name', index)}]"

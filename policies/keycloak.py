@@ -67,10 +67,10 @@ def is_keycloak(workload: Resource) -> bool:
 
 @stack_rule("keycloak-workload-require-ha-replicas", severity="high",
             description=f"Prod Keycloak runs at least {PROD_MIN_REPLICAS} replicas: logins keep working "
-                        "with one replica drained and another failing.")
+                        "with one replica drained and another failing.", prod_only=True)
 def keycloak_replicas(resources: list[Resource], context: Context) -> Iterable[tuple[Resource, str]]:
-    if not context.is_prod:
-        return
+    """On prod stacks, each Deployment or StatefulSet whose pod template is labelled app.kubernetes.io/name=keycloak
+    expects at least 3 replicas (spec.replicas, or the minReplicas of the HPA targeting it; unset = 1)."""
     for workload in _of_type(resources, DEPLOYMENT, STATEFUL_SET):
         if is_keycloak(workload):
             replicas = expected_replicas(workload, resources)
@@ -84,6 +84,9 @@ def keycloak_replicas(resources: list[Resource], context: Context) -> Iterable[t
                description="Realm token lifespans stay within the settings' bounds (5 min access tokens, "
                            "refresh tokens that die with a 30 min idle session): a leaked token is short-lived.")
 def token_lifespans(resource: Resource, _: Context) -> Iterable[str]:
+    """For each ConfigMap data key `<realm>-realm.json` (reported when not a JSON object): accessTokenLifespan is
+    60..900 s, ssoSessionIdleTimeout 300..3600 s, ssoSessionMaxLifespan 1800..86400 s and clientSessionIdleTimeout
+    0..3600 s (each must be set), and clientSessionIdleTimeout does not exceed ssoSessionIdleTimeout."""
     for key, realm in realms(resource):
         problem = _realm_problem(realm)
         if problem:
@@ -106,6 +109,10 @@ def _clients(realm: Mapping[str, Any]) -> list[Mapping[str, Any]]:
                description="Public (browser) clients use the code flow with PKCE S256 only, and exact https "
                            "redirect URIs and origins: no implicit flow, no password grant, no '*'.")
 def public_client_pkce(resource: Resource, _: Context) -> Iterable[str]:
+    """For each client with publicClient true in a ConfigMap's `<realm>-realm.json`:
+    attributes.pkce.code.challenge.method is S256, implicitFlowEnabled is not true, directAccessGrantsEnabled is
+    explicitly false (absent means enabled), redirectUris is not empty, and every redirectUris and webOrigins entry
+    is an https:// URL without `*`. Confidential clients are skipped."""
     for key, realm in realms(resource):
         if _realm_problem(realm):
             yield f"{key} {_realm_problem(realm)}"
@@ -134,6 +141,9 @@ def public_client_pkce(resource: Resource, _: Context) -> Iterable[str]:
                description="Confidential client and identity-provider secrets in a realm ConfigMap are "
                            "${ENV} placeholders resolved at import from Secret-backed env, never literals.")
 def no_literal_client_secret(resource: Resource, _: Context) -> Iterable[str]:
+    """In each ConfigMap's `<realm>-realm.json`, every client's `secret` and every identity provider's
+    config.clientSecret is absent, empty, or a whole `${ENV}` or `${ENV:default}` placeholder; any other value is
+    reported as a literal."""
     for key, realm in realms(resource):
         if _realm_problem(realm):
             yield f"{key} {_realm_problem(realm)}"
@@ -153,10 +163,11 @@ def no_literal_client_secret(resource: Resource, _: Context) -> Iterable[str]:
 @resource_rule("gcp-sql-databaseinstance-require-deletion-protection-and-backups", types=(SQL_INSTANCE,),
                severity="high",
                description="Prod Cloud SQL instances are protected from deletion (GCP, Pulumi provider and "
-                           "`protect`) and keep automated backups with point-in-time recovery.")
+                           "`protect`) and keep automated backups with point-in-time recovery.", prod_only=True)
 def sql_protection(resource: Resource, context: Context) -> Iterable[str]:
-    if not context.is_prod:
-        return
+    """On prod stacks, every Cloud SQL DatabaseInstance: deletionProtection is not false (unset passes),
+    settings.deletionProtectionEnabled is true, the resource is declared with protect=True, and
+    settings.backupConfiguration has enabled and pointInTimeRecoveryEnabled true."""
     props = resource.props
     if dig(props, "deletionProtection") is False:
         yield "deletionProtection is false (the provider would delete the instance)"
@@ -226,6 +237,10 @@ UNCONDITIONAL_KEYS = {"uri", "ignoreUriCase", "name"}
             description="No gateway route forwards /admin, /realms/master, /metrics or /health to Keycloak, "
                         "nor anything to its management port: the admin console is never on the internet.")
 def admin_console_not_public(resources: list[Resource], _: Context) -> Iterable[tuple[Resource, str]]:
+    """Each networking.istio.io/v1 VirtualService bound to a gateway other than `mesh` has no tcp or tls route to a
+    Keycloak Service (selector app.kubernetes.io/name=keycloak; else keycloak.keycloak), no http destination to it on
+    port 9000, and no http route to it whose uri (none, exact, prefix, regex on samples) reaches /admin, /realms/master,
+    /metrics or /health, unless an earlier uri-only route to another backend already took all of that root."""
     hosts = keycloak_hosts(resources)
     for vs in _of_type(resources, VIRTUAL_SERVICE):
         gateways = [g for g in items(dig(vs.props, "spec", "gateways")) if g != "mesh"]

@@ -141,6 +141,8 @@ def pod_checks(resource: Resource) -> Iterator[tuple[Mapping[str, Any], str, Map
                description=f"Containers must run as a non-root uid >= {MIN_UID}: root in a container is "
                            "one kernel bug away from root on the node.")
 def run_as_non_root(resource: Resource, _: Context) -> Iterable[str]:
+    """Every container and init container, by its own securityContext or else the pod's: runAsNonRoot is true and
+    runAsUser is set to a uid of 10000 or more (MIN_UID). Each failing field is reported per container."""
     for spec, where, container in pod_checks(resource):
         if effective(spec, container, "runAsNonRoot") is not True:
             yield f"{where}: runAsNonRoot is not true"
@@ -152,6 +154,8 @@ def run_as_non_root(resource: Resource, _: Context) -> Iterable[str]:
 @resource_rule("kubernetes-workload-disallow-privilege-escalation", types=WORKLOADS, severity="high",
                description="allowPrivilegeEscalation must be false: setuid binaries must not regain privileges.")
 def no_privilege_escalation(resource: Resource, _: Context) -> Iterable[str]:
+    """Every container and init container sets securityContext.allowPrivilegeEscalation to false explicitly; unset
+    fails (the pod-level securityContext has no such field)."""
     for _spec, where, container in pod_checks(resource):
         if dig(container, "securityContext", "allowPrivilegeEscalation") is not False:
             yield f"{where}: securityContext.allowPrivilegeEscalation must be false"
@@ -160,6 +164,7 @@ def no_privilege_escalation(resource: Resource, _: Context) -> Iterable[str]:
 @resource_rule("kubernetes-workload-disallow-privileged", types=WORKLOADS, severity="critical",
                description="Privileged containers can do anything the node can.")
 def not_privileged(resource: Resource, _: Context) -> Iterable[str]:
+    """No container or init container sets securityContext.privileged to true; unset or false passes."""
     for _spec, where, container in pod_checks(resource):
         if dig(container, "securityContext", "privileged") is True:
             yield f"{where}: privileged is true"
@@ -168,6 +173,8 @@ def not_privileged(resource: Resource, _: Context) -> Iterable[str]:
 @resource_rule("kubernetes-workload-require-read-only-root-filesystem", types=WORKLOADS, severity="medium",
                description="A read-only root filesystem stops an intruder from changing the image's binaries.")
 def read_only_root(resource: Resource, _: Context) -> Iterable[str]:
+    """Every container and init container sets securityContext.readOnlyRootFilesystem to true explicitly; unset or
+    false fails."""
     for _spec, where, container in pod_checks(resource):
         if dig(container, "securityContext", "readOnlyRootFilesystem") is not True:
             yield f"{where}: readOnlyRootFilesystem must be true (mount an emptyDir where it writes)"
@@ -176,6 +183,8 @@ def read_only_root(resource: Resource, _: Context) -> Iterable[str]:
 @resource_rule("kubernetes-workload-require-drop-all-capabilities", types=WORKLOADS, severity="high",
                description="Containers drop ALL Linux capabilities and add back none but NET_BIND_SERVICE.")
 def drop_all_capabilities(resource: Resource, _: Context) -> Iterable[str]:
+    """Every container and init container lists ALL in securityContext.capabilities.drop, and capabilities.add holds
+    nothing but NET_BIND_SERVICE; any other added capability is reported by name."""
     for _spec, where, container in pod_checks(resource):
         caps = dig(container, "securityContext", "capabilities") or {}
         if "ALL" not in items(caps.get("drop")):
@@ -188,6 +197,8 @@ def drop_all_capabilities(resource: Resource, _: Context) -> Iterable[str]:
 @resource_rule("kubernetes-workload-require-seccomp-runtime-default", types=WORKLOADS, severity="medium",
                description="A seccomp profile (RuntimeDefault) blocks syscalls containers never need.")
 def seccomp(resource: Resource, _: Context) -> Iterable[str]:
+    """Every container and init container has seccompProfile.type RuntimeDefault or Localhost, from its own
+    securityContext or else the pod's; unset or Unconfined fails."""
     for spec, where, container in pod_checks(resource):
         profile = effective(spec, container, "seccompProfile") or {}
         if profile.get("type") not in ("RuntimeDefault", "Localhost"):
@@ -197,6 +208,7 @@ def seccomp(resource: Resource, _: Context) -> Iterable[str]:
 @resource_rule("kubernetes-workload-disallow-host-namespaces", types=WORKLOADS, severity="critical",
                description="hostNetwork, hostPID and hostIPC expose the node's network and processes to the pod.")
 def no_host_namespaces(resource: Resource, _: Context) -> Iterable[str]:
+    """The pod spec sets none of hostNetwork, hostPID and hostIPC to true; each one that is true is reported."""
     spec = pod_spec(resource) or {}
     for key in ("hostNetwork", "hostPID", "hostIPC"):
         if spec.get(key) is True:
@@ -206,6 +218,7 @@ def no_host_namespaces(resource: Resource, _: Context) -> Iterable[str]:
 @resource_rule("kubernetes-workload-disallow-host-path", types=WORKLOADS, severity="high",
                description="hostPath volumes give the pod the node's filesystem.")
 def no_host_path(resource: Resource, _: Context) -> Iterable[str]:
+    """No volume of the pod spec is a hostPath volume; each one is reported by name."""
     spec = pod_spec(resource) or {}
     for volume in items(spec.get("volumes")):
         if volume.get("hostPath") is not None:
@@ -215,6 +228,8 @@ def no_host_path(resource: Resource, _: Context) -> Iterable[str]:
 @resource_rule("kubernetes-workload-disallow-host-port", types=WORKLOADS, severity="medium",
                description="hostPort binds the node's port, bypassing Services and NetworkPolicies.")
 def no_host_port(resource: Resource, _: Context) -> Iterable[str]:
+    """No port of any container or init container sets a hostPort (unset or 0 passes); each is reported with its
+    number."""
     for _spec, where, container in pod_checks(resource):
         for port in items(container.get("ports")):
             if port.get("hostPort"):
@@ -225,6 +240,8 @@ def no_host_port(resource: Resource, _: Context) -> Iterable[str]:
                severity="medium",
                description="Pods that do not call the Kubernetes API must not carry an API token.")
 def no_token_automount(resource: Resource, _: Context) -> Iterable[str]:
+    """The pod spec sets automountServiceAccountToken to false explicitly; unset (Kubernetes then mounts the token)
+    fails. The ServiceAccount's own setting is not consulted."""
     spec = pod_spec(resource)
     if spec is not None and spec.get("automountServiceAccountToken") is not False:
         yield "pod spec: automountServiceAccountToken must be false"
@@ -236,6 +253,8 @@ def no_token_automount(resource: Resource, _: Context) -> Iterable[str]:
                description="Every container sets cpu and memory requests and limits, so scheduling and "
                            "eviction are predictable and one pod cannot starve a node.")
 def require_resources(resource: Resource, _: Context) -> Iterable[str]:
+    """Every container and init container sets resources.requests.cpu, requests.memory, limits.cpu and limits.memory
+    to a non-empty value; each missing one is reported. Their sizes are not judged."""
     for _spec, where, container in pod_checks(resource):
         for section in ("requests", "limits"):
             for kind in ("cpu", "memory"):
@@ -247,6 +266,8 @@ def require_resources(resource: Resource, _: Context) -> Iterable[str]:
                description="Long-running containers need readiness and liveness probes, or traffic reaches "
                            "pods that are not ready and hung pods are never restarted.")
 def require_probes(resource: Resource, _: Context) -> Iterable[str]:
+    """Every container (init containers excepted) of a Deployment, StatefulSet, DaemonSet, ReplicaSet or Pod has a
+    readinessProbe and a livenessProbe; Jobs and CronJobs are skipped. A startupProbe is not required."""
     if resource.type in BATCH:
         return
     spec = pod_spec(resource) or {}
@@ -273,6 +294,8 @@ def image_problem(image: Any) -> str | None:
                description="Images are pinned by a tag other than latest, or by digest, so a rollback "
                            "really runs the earlier code.")
 def pinned_image(resource: Resource, _: Context) -> Iterable[str]:
+    """Every container and init container names an image pinned by digest (`@sha256:`) or by a tag other than
+    `latest`; a missing image, an untagged one (implicitly :latest) and :latest are reported."""
     for _spec, where, container in pod_checks(resource):
         problem = image_problem(container.get("image"))
         if problem:
@@ -283,15 +306,36 @@ def pinned_image(resource: Resource, _: Context) -> Iterable[str]:
                description="Secret-looking environment variables must come from a Secret (secretKeyRef), "
                            "never a literal in the manifest.")
 def no_literal_secret_env(resource: Resource, _: Context) -> Iterable[str]:
-    for _spec, where, container in pod_checks(resource):
+    """Every env var whose name looks secret (PASSWORD, SECRET, TOKEN, API_KEY, ...) has no literal
+    value, except a `*_FILE` variable naming a file inside a mounted Secret volume (the `_FILE`
+    convention of the official images: the value is a path, the secret stays in the file)."""
+    for spec, where, container in pod_checks(resource):
+        secret_dirs = _secret_mount_paths(spec, container)
         for env in items(container.get("env")):
-            if SECRET_ENV_NAME.search(str(env.get("name", ""))) and env.get("value") not in (None, ""):
-                yield f"{where}: env {env.get('name')} has a literal value; use valueFrom.secretKeyRef"
+            name, value = str(env.get("name", "")), env.get("value")
+            if not SECRET_ENV_NAME.search(name) or value in (None, ""):
+                continue
+            if name.endswith("_FILE") and any(str(value).startswith(f"{d.rstrip('/')}/") for d in secret_dirs):
+                continue
+            yield f"{where}: env {name} has a literal value; use valueFrom.secretKeyRef"
+
+
+def _secret_mount_paths(spec: Mapping[str, Any], container: Mapping[str, Any]) -> list[str]:
+    """Where the container mounts volumes made only of Secrets (secret, or projected secrets)."""
+    secret_volumes = set()
+    for volume in items(spec.get("volumes")):
+        sources = items(dig(volume, "projected", "sources"))
+        if "secret" in volume or (sources and all("secret" in source for source in sources)):
+            secret_volumes.add(volume.get("name"))
+    return [str(m.get("mountPath")) for m in items(container.get("volumeMounts"))
+            if m.get("name") in secret_volumes and m.get("mountPath")]
 
 
 @resource_rule("kubernetes-workload-require-selector-match", types=CONTROLLERS, severity="high",
                description="A controller's selector must match its pod template's labels, or it manages no pods.")
 def selector_match(resource: Resource, _: Context) -> Iterable[str]:
+    """A Deployment's, StatefulSet's, DaemonSet's or ReplicaSet's spec.selector (matchLabels, and matchExpressions
+    In, NotIn, Exists, DoesNotExist) selects its spec.template.metadata.labels; a missing selector fails too."""
     selector = dig(resource.props, "spec", "selector")
     if not selector_matches(selector, pod_template_labels(resource)):
         yield "spec.selector does not match spec.template.metadata.labels"
@@ -301,6 +345,9 @@ def selector_match(resource: Resource, _: Context) -> Iterable[str]:
                description="Replicated workloads spread over nodes and zones (topology spread or "
                            "anti-affinity), so one node or zone failure does not take every replica.")
 def require_spread(resource: Resource, _: Context) -> Iterable[str]:
+    """A Deployment or StatefulSet with spec.replicas of 2 or more, or unset (an HPA may own the count), has a
+    topologySpreadConstraints entry or an affinity.podAntiAffinity in its pod spec; either suffices, and their
+    topology keys and strength are not examined. spec.replicas 0 or 1 is skipped."""
     replicas = number(dig(resource.props, "spec", "replicas"))
     if replicas is not None and replicas < 2:
         return
@@ -320,6 +367,10 @@ def namespaced(resource_type: str) -> bool:
                description="Namespaced objects name their namespace, and never `default`: otherwise they "
                            "land wherever the kubeconfig points.")
 def explicit_namespace(resource: Resource, _: Context) -> Iterable[str]:
+    """Every namespaced Kubernetes object sets metadata.namespace to something other than empty or `default`.
+    Cluster-scoped kinds (Namespace, Node, PersistentVolume, ClusterRole(Binding), StorageClass, CRDs, webhook
+    configurations, PriorityClass, GMP's Cluster*/Global* kinds, ...) and helm/yaml/kustomize wrappers are
+    skipped."""
     namespace = namespace_of(resource)
     if namespace in (None, "", "default"):
         yield f"metadata.namespace is {namespace!r}; set an explicit, non-default namespace"
@@ -329,6 +380,7 @@ def explicit_namespace(resource: Resource, _: Context) -> Iterable[str]:
                description="Services stay ClusterIP: the only way in is the HTTPS load balancer and the "
                            "mesh gateway (LoadBalancer/NodePort bypass TLS, Cloud Armor and JWT checks).")
 def no_external_service(resource: Resource, _: Context) -> Iterable[str]:
+    """A Service's spec.type is neither LoadBalancer nor NodePort (ClusterIP, unset and ExternalName pass)."""
     service_type = dig(resource.props, "spec", "type")
     if service_type in ("LoadBalancer", "NodePort"):
         yield f"spec.type is {service_type}"
@@ -339,6 +391,8 @@ def no_external_service(resource: Resource, _: Context) -> Iterable[str]:
                description="HPAs keep at least 2 replicas in prod and a max above the min, so one pod "
                            "restart is never an outage and scaling is possible.")
 def hpa_replicas(resource: Resource, context: Context) -> Iterable[str]:
+    """Every HorizontalPodAutoscaler has spec.maxReplicas set and greater than spec.minReplicas (unset counts as 1);
+    on prod stacks only, minReplicas must also be at least 2."""
     # Kubernetes defaults an unset minReplicas to 1.
     low = number(dig(resource.props, "spec", "minReplicas")) or 1.0
     high = number(dig(resource.props, "spec", "maxReplicas"))
@@ -387,6 +441,10 @@ def allowed_disruptions(pdb: Resource, replicas: float) -> float:
                         "disruption (never more than the HPA minimum), so node drains neither kill all "
                         "replicas nor block forever.")
 def disruption_budget(resources: list[Resource], _: Context) -> Iterable[tuple[Resource, str]]:
+    """For each Deployment and StatefulSet expecting 2 or more replicas (spec.replicas, or the minReplicas of the
+    HPA targeting it; unset = 1): a PodDisruptionBudget in its namespace selects its pod labels, and every such PDB
+    allows from 1 to replicas - 1 disruptions at that count (maxUnavailable, else replicas - minAvailable;
+    percentages rounded up; neither set allows 0)."""
     pdbs = _of_type(resources, PDB)
     for workload in _of_type(resources, DEPLOYMENT, STATEFUL_SET):
         replicas = expected_replicas(workload, resources)
@@ -410,10 +468,11 @@ def disruption_budget(resources: list[Resource], _: Context) -> Iterable[tuple[R
 @stack_rule("kubernetes-workload-require-replicas", severity="high",
             description="In prod every Deployment and StatefulSet runs at least 2 replicas (directly or through "
                         "its HPA); StatefulSets sharing a governing Service (one per zone of one cluster) count "
-                        "together.")
+                        "together.", prod_only=True)
 def require_replicas(resources: list[Resource], context: Context) -> Iterable[tuple[Resource, str]]:
-    if not context.is_prod:
-        return
+    """On prod stacks, each Deployment and StatefulSet expects at least 2 replicas (spec.replicas, or the
+    minReplicas of the HPA targeting it; unset = 1). StatefulSets with the same namespace and spec.serviceName are
+    summed, so per-zone StatefulSets of one cluster may each run 1."""
     governed: dict[tuple[str | None, Any], float] = {}
     for sts in _of_type(resources, STATEFUL_SET):
         key = (namespace_of(sts), dig(sts.props, "spec", "serviceName"))
@@ -431,6 +490,9 @@ def require_replicas(resources: list[Resource], context: Context) -> Iterable[tu
             description="Every pod is selected by a NetworkPolicy in its namespace, so pod-to-pod traffic "
                         "is denied unless allowed.")
 def require_network_policy(resources: list[Resource], _: Context) -> Iterable[tuple[Resource, str]]:
+    """Every workload (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod) has its pod labels
+    selected by the podSelector of some NetworkPolicy in its namespace (an empty podSelector selects all). What the
+    policy allows is not examined."""
     policies = _of_type(resources, NETWORK_POLICY)
     for workload in _of_type(resources, *WORKLOADS):
         labels = pod_template_labels(workload)

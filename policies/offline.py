@@ -1,23 +1,40 @@
 """Run the policy pack offline over a rendered stack:
 
-    python -m policies.offline build/<stack>/resources.json [--json]
+    python -m policies.offline build/<stack>/resources.json [--config FILE] [--json]
+    python -m policies.offline --explain <policy>
+    python -m policies.offline --list
 
-Exit code 0 when no mandatory policy is violated, 1 when one is, 2 when the file is unusable.
+The pack config (levels and targets; `build/<stack>/policy-config.json`, written by the render) is
+the same file `pulumi preview --policy-pack-config` takes; without `--config` the one next to
+resources.json is used when present, else every rule's defaults. Exit code 0 when no mandatory
+policy is violated, 1 when one is, 2 when an input is unusable or a policy name unknown.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import sys
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from policies.catalog import all_rules
-from policies.engine import DEFAULT_PRODUCTION_STACKS, Context, Report, Resource, analyzer_props, evaluate
+from policies.engine import (
+    DEFAULT_PRODUCTION_STACKS,
+    Context,
+    PackConfig,
+    Report,
+    Resource,
+    Rule,
+    analyzer_props,
+    evaluate,
+)
 
 SUPPORTED_FORMATS = (1,)
+CONFIG_FILE = "policy-config.json"
 
 
 def load_resources(document: Mapping[str, Any]) -> list[Resource]:
@@ -32,26 +49,82 @@ def load_resources(document: Mapping[str, Any]) -> list[Resource]:
     ]
 
 
+def rules_by_name() -> dict[str, Rule]:
+    return {rule.name: rule for rule in all_rules()}
+
+
+def load_config(path: Path | None) -> PackConfig:
+    """A pack config file, validated against the pack (PackConfigError names the bad key)."""
+    if path is None:
+        return PackConfig()
+    return PackConfig.parse(json.loads(path.read_text()), rules_by_name())
+
+
 def evaluate_document(document: Mapping[str, Any],
-                      production_stacks: Sequence[str] = DEFAULT_PRODUCTION_STACKS) -> Report:
+                      production_stacks: Sequence[str] = DEFAULT_PRODUCTION_STACKS,
+                      config: PackConfig | None = None) -> Report:
     context = Context(stack=document["stack"], production_stacks=tuple(production_stacks))
-    return evaluate(load_resources(document), context, all_rules())
+    return evaluate(load_resources(document), context, all_rules(), config)
+
+
+def explain(rule: Rule, width: int = 100) -> str:
+    """What a rule prevents, what exactly it checks, where it applies and what it can be given."""
+    def para(text: str) -> str:
+        return textwrap.fill(text, width, initial_indent="  ", subsequent_indent="  ")
+
+    kind = "stack rule (sees every resource at once)" if rule.is_stack_rule else "resource rule"
+    scope = "production stacks only" if rule.prod_only else "every stack"
+    lines = [rule.name, f"  severity {rule.severity}; {kind}; judged on {scope}; default level {rule.enforcement}",
+             "", "Why (what it prevents):", para(rule.description), "", "What it checks:",
+             para(rule.checks or "(no further detail)")]
+    if rule.options:
+        lines += ["", "Options (pack config, e.g. build/<stack>/policy-config.json):"]
+        lines += [f"  {name} ({option.type}, default {option.default}): {option.description}"
+                  for name, option in rule.options.items()]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the AIWFE policy pack over a rendered resources.json.")
-    parser.add_argument("resources", type=Path, help="build/<stack>/resources.json from tools.render")
+    parser.add_argument("resources", type=Path, nargs="?", help="build/<stack>/resources.json from tools.render")
+    parser.add_argument("--config", type=Path, help=f"pack config (default: {CONFIG_FILE} next to resources.json)")
     parser.add_argument("--json", action="store_true", help="machine-readable report on stdout")
+    parser.add_argument("--explain", metavar="POLICY", help="what a policy checks and why, then exit")
+    parser.add_argument("--list", action="store_true", help="every policy's name and one-line purpose, then exit")
     parser.add_argument("--production-stack", action="append", dest="production_stacks",
                         help=f"stack names judged as production (default: {', '.join(DEFAULT_PRODUCTION_STACKS)})")
     args = parser.parse_args(argv)
+    rules = rules_by_name()
+    if args.list:
+        for rule in rules.values():
+            print(f"{rule.name}\n    {rule.description}")
+        return 0
+    if args.explain:
+        rule = rules.get(args.explain)
+        if rule is None:
+            close = difflib.get_close_matches(args.explain, list(rules), n=3, cutoff=0.5)
+            hint = f"; did you mean {' or '.join(close)}?" if close else "; --list shows every policy"
+            print(f"error: no policy named {args.explain!r}{hint}", file=sys.stderr)
+            return 2
+        print(explain(rule))
+        return 0
+    if args.resources is None:
+        parser.error("a resources.json is required (or --explain/--list)")
+    config_path = args.config
+    if config_path is None and (args.resources.parent / CONFIG_FILE).exists():
+        config_path = args.resources.parent / CONFIG_FILE
     try:
         document = json.loads(args.resources.read_text())
-        report = evaluate_document(document, args.production_stacks or DEFAULT_PRODUCTION_STACKS)
+        config = load_config(config_path)
+        report = evaluate_document(document, args.production_stacks or DEFAULT_PRODUCTION_STACKS, config)
     except (OSError, ValueError, KeyError, TypeError) as error:
         print(f"error: cannot evaluate {args.resources}: {error}", file=sys.stderr)
         return 2
-    print(json.dumps(report.as_json(), indent=2) if args.json else report.as_text())
+    if args.json:
+        print(json.dumps({**report.as_json(), "config": str(config_path) if config_path else None}, indent=2))
+    else:
+        print(f"pack config: {config_path or 'none (every rule at its default level and options)'}")
+        print(report.as_text())
     return 1 if report.mandatory_failures else 0
 
 

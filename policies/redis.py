@@ -133,6 +133,9 @@ def pinned_zone(pod: Mapping[str, Any]) -> str | None:
                description="redis.conf keeps both an AOF (fsync every second or always) and RDB save "
                            "points, so a restarted node loses at most a second of sessions.")
 def require_persistence(resource: Resource, _: Context) -> Iterable[str]:
+    """For each ConfigMap holding a `redis.conf` key (the last occurrence of a directive counts): appendonly is yes,
+    appendfsync is everysec or always (unset means everysec), and a save line is present and does not disable
+    snapshots (save "")."""
     conf = conf_of(resource)
     if conf is None:
         return
@@ -149,6 +152,8 @@ def require_persistence(resource: Resource, _: Context) -> Iterable[str]:
                description=f"redis.conf sets maxmemory and evicts with {EVICTION_POLICY}, so a full node "
                            "drops the least recently used sessions instead of refusing writes.")
 def require_eviction(resource: Resource, _: Context) -> Iterable[str]:
+    """For each ConfigMap holding a `redis.conf` key (the last occurrence of a directive counts): maxmemory is set
+    and non-zero (bytes, or k/kb/m/mb/g/gb), and maxmemory-policy is allkeys-lru (unset means noeviction)."""
     conf = conf_of(resource)
     if conf is None:
         return
@@ -165,10 +170,12 @@ def require_eviction(resource: Resource, _: Context) -> Iterable[str]:
 @stack_rule("redis-cluster-require-ha-topology", severity="high",
             description=f"In prod a Redis Cluster has at least {MIN_MASTERS} masters with at least "
                         f"{MIN_REPLICAS_PER_MASTER} replica each, and its StatefulSets (one per zone, all "
-                        "mounting the same redis.conf) run exactly that many pods together.")
+                        "mounting the same redis.conf) run exactly that many pods together.", prod_only=True)
 def require_ha_topology(resources: list[Resource], context: Context) -> Iterable[tuple[Resource, str]]:
-    if not context.is_prod:
-        return
+    """On prod stacks, for each Redis Cluster (the StatefulSets whose containers mount the same redis.conf
+    ConfigMap): cluster-enabled is yes; every StatefulSet states the same integer shape in aiwfe.io/redis-masters
+    and aiwfe.io/redis-replicas-per-master; masters >= 3 and replicas per master >= 1; and their spec.replicas (all
+    set) sum to masters x (1 + replicas)."""
     for members in redis_clusters(resources):
         first = members[0]
         if (last(first.conf, "cluster-enabled") or ["no"])[0].lower() != "yes":
@@ -204,10 +211,11 @@ def require_ha_topology(resources: list[Resource], context: Context) -> Iterable
 @stack_rule("redis-cluster-require-zone-separation", severity="high",
             description="In prod a Redis Cluster runs one StatefulSet per zone, each required (node affinity) "
                         "to stay in its own zone, over at least 2 zones: each replica is paired with a master "
-                        "in another zone, which holds only while pods cannot move between zones.")
+                        "in another zone, which holds only while pods cannot move between zones.", prod_only=True)
 def require_zone_separation(resources: list[Resource], context: Context) -> Iterable[tuple[Resource, str]]:
-    if not context.is_prod:
-        return
+    """On prod stacks, for each Redis Cluster (StatefulSets mounting the same redis.conf): every StatefulSet's pods
+    are pinned to one zone (a single required nodeAffinity term with topology.kubernetes.io/zone In [one zone]), no
+    two StatefulSets share a zone, and when all are pinned they span at least 2 zones."""
     for members in redis_clusters(resources):
         owner: dict[str, str] = {}  # zone -> the StatefulSet pinned to it
         all_pinned = True
@@ -230,6 +238,9 @@ def require_zone_separation(resources: list[Resource], context: Context) -> Iter
             description=f"The Redis container's memory limit is at least {MEMORY_HEADROOM}x maxmemory: a fork "
                         "for BGSAVE or AOF rewrite copies pages, and without headroom the node is OOM-killed.")
 def require_headroom(resources: list[Resource], _: Context) -> Iterable[tuple[Resource, str]]:
+    """For each StatefulSet whose container mounts a redis.conf ConfigMap: that container sets
+    resources.limits.memory, and when redis.conf sets maxmemory the limit is at least 1.5 x maxmemory
+    (MEMORY_HEADROOM)."""
     for redis in redis_workloads(resources):
         maxmemory = redis_bytes((last(redis.conf, "maxmemory") or ["0"])[0]) or 0.0
         limit = k8s_bytes(dig(redis.container, "resources", "limits", "memory"))
@@ -244,6 +255,9 @@ def require_headroom(resources: list[Resource], _: Context) -> Iterable[tuple[Re
             description=f"Every probe of a Redis pod times out within {MAX_PROBE_TIMEOUT_SECONDS:.0f} s: a 30 s "
                         "Redis check once made health endpoints hang and blocked deployments.")
 def require_fast_probes(resources: list[Resource], _: Context) -> Iterable[tuple[Resource, str]]:
+    """For each StatefulSet whose pods mount a redis.conf ConfigMap: in every container (init containers excepted),
+    each startupProbe, readinessProbe and livenessProbe that sets timeoutSeconds sets it to 3 s or less
+    (MAX_PROBE_TIMEOUT_SECONDS); an unset timeout (Kubernetes' 1 s) passes."""
     for redis in redis_workloads(resources):
         for container in items(redis.pod.get("containers")):
             for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -260,6 +274,9 @@ def require_fast_probes(resources: list[Resource], _: Context) -> Iterable[tuple
             description="Services in front of Redis pods stay inside the cluster: ClusterIP or headless, no "
                         "external IPs, no load-balancer endpoint groups.")
 def no_exposed_redis(resources: list[Resource], _: Context) -> Iterable[tuple[Resource, str]]:
+    """Every Service whose non-empty selector matches the pod labels of a Redis StatefulSet (one mounting
+    redis.conf) in its namespace: spec.type is unset or ClusterIP, spec.externalIPs is empty, and it has no
+    cloud.google.com/neg annotation. Services without a selector are skipped."""
     workloads = list(redis_workloads(resources))
     for service in (r for r in resources if r.type == SERVICE):
         selector = dig(service.props, "spec", "selector")
@@ -282,6 +299,9 @@ def no_exposed_redis(resources: list[Resource], _: Context) -> Iterable[tuple[Re
             description="Redis requires a password for clients and replication, read from a Secret-mounted "
                         "include, never written in the ConfigMap.")
 def require_password(resources: list[Resource], _: Context) -> Iterable[tuple[Resource, str]]:
+    """For each Redis StatefulSet: its redis.conf writes neither requirepass nor masterauth (the ConfigMap is
+    reported), and has an `include` of a path under the mountPath of a secret volume mounted in the container that
+    mounts redis.conf. The included file's content is not checked."""
     for redis in redis_workloads(resources):
         for literal in ("requirepass", "masterauth"):
             if literal in redis.conf:

@@ -204,6 +204,7 @@ def build(settings: Settings) -> Platform:
             project=settings.gcp.project,
             zones=settings.gcp.zones,
             network=settings.gcp.network,
+            protect=settings.is_prod,
         ),
         pulumi.ResourceOptions(providers={"gcp": gcp_provider}),
     )

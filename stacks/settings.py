@@ -31,6 +31,8 @@ WEBSOCKET_PORT = 8080
 HEALTH_PORT = 8081
 FRONTEND_CONTAINER_PORT = 8080
 FRONTEND_SERVICE_PORT = 80
+# The env var that tells a WebSocket pod how many connections it holds (the policy pack reads it).
+CONNECTIONS_PER_POD_ENV = "MAX_CONNECTIONS_PER_POD"
 # Istio minor releases the program supports (all serve networking/security/telemetry .../v1, new in
 # 1.22); older ones are out of support. Extend when a release is tested against its CRD schemas.
 SUPPORTED_ISTIO_MINORS = (28, 29, 30)
@@ -45,6 +47,13 @@ REDIS_EXPORTER_PORT = 9121
 REDIS_MEMORY_HEADROOM = 1.5
 # The volume holds the AOF, its rewrite and the RDB snapshot: at least this many times maxmemory.
 REDIS_STORAGE_FACTOR = 3
+# REQUIREMENTS' capacity targets, which the policy pack judges the declared sizes against (the
+# defaults of `targets` and of the pack's options): 10 pods x 1000+ connections, 10,000
+# authentications/min. Session data: 3 masters x 8 GB are sized for it with one master's worth of
+# slack for uneven slots.
+DEFAULT_TARGET_CONCURRENT_CONNECTIONS = 10_000
+DEFAULT_TARGET_AUTHENTICATIONS_PER_MINUTE = 10_000
+DEFAULT_TARGET_SESSION_DATA = "16Gi"
 
 
 class SettingsError(ValueError):
@@ -368,10 +377,27 @@ class KeycloakDatabaseSettings:
 
 
 @dataclass(frozen=True)
-class KeycloakSizing:
-    """The load Keycloak is sized for and its mix (Keycloak's HA sizing guide prices each kind)."""
+class CapacityTargets:
+    """The load the stack must carry. The policy pack's capacity rules check the declared sizes
+    (WebSocket replicas and connection limits, Keycloak CPU, Redis memory) against these."""
 
+    concurrent_connections: int
     authentications_per_minute: int
+    session_data_bytes: int
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """How the policy pack judges this stack: the rules that only warn here (none in prod)."""
+
+    advisory: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class KeycloakSizing:
+    """The mix of Keycloak's authentication load (its HA sizing guide prices each kind); the rate is
+    `targets.authenticationsPerMinute`."""
+
     password_login_percent: int
     client_credentials_percent: int
     refresh_percent: int
@@ -426,6 +452,8 @@ class Settings:
     admin_frontend: FrontendSettings
     load_balancer: LoadBalancerSettings
     keycloak: KeycloakSettings
+    targets: CapacityTargets
+    policy: PolicySettings
 
     @property
     def is_prod(self) -> bool:
@@ -801,7 +829,7 @@ def _parse_load_balancer(top: _Section) -> LoadBalancerSettings:
 # ---------------------------------------------------------------- the parser
 
 _TOP_LEVEL_OBJECTS = ("gcp", "mesh", "monitoring", "redis", "sessions", "websocket", "frontends",
-                      "loadBalancer", "keycloak")
+                      "loadBalancer", "keycloak", "targets", "policy")
 _TOP_LEVEL_SCALARS = ("environment", "kubernetesVersion", "domain", "appNamespace", *SECRET_KEYS)
 TOP_LEVEL_OBJECTS = _TOP_LEVEL_OBJECTS
 """Top-level keys whose values are objects (Pulumi hands them to the program as JSON text)."""
@@ -991,6 +1019,8 @@ def parse_settings(
     fe_s.done()
     load_balancer = _parse_load_balancer(top)
     keycloak = _keycloak_settings(top, environment, domain, secrets)
+    targets = _targets(top)
+    policy = _policy(top, environment)
     top.done()
 
     return Settings(
@@ -1010,7 +1040,41 @@ def parse_settings(
         admin_frontend=frontends["admin"],
         load_balancer=load_balancer,
         keycloak=keycloak,
+        targets=targets,
+        policy=policy,
     )
+
+
+def _targets(top: _Section) -> CapacityTargets:
+    section = top.section("targets", {})
+    targets = CapacityTargets(
+        concurrent_connections=section.integer("concurrentConnections", 1, 10_000_000,
+                                               DEFAULT_TARGET_CONCURRENT_CONNECTIONS),
+        authentications_per_minute=section.integer("authenticationsPerMinute", 1, 10_000_000,
+                                                   DEFAULT_TARGET_AUTHENTICATIONS_PER_MINUTE),
+        session_data_bytes=parse_memory_bytes(_quantity(section, "sessionData", DEFAULT_TARGET_SESSION_DATA,
+                                                        parse_memory_bytes)),
+    )
+    section.done()
+    return targets
+
+
+def _policy(top: _Section, environment: str) -> PolicySettings:
+    # Imported here: the rule modules import this one for its constants.
+    from policies.catalog import all_rules
+
+    section = top.section("policy", {})
+    advisory = section._get("advisory", [])
+    names = {rule.name for rule in all_rules()}
+    if not isinstance(advisory, list) or not all(isinstance(n, str) for n in advisory):
+        section.fail("advisory", advisory, "must be a list of policy names")
+    unknown = sorted(set(advisory) - names)
+    if unknown:
+        section.fail("advisory", unknown, "names no policy of the pack (README \"Policy pack\" lists them)")
+    if advisory and environment == "prod":
+        section.fail("advisory", advisory, "must be empty in prod: every policy is mandatory there")
+    section.done()
+    return PolicySettings(advisory=tuple(advisory))
 
 
 # ---------------------------------------------------------------- Keycloak section
@@ -1145,7 +1209,6 @@ def _keycloak_settings(top: _Section, environment: str, domain: str, secrets: se
 
     sizing_s = kc.section("sizing", {})
     sizing = KeycloakSizing(
-        authentications_per_minute=sizing_s.integer("authenticationsPerMinute", 1, 10_000_000, 10_000),
         password_login_percent=sizing_s.integer("passwordLoginPercent", 0, 100, 20),
         client_credentials_percent=sizing_s.integer("clientCredentialsPercent", 0, 100, 30),
         refresh_percent=sizing_s.integer("refreshPercent", 0, 100, 50),

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import policies.catalog  # noqa: F401  (registers every rule)
-from policies.engine import MANDATORY, REGISTRY, Context, Report, evaluate
+from policies.engine import REGISTRY, Context, PackConfig, Report, evaluate
 from tests.policy_fixtures import Wire, to_resource, urn
 
 
@@ -34,19 +34,22 @@ class Case:
     """Other rules the failing input is known to trip too."""
     bug: str = ""
     """Non-empty: the case documents a rule defect and is expected to fail (strict xfail)."""
+    config: tuple[tuple[str, Any], ...] = ()
+    """The pack config the case is judged under (a stack's levels and targets); defaults without."""
 
     @property
     def id(self) -> str:
         return f"{self.rule}:{'pass' if self.passes else 'fail'}:{self.why}"
 
 
-def ok(rule: str, why: str, wires: list[Wire], *, stack: str = "prod", bug: str = "") -> Case:
-    return Case(rule, True, why, tuple(wires), stack, bug=bug)
+def ok(rule: str, why: str, wires: list[Wire], *, stack: str = "prod", bug: str = "",
+       config: dict[str, Any] | None = None) -> Case:
+    return Case(rule, True, why, tuple(wires), stack, bug=bug, config=tuple((config or {}).items()))
 
 
 def bad(rule: str, why: str, wires: list[Wire], *, stack: str = "prod", also: tuple[str, ...] = (),
-        bug: str = "") -> Case:
-    return Case(rule, False, why, tuple(wires), stack, frozenset(also), bug)
+        bug: str = "", config: dict[str, Any] | None = None) -> Case:
+    return Case(rule, False, why, tuple(wires), stack, frozenset(also), bug, tuple((config or {}).items()))
 
 
 def params(cases: list[Case]) -> list[Any]:
@@ -56,7 +59,8 @@ def params(cases: list[Case]) -> list[Any]:
 
 def run(case: Case) -> Report:
     """The whole pack over the case's resources, as the offline runner would."""
-    return evaluate([to_resource(w, case.stack) for w in case.wires], Context(stack=case.stack))
+    config = PackConfig.parse(dict(case.config), REGISTRY)
+    return evaluate([to_resource(w, case.stack) for w in case.wires], Context(stack=case.stack), config=config)
 
 
 def check_failing_case(case: Case) -> None:
@@ -69,8 +73,12 @@ def check_failing_case(case: Case) -> None:
     urns = {urn(w.type, w.name, case.stack) for w in case.wires}
     for violation in report.violations:
         assert violation.urn in urns and violation.message
-        assert violation.enforcement == MANDATORY
+        assert violation.enforcement == run_level(case, violation.policy)
         assert violation.severity == REGISTRY[violation.policy].severity
+
+
+def run_level(case: Case, policy: str) -> str:
+    return PackConfig.parse(dict(case.config), REGISTRY).level(REGISTRY[policy])
 
 
 def check_passing_case(case: Case) -> None:

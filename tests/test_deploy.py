@@ -262,3 +262,56 @@ def test_the_double_refuses_what_it_does_not_know(h: Harness) -> None:
     env = {**os.environ}
     result = subprocess.run(["pulumi", "destroy", "--yes"], capture_output=True, text=True, env=env)
     assert result.returncode == 3 and "no answer" in result.stderr
+
+
+# ---------------------------------------------------------------- the stack's policy pack config
+
+PACK_CONFIG_STUB = """\
+import argparse, json, pathlib, sys
+parser = argparse.ArgumentParser()
+parser.add_argument("--stack")
+parser.add_argument("--out")
+args = parser.parse_args()
+if pathlib.Path("broken-settings").exists():
+    print("error: config aiwfe-platform:policy.advisory = ['x']: names no policy of the pack", file=sys.stderr)
+    sys.exit(2)
+pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+pathlib.Path(args.out).write_text(json.dumps({"all": "mandatory", "written-for": args.stack}))
+"""
+
+
+def with_pack_config_module(h: Harness) -> None:
+    (h.repo / "stacks").mkdir()
+    (h.repo / "stacks" / "__init__.py").write_text("")
+    (h.repo / "stacks" / "policy_config.py").write_text(PACK_CONFIG_STUB)
+
+
+def test_deploy_passes_the_stack_pack_config_to_preview_and_up(h: Harness) -> None:
+    with_pack_config_module(h)
+    h.scenario(history=["history-before-deploy", "history-after-deploy"])
+    assert h.run("deploy", "--stack", "staging", "--yes") == 0
+    written = h.repo / "build" / "staging" / "policy-config.json"
+    assert json.loads(written.read_text()) == {"all": "mandatory", "written-for": "staging"}
+    for call in (*h.calls("preview"), *h.calls("up")):
+        argv = call["argv"]
+        assert argv[argv.index("--policy-pack") + 1] == "policies"
+        assert argv[argv.index("--policy-pack-config") + 1] == str(written)
+
+
+def test_deploy_without_a_pack_config_module_warns_and_uses_the_defaults(
+        h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    h.scenario(history=["history-before-deploy", "history-after-deploy"])
+    assert h.run("deploy", "--stack", "staging", "--yes") == 0
+    assert "--policy-pack-config" not in h.calls("preview")[0]["argv"]
+    assert "policy pack runs with its defaults" in capsys.readouterr().out
+
+
+def test_deploy_refuses_when_the_pack_config_cannot_be_written(
+        h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    with_pack_config_module(h)
+    (h.repo / "broken-settings").write_text("")
+    h.scenario(history=["history-before-deploy"])
+    assert h.run("deploy", "--stack", "staging", "--yes") == deploy.EXIT_REFUSED
+    assert h.calls("preview") == [] and h.calls("up") == []
+    captured = capsys.readouterr()
+    assert "names no policy of the pack" in captured.out + captured.err

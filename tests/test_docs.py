@@ -21,6 +21,22 @@ def test_every_policy_is_documented_with_its_severity() -> None:
         assert row.group(1) == rule.severity, rule.name
 
 
+def test_policy_table_gives_each_stacks_level() -> None:
+    """The level column is what each stack's own pack config (from its settings) makes of the rule;
+    `—` for a prod-only rule on staging."""
+    from policies.engine import REGISTRY, PackConfig
+    from tests.rendered_stacks import stack_pack_config
+
+    configs = {stack: PackConfig.parse(stack_pack_config(stack), REGISTRY) for stack in ("staging", "prod")}
+    for rule in all_rules():
+        row = re.search(rf"^\| `{re.escape(rule.name)}` \| \w+ \| ([^|]+) \|", README, re.MULTILINE)
+        assert row, rule.name
+        expected = " / ".join("—" if rule.prod_only and stack != "prod" else configs[stack].level(rule)
+                              for stack in ("staging", "prod"))
+        cell = row.group(1).strip()
+        assert cell == expected or cell.startswith(f"{expected} ("), f"{rule.name}: {cell!r}, expected {expected!r}"
+
+
 def config_reference() -> str:
     return README.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
 

@@ -380,24 +380,3 @@ def test_outputs_follow_the_contract(tmp_path: Path) -> None:
     assert f"{issuer}/protocol/openid-connect/certs".startswith(issuer)
 
 
-# ---------------------------------------------------------------- sizing
-
-def test_prod_covers_the_target_with_one_replica_down() -> None:
-    s = settings_for("prod").keycloak
-    assert s.sizing.authentications_per_minute == 10_000
-    need = kc.required_vcpu(s.sizing)
-    # 166.7 auth/s: 20 % password logins (33.3/s ÷ 15), 30 % client credentials (50/s ÷ 120),
-    # 50 % refreshes (83.3/s ÷ 120) = 3.33 vCPU; +150 % headroom = 8.33 vCPU.
-    assert need == pytest.approx(8.333, abs=0.01)
-    assert kc.vcpu_with_one_replica_down(s) >= need
-    assert settings_for("prod").keycloak.resources.memory_limit in ("3Gi",)
-
-
-def test_sizing_check_can_fail() -> None:
-    """All password logins would need 27.8 vCPU: prod's 2 x 5 vCPU would not cover it."""
-    from dataclasses import replace
-
-    s = settings_for("prod").keycloak
-    worst = replace(s.sizing, password_login_percent=100, client_credentials_percent=0, refresh_percent=0)
-    assert kc.required_vcpu(worst) == pytest.approx(27.78, abs=0.01)
-    assert kc.vcpu_with_one_replica_down(s) < kc.required_vcpu(worst)

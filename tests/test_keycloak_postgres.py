@@ -99,10 +99,12 @@ def server(staging) -> Iterator[dict]:
             time.sleep(0.1)
         else:
             pytest.fail("postgres did not start:\n" + (root / "postgres.log").read_text())
-        # The image's first-start hook, as rendered: psql with variables, password from env.
+        # The image's first-start hook, as rendered: psql with variables, password from a mounted file.
         script = pg.init_script(kc.DATABASE, kc.DB_USER).replace(f"{pg.CONFIG_DIR}/init.sql", str(conf / "init.sql"))
+        password_file = root / pg.KEYCLOAK_PASSWORD_FILE
+        password_file.write_text(KEYCLOAK_PASSWORD)
         env = {**os.environ, "POSTGRES_USER": pg.SUPERUSER, "PGPASSWORD": SUPERUSER_PASSWORD,
-               "KEYCLOAK_DB_PASSWORD": KEYCLOAK_PASSWORD, "PGHOST": str(socket_dir), "PGPORT": str(port)}
+               "KEYCLOAK_DB_PASSWORD_FILE": str(password_file), "PGHOST": str(socket_dir), "PGPORT": str(port)}
         result = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         yield {"port": port, "socket": socket_dir, "log": root / "postgres.log"}

@@ -217,4 +217,7 @@ def test_policy_pack_judges_the_rendered_lb(rendered: dict) -> None:
                                   "replace": True}]}
     failed = offline.evaluate_document(document).failed_policies()
     assert failed == {"gcp-compute-websocket-backend-require-long-timeout", "gcp-compute-disallow-auth-header-rewrite",
-                      "gcp-compute-disallow-unexpanded-header-placeholders"}
+                      "gcp-compute-disallow-unexpanded-header-placeholders",
+                      # the cross-layer rules see the same two breaks on the request's path
+                      "platform-websocket-path-require-long-lived-end-to-end",
+                      "platform-auth-path-require-keycloak-jwt-and-untouched-headers"}

@@ -18,6 +18,8 @@ from stacks.settings import MIN_WEBSOCKET_TIMEOUT_SECONDS
 from tests.policy_cases import Case, bad, ok
 from tests.policy_fixtures import BASE, DELETE, Wire, change, gcp_backend
 
+WS_PATH = "platform-websocket-path-require-long-lived-end-to-end"
+AUTH_PATH = "platform-auth-path-require-keycloak-jwt-and-untouched-headers"
 WS_TIMEOUT = "gcp-compute-websocket-backend-require-long-timeout"
 WS_PROTOCOL = "gcp-compute-websocket-backend-disallow-iap-and-http2"
 AUTH_HEADERS = "gcp-compute-disallow-auth-header-rewrite"
@@ -91,35 +93,40 @@ PRODUCT = "pathMatchers.0."
 CASES: list[Case] = [
     ok(WS_TIMEOUT, "at-the-minimum", lb()),
     ok(WS_TIMEOUT, "web-backend-may-be-short", lb({"web-backend": {"timeoutSec": 10.0}})),
-    bad(WS_TIMEOUT, "default-30s", lb({WS: {"timeoutSec": DELETE}})),
-    bad(WS_TIMEOUT, "one-second-below", lb({WS: {"timeoutSec": float(MIN_WEBSOCKET_TIMEOUT_SECONDS - 1)}})),
-    bad(WS_TIMEOUT, "ws-routed-to-short-web-backend", lb({"url-map": {PRODUCT + "pathRules.0.service": WEB_LINK}})),
+    bad(WS_TIMEOUT, "default-30s", lb({WS: {"timeoutSec": DELETE}}), also=(WS_PATH,)),
+    bad(WS_TIMEOUT, "one-second-below", lb({WS: {"timeoutSec": float(MIN_WEBSOCKET_TIMEOUT_SECONDS - 1)}}),
+        also=(WS_PATH,)),
+    bad(WS_TIMEOUT, "ws-routed-to-short-web-backend", lb({"url-map": {PRODUCT + "pathRules.0.service": WEB_LINK}}),
+        also=(WS_PATH,)),
     bad(WS_TIMEOUT, "route-rule-prefix-ws-to-short-backend", lb({"url-map": {PRODUCT + "pathRules": DELETE,
-        PRODUCT + "routeRules": [{"priority": 1.0, "service": WEB_LINK, "matchRules": [{"prefixMatch": "/ws"}]}]}})),
+        PRODUCT + "routeRules": [{"priority": 1.0, "service": WEB_LINK, "matchRules": [{"prefixMatch": "/ws"}]}]}}),
+        also=(WS_PATH,)),
     bad(WS_TIMEOUT, "ws-routed-to-undeclared-backend",
-        lb({"url-map": {PRODUCT + "pathRules.0.service": BASE + "backendServices/elsewhere"}})),
+        lb({"url-map": {PRODUCT + "pathRules.0.service": BASE + "backendServices/elsewhere"}}), also=(WS_PATH,)),
 
     ok(WS_PROTOCOL, "http", lb()),
     ok(WS_PROTOCOL, "iap-on-web-only", lb({"web-backend": {"iap": {"enabled": True}}})),
-    bad(WS_PROTOCOL, "http2", lb({WS: {"protocol": "HTTP2"}})),
-    bad(WS_PROTOCOL, "iap", lb({WS: {"iap": {"enabled": True, "oauth2ClientId": "x"}}})),
+    bad(WS_PROTOCOL, "http2", lb({WS: {"protocol": "HTTP2"}}), also=(WS_PATH,)),
+    bad(WS_PROTOCOL, "iap", lb({WS: {"iap": {"enabled": True, "oauth2ClientId": "x"}}}), also=(WS_PATH,)),
 
     ok(AUTH_HEADERS, "only-geo-headers", lb()),
     ok(AUTH_HEADERS, "response-header-on-path-matcher",
        lb({"url-map": {PRODUCT + "headerAction": {"responseHeadersToAdds": add("X-Frame-Options", "DENY")}}})),
     bad(AUTH_HEADERS, "url-map-adds-authorization",
-        lb({"url-map": {"headerAction": {"requestHeadersToAdds": add("Authorization", "{tls_version}")}}})),
+        lb({"url-map": {"headerAction": {"requestHeadersToAdds": add("Authorization", "{tls_version}")}}}),
+        also=(AUTH_PATH,)),
     bad(AUTH_HEADERS, "path-matcher-removes-sec-websocket-protocol",
-        lb({"url-map": {PRODUCT + "headerAction": {"requestHeadersToRemoves": ["Sec-WebSocket-Protocol"]}}})),
+        lb({"url-map": {PRODUCT + "headerAction": {"requestHeadersToRemoves": ["Sec-WebSocket-Protocol"]}}}),
+        also=(AUTH_PATH,)),
     bad(AUTH_HEADERS, "route-rule-replaces-upgrade", lb({"url-map": {PRODUCT + "routeRules": [
         {"priority": 1.0, "service": WEB_LINK, "matchRules": [{"prefixMatch": "/api"}],
-         **header_action(requestHeadersToAdds=add("upgrade", "h2c"))}]}})),
+         **header_action(requestHeadersToAdds=add("upgrade", "h2c"))}]}}), also=(AUTH_PATH,)),
     bad(AUTH_HEADERS, "weighted-backend-removes-connection", lb({"url-map": {"defaultService": DELETE,
         "defaultRouteAction": {"weightedBackendServices": [
             {"backendService": WEB_LINK, "weight": 100.0,
-             **header_action(requestHeadersToRemoves=["Connection"])}]}}})),
+             **header_action(requestHeadersToRemoves=["Connection"])}]}}}), also=(AUTH_PATH,)),
     bad(AUTH_HEADERS, "backend-custom-authorization",
-        lb({"web-backend": {"customRequestHeaders": ["Authorization:Bearer {client_region}"]}})),
+        lb({"web-backend": {"customRequestHeaders": ["Authorization:Bearer {client_region}"]}}), also=(AUTH_PATH,)),
     bad(AUTH_HEADERS, "armor-rule-adds-authorization", lb({"security-policy": {"rules.0.headerAction": {
         "requestHeadersToAdds": [{"headerName": "Authorization", "headerValue": "x"}]}}})),
 

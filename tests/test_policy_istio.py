@@ -11,6 +11,8 @@ from policies.istio import authz_pattern_matches, duration_seconds, service_fqdn
 from tests.policy_cases import bad, ok
 from tests.policy_fixtures import DELETE, Wire, change, gcp_backend
 
+WS_PATH = "platform-websocket-path-require-long-lived-end-to-end"
+AUTH_PATH = "platform-auth-path-require-keycloak-jwt-and-untouched-headers"
 STRICT = "istio-security-v1-peerauthentication-require-strict-mtls"
 WS_ROUTE = "istio-networking-v1-virtualservice-require-websocket-route-without-timeout-and-retries"
 WS_DESTINATION = "istio-networking-v1-destinationrule-require-websocket-long-lived-connections"
@@ -193,15 +195,18 @@ CASES = [
     ok(AUTH_HEADERS, "other headers may be set",
        edge(vs={"spec.http.2.headers": {"request": {"set": {"x-request-source": "edge"}}}})),
     bad(AUTH_HEADERS, "a route replacing Authorization",
-        edge(vs={"spec.http.2.headers": {"request": {"set": {"Authorization": "$http_authorization"}}}})),
+        edge(vs={"spec.http.2.headers": {"request": {"set": {"Authorization": "$http_authorization"}}}}),
+        also=(AUTH_PATH,)),
     bad(AUTH_HEADERS, "a destination removing Sec-WebSocket-Protocol",
-        edge(vs={WS + "route.0.headers": {"request": {"remove": ["sec-websocket-protocol"]}}})),
+        edge(vs={WS + "route.0.headers": {"request": {"remove": ["sec-websocket-protocol"]}}}), also=(AUTH_PATH,)),
     bad(AUTH_HEADERS, "the JWT filter strips the token header",
-        edge(ra={"spec.jwtRules.0.forwardOriginalToken": False})),
+        edge(ra={"spec.jwtRules.0.forwardOriginalToken": False}), also=(AUTH_PATH,)),
     bad(AUTH_HEADERS, "default locations (Authorization) without forwarding",
-        edge(ra={"spec.jwtRules.0.fromHeaders": DELETE, "spec.jwtRules.0.forwardOriginalToken": DELETE})),
+        edge(ra={"spec.jwtRules.0.fromHeaders": DELETE, "spec.jwtRules.0.forwardOriginalToken": DELETE}),
+        also=(AUTH_PATH,)),
     bad(AUTH_HEADERS, "a claim written over Authorization",
-        edge(ra={"spec.jwtRules.0.outputClaimToHeaders": [{"header": "authorization", "claim": "sub"}]})),
+        edge(ra={"spec.jwtRules.0.outputClaimToHeaders": [{"header": "authorization", "claim": "sub"}]}),
+        also=(AUTH_PATH,)),
 ]
 
 

@@ -13,6 +13,10 @@ from tests.policy_cases import Case, bad, ok
 from tests.policy_fixtures import DELETE, Wire, change, deployment, network_policy, pdb, service
 
 REPLICAS = "keycloak-workload-require-ha-replicas"
+KEYCLOAK_CAPACITY = "platform-keycloak-capacity-require-target-authentications"
+STATEFUL = "platform-stateful-resources-require-protect"
+# Staging's own target (Pulumi.staging.yaml): 2 replicas x 5 vCPU with one down cover 2,000/min.
+STAGING_TARGETS = {KEYCLOAK_CAPACITY: {"targetAuthenticationsPerMinute": 2000}}
 LIFESPANS = "keycloak-realm-require-token-lifespans-within-bounds"
 PKCE = "keycloak-realm-public-client-require-pkce"
 LITERAL_SECRET = "keycloak-realm-disallow-literal-client-secret"
@@ -44,7 +48,9 @@ def keycloak(replicas: float = 3.0) -> list[Wire]:
     def ns(props: dict[str, Any]) -> dict[str, Any]:
         return change(props, {"metadata.namespace": "keycloak"})
     return [
-        Wire(DEPLOYMENT, "keycloak-deployment", ns(change(deployment("keycloak"), {"spec.replicas": replicas}))),
+        # CPU limit as prod's: 2 of 3 replicas x 5 vCPU cover the default authentication target.
+        Wire(DEPLOYMENT, "keycloak-deployment", ns(change(deployment("keycloak"), {
+            "spec.replicas": replicas, "spec.template.spec.containers.0.resources.limits.cpu": "5"}))),
         Wire(SERVICE, "keycloak-service", ns(service("keycloak"))),
         Wire(PDB, "keycloak-disruption-budget", ns(pdb("keycloak"))),
         Wire(NETWORK_POLICY, "keycloak-network-policy", ns(network_policy("keycloak"))),
@@ -107,8 +113,8 @@ GUARDED = [route([PREFIX("/admin"), PREFIX("/realms/master"), PREFIX("/metrics")
 
 CASES: list[Case] = [
     ok(REPLICAS, "three-replicas", keycloak(3.0)),
-    ok(REPLICAS, "staging-may-run-two", keycloak(2.0), stack="staging"),
-    bad(REPLICAS, "two-replicas-in-prod", keycloak(2.0)),
+    ok(REPLICAS, "staging-may-run-two", keycloak(2.0), stack="staging", config=STAGING_TARGETS),
+    bad(REPLICAS, "two-replicas-in-prod", keycloak(2.0), also=(KEYCLOAK_CAPACITY,)),
 
     ok(LIFESPANS, "requirements-lifespans", realm_map()),
     bad(LIFESPANS, "access-token-one-hour", realm_map({"accessTokenLifespan": 3600})),
@@ -136,7 +142,7 @@ CASES: list[Case] = [
     bad(SQL, "provider-may-delete", sql_instance({"deletionProtection": False})),
     bad(SQL, "no-backups", sql_instance({"settings.backupConfiguration.enabled": False})),
     bad(SQL, "no-pitr", sql_instance({"settings.backupConfiguration.pointInTimeRecoveryEnabled": DELETE})),
-    bad(SQL, "not-protected", sql_instance(protect=False)),
+    bad(SQL, "not-protected", sql_instance(protect=False), also=(STATEFUL,)),
 
     ok(ADMIN_ROUTE, "deny-first-then-catch-all", auth_vs(*GUARDED)),
     ok(ADMIN_ROUTE, "only-the-product-realm",

@@ -18,6 +18,7 @@ ZONES = "redis-cluster-require-zone-separation"
 PERSISTENCE = "redis-config-require-persistence"
 EVICTION = "redis-config-require-eviction-policy"
 HEADROOM = "redis-workload-require-memory-headroom"
+REDIS_CAPACITY = "platform-redis-capacity-require-target-session-data"
 PROBES = "redis-workload-require-fast-probes"
 EXPOSURE = "redis-service-disallow-external-exposure"
 PASSWORD = "redis-config-require-password"
@@ -105,7 +106,7 @@ def redis_stack(*, sts: dict[str, Any] | None = None, conf: str = GOOD_CONF, cli
     statefulsets = [
         Wire(STATEFUL_SET, f"redis-cluster-statefulset-{zone}", change(statefulset(), {
             "metadata.name": f"{APP}-{zone}", "spec.replicas": float(count),
-            STS + "affinity.nodeAffinity": pinned(zone), **(sts or {}), **extra[i]}))
+            STS + "affinity.nodeAffinity": pinned(zone), **(sts or {}), **extra[i]}), protect=True)
         for i, (zone, count) in enumerate(zip("bcde", pods, strict=False))]
     return [
         Wire(CONFIG_MAP, "redis-cluster-config", config_map(conf)),
@@ -138,11 +139,12 @@ CASES: list[Case] = [
     ok(HA, "three-masters-one-replica-each", redis_stack()),
     ok(HA, "one-master-allowed-in-staging", redis_stack(sts={
         "metadata.annotations": shape(1, 0),
-        "spec.replicas": 1.0, STS + "topologySpreadConstraints": DELETE}), stack="staging"),
+        "spec.replicas": 1.0, STS + "topologySpreadConstraints": DELETE}), stack="staging",
+       config={REDIS_CAPACITY: {"targetSessionDataBytes": 512 * 2**20}}),
     bad(HA, "two-masters", redis_stack(sts={"metadata.annotations": shape(2, 1), "spec.replicas": 4.0})),
     bad(HA, "no-replicas", redis_stack(sts={"metadata.annotations": shape(3, 0), "spec.replicas": 3.0})),
     bad(HA, "pods-do-not-match-the-shape", redis_stack(sts={"spec.replicas": 4.0})),
-    bad(HA, "shape-not-stated", redis_stack(sts={"metadata.annotations": DELETE})),
+    bad(HA, "shape-not-stated", redis_stack(sts={"metadata.annotations": DELETE}), also=(REDIS_CAPACITY,)),
     ok(HA, "one-statefulset-per-zone-adding-up", zonal_stack((2, 2, 2))),
     bad(HA, "one-statefulset-per-zone-one-pod-short", zonal_stack((3, 2, 0))),
     bad(HA, "statefulsets-disagree-on-the-shape", zonal_stack((2, 2, 2), (shape(3, 1), shape(3, 1), shape(2, 2)))),
@@ -171,7 +173,8 @@ CASES: list[Case] = [
     ok(EVICTION, "maxmemory-in-redis-units", redis_stack(conf=conf_with(f"maxmemory {8 * 2**30}", "maxmemory 8gb"))),
     bad(EVICTION, "noeviction", redis_stack(conf=conf_with("maxmemory-policy allkeys-lru",
                                                            "maxmemory-policy noeviction"))),
-    bad(EVICTION, "no-maxmemory", redis_stack(conf=conf_with(f"maxmemory {8 * 2**30}\n", ""))),
+    bad(EVICTION, "no-maxmemory", redis_stack(conf=conf_with(f"maxmemory {8 * 2**30}\n", "")),
+        also=(REDIS_CAPACITY,)),
 
     ok(HEADROOM, "limit-is-1.5x-maxmemory", redis_stack()),
     bad(HEADROOM, "limit-equals-maxmemory", redis_stack(sts={REDIS + "resources.limits.memory": "8Gi",

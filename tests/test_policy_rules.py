@@ -25,6 +25,7 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
+from pulumi_policy.policy import _NotApplicableError
 from pulumi_policy.proxy import UnknownValueError
 
 import policies.catalog  # noqa: F401  (registers every rule)
@@ -84,6 +85,14 @@ ANTI_AFFINITY = {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExec
 def web(**edits: Any) -> list[Wire]:
     """The hardened web stack with edits to its Deployment."""
     return web_stack(deployment_edits=edits)
+
+
+def secret_file(path: str, kind: str) -> dict[str, Any]:
+    """DB_PASSWORD_FILE=`path`, with a `kind` volume (projected Secret, or a ConfigMap) at /run/secrets/db."""
+    source = {"sources": [{"secret": {"name": "db"}}]} if kind == "projected" else {"name": "db"}
+    return {CONTAINER + "env": [{"name": "DB_PASSWORD_FILE", "value": path}],
+            POD + "volumes": [{"name": "db", kind: source}],
+            CONTAINER + "volumeMounts": [{"name": "db", "mountPath": "/run/secrets/db", "readOnly": True}]}
 
 
 def single_replica() -> list[Wire]:
@@ -182,6 +191,10 @@ CASES: list[Case] = [
     bad(SECRET_ENV, "literal-password", web(**{CONTAINER + "env": [{"name": "DB_PASSWORD", "value": "hunter2"}]})),
     bad(SECRET_ENV, "literal-lowercase-api-key",
         web(**{CONTAINER + "env": [{"name": "stripe_api_key", "value": "sk_live_x"}]})),
+    ok(SECRET_ENV, "password-file-in-a-secret-volume", web(**secret_file("/run/secrets/db/password", "projected"))),
+    bad(SECRET_ENV, "password-file-outside-secret-volumes", web(**secret_file("/etc/app/password", "projected"))),
+    bad(SECRET_ENV, "password-file-in-a-config-map-volume", web(**secret_file("/run/secrets/db/password",
+                                                                           "configMap"))),
 
     ok(SELECTOR_MATCH, "match-labels", web()),
     ok(SELECTOR_MATCH, "match-expressions-in", web(**{"spec.selector": {"matchExpressions": [
@@ -437,12 +450,16 @@ def test_crossguard_stack_policy(without: tuple[str, ...], violations: int) -> N
         assert reported_urn == urn(DEPLOYMENT, "web-deployment")
 
 
-@pytest.mark.parametrize(("stack", "violations"), [("prod", 1), ("staging", 0)])
-def test_crossguard_stack_policy_takes_the_stack_from_the_urns(stack: str, violations: int) -> None:
+def test_crossguard_stack_policy_takes_the_stack_from_the_urns() -> None:
+    """A prod-only rule judges prod, and tells the analyzer it does not apply elsewhere."""
     record = Recorder()
-    policy_named(REPLICAS).validate(StackValidationArgs([policy_resource(w, stack) for w in single_replica()]),
-                                    record)
-    assert len(record.calls) == violations
+    policy_named(REPLICAS).validate(StackValidationArgs([policy_resource(w) for w in single_replica()]), record)
+    assert len(record.calls) == 1
+    with pytest.raises(_NotApplicableError) as raised:
+        policy_named(REPLICAS).validate(
+            StackValidationArgs([policy_resource(w, "staging") for w in single_replica()]), record)
+    assert "production stacks only" in raised.value.reason
+    assert len(record.calls) == 1
 
 
 PARENT = "urn:pulumi:prod::aiwfe-platform::aiwfe:platform:Frontend::web"

@@ -219,7 +219,7 @@ def test_policy_report_table_marks_the_failing_policy(rendered: dict) -> None:
     assert report.status("kubernetes-workload-require-pinned-image") == "FAIL"
     assert report.status("kubernetes-workload-require-probes") == "pass"
     text = report.as_text()
-    assert re.search(r"^  FAIL +kubernetes-workload-require-pinned-image +1$", text, re.MULTILINE)
+    assert re.search(r"^  FAIL +mandatory +kubernetes-workload-require-pinned-image +1$", text, re.MULTILINE)
     assert len(re.findall(r"^  pass ", text, re.MULTILINE)) == len(report.policies) - 1
     assert text.rstrip().endswith("FAILED: 1 mandatory violation(s), 0 advisory")
 

@@ -246,6 +246,14 @@ BAD_VALUES = [
     ("keycloak.database.logRetentionDays", 30, "keycloak.database.logRetentionDays", "from 1 to 7"),
     ("keycloak.database.image", "postgres:15.15", "keycloak.database.image", "unknown key"),
     ("keycloak.sizing.refreshPercent", 10, "keycloak.sizing.refreshPercent", "add up to 100"),
+    ("keycloak.sizing.authenticationsPerMinute", 5000, "keycloak.sizing.authenticationsPerMinute",
+     "unknown key"),  # moved to targets.authenticationsPerMinute
+    ("targets.concurrentConnections", 0, "targets.concurrentConnections", "from 1 to"),
+    ("targets.sessionData", "lots", "targets.sessionData", "memory like"),
+    ("targets.messagesPerSecond", 10000, "targets.messagesPerSecond", "unknown key"),
+    ("policy.advisory", ["platform-redis-capacity-require-target-session-data"], "policy.advisory",
+     "must be empty in prod"),
+    ("policy.advisory", "all", "policy.advisory", "list of policy names"),
     ("keycloak.identityProviders.google", {}, "keycloak.identityProviders.google.clientId", "is required"),
 ]
 
@@ -481,3 +489,20 @@ def test_undecodable_secret_object_is_masked() -> None:
 def test_secret_str_never_shows_its_value() -> None:
     value = SecretStr("hunter2-hunter2-hunter2")
     assert "hunter2" not in repr(value) and value.reveal() == "hunter2-hunter2-hunter2"
+
+
+def test_staging_may_demote_known_policies_only() -> None:
+    values = stack_values("staging")
+    settings = parse(values, stack="staging")
+    assert "platform-keycloak-capacity-require-target-authentications" in settings.policy.advisory
+    with pytest.raises(SettingsError) as error:
+        parse(mutate(values, "policy.advisory", ["platform-websocket-capacity"]), stack="staging")
+    assert "names no policy of the pack" in str(error.value) and "platform-websocket-capacity" in str(error.value)
+
+
+def test_targets_default_to_the_requirements() -> None:
+    settings = parse(mutate(stack_values("prod"), "targets", ...))
+    assert settings.targets.concurrent_connections == 10_000
+    assert settings.targets.authentications_per_minute == 10_000
+    assert settings.targets.session_data_bytes == 16 * 2**30
+    assert settings.policy.advisory == ()

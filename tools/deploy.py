@@ -8,7 +8,9 @@ Pulumi has no rollback command: going back means deploying the program and the s
 earlier update again. Each update records the git commit it ran from (`environment["git.head"]`,
 `git.dirty`), so `rollback` checks that commit out into a temporary `git worktree` (the caller's
 checkout is never touched), previews with the policy pack, then runs `up` from there with that
-commit's `Pulumi.<stack>.yaml`. The Automation API drives the `pulumi` CLI found on PATH.
+commit's `Pulumi.<stack>.yaml`. The pack runs with the stack's pack config (levels and capacity
+targets), written by the deployed checkout's own `stacks.policy_config` from its own settings.
+The Automation API drives the `pulumi` CLI found on PATH.
 
 Exit codes: 0 done, 1 the update failed (after `--rollback-on-failure`, also when the rollback
 itself succeeded: the deploy did not), 2 refused before changing anything (dirty or unknown commit,
@@ -33,6 +35,7 @@ from pulumi import automation as auto
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY_PACK = "policies"
+PACK_CONFIG_MODULE = "stacks.policy_config"
 # What the CLI records in each update's environment (sdk/go/common/apitype, backend.GitHead/GitDirty).
 GIT_HEAD = "git.head"
 GIT_DIRTY = "git.dirty"
@@ -184,17 +187,40 @@ def _summary(changes: dict[str, Any]) -> str:
     return ", ".join(f"{op} {int(n)}" for op, n in sorted(changes.items()) if n) or "no changes"
 
 
-def preview_and_up(stack: auto.Stack, *, yes: bool, confirm: Confirm, message: str) -> None:
-    """Preview with the policy pack, then `up` once confirmed. Raises RefusedError or auto.CommandError."""
+def pack_config_file(work_dir: Path, stack_name: str) -> Path | None:
+    """The stack's policy pack config, written by the checkout's own code from its own settings (a
+    rollback judges the old program by its own rules and targets). None for checkouts older than
+    pack configs: the pack then judges with its defaults (REQUIREMENTS' targets, all mandatory)."""
+    module = work_dir / Path(*PACK_CONFIG_MODULE.split(".")).with_suffix(".py")
+    if not module.exists():
+        _say(f"warning: {work_dir.name} has no {PACK_CONFIG_MODULE}; the policy pack runs with its defaults")
+        return None
+    out = work_dir / "build" / stack_name / "policy-config.json"
+    result = subprocess.run([sys.executable, "-m", PACK_CONFIG_MODULE, "--stack", stack_name, "--out", str(out)],
+                            cwd=work_dir, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        raise RefusedError(f"cannot write the policy pack config of {stack_name}: "
+                           f"{detail[-1] if detail else f'exit {result.returncode}'}")
+    return out
+
+
+def preview_and_up(stack: auto.Stack, *, yes: bool, confirm: Confirm, message: str, work_dir: Path) -> None:
+    """Preview with the policy pack (and the stack's pack config), then `up` once confirmed.
+    Raises RefusedError or auto.CommandError."""
+    config = pack_config_file(work_dir, stack.name)
+    packs: dict[str, Any] = {"policy_packs": [POLICY_PACK]}
+    if config is not None:
+        packs["policy_pack_configs"] = [str(config)]
     try:
-        preview = stack.preview(policy_packs=[POLICY_PACK], on_output=_say)
+        preview = stack.preview(**packs, on_output=_say)
     except auto.ConcurrentUpdateError as error:
         raise _locked(error) from None
     _say(f"preview of {stack.name}: {_summary(preview.change_summary)}")
     if not yes and not confirm(f"apply these changes to {stack.name}?"):
         raise RefusedError("not confirmed; nothing was changed")
     try:
-        stack.up(policy_packs=[POLICY_PACK], message=message, on_output=_say)
+        stack.up(**packs, message=message, on_output=_say)
     except auto.ConcurrentUpdateError as error:
         raise _locked(error) from None
 
@@ -215,7 +241,7 @@ def rollback(repo: Path, stack_name: str, *, to: int | None = None, yes: bool = 
             raise RefusedError(f"commit {commit[:12]} has no Pulumi.{stack_name}.yaml")
         stack = select(stack_name, checkout)
         try:
-            preview_and_up(stack, yes=yes, confirm=confirm,
+            preview_and_up(stack, yes=yes, confirm=confirm, work_dir=checkout,
                            message=f"rollback to version {target.version} ({commit[:12]})")
         except auto.CommandError as error:
             _say(f"error: rollback to version {target.version} failed: {_first_error_line(error)}")
@@ -232,7 +258,7 @@ def deploy(repo: Path, stack_name: str, *, yes: bool = False, rollback_on_failur
     stack = select(stack_name, repo)
     head = git(repo, "rev-parse", "--short=12", "HEAD", check=False).stdout.strip()
     try:
-        preview_and_up(stack, yes=yes, confirm=confirm, message=f"deploy {head or 'without git'}")
+        preview_and_up(stack, yes=yes, confirm=confirm, work_dir=repo, message=f"deploy {head or 'without git'}")
     except auto.CommandError as error:
         _say(f"error: pulumi up failed: {_first_error_line(error)}")
         if not rollback_on_failure:

@@ -5,7 +5,8 @@
 writes `resources.json` (every declared resource, inputs as the provider receives them),
 `manifests/` (one YAML document per Kubernetes object; those carrying a masked secret go to
 `masked/` so that applying `manifests/` can never overwrite a real secret) and the policy pack's verdicts
-(`policy-report.json`, `policy-report.txt`). Secret values are replaced by `[secret]` in all of
+(`policy-report.json`, `policy-report.txt`) under the stack's pack config (`policy-config.json`, the
+file `pulumi preview --policy-pack-config` takes). Secret values are replaced by `[secret]` in all of
 them. Exit code 1 when a mandatory policy is violated, 2 when the stack's config is invalid.
 """
 
@@ -246,6 +247,12 @@ def run_program(program: Callable[[], Any], config: StackConfig,
     return monitor.registrations
 
 
+def settings_of(config: StackConfig) -> stack_settings.Settings:
+    """The stack's validated settings, as the program sees them."""
+    return stack_settings.parse_settings(config.values, stack=config.stack, secret_keys=config.secret_keys,
+                                         project=config.project)
+
+
 def platform_program() -> None:
     from stacks.platform import main
 
@@ -290,7 +297,8 @@ def _normalise_numbers(value: Any) -> Any:
 
 
 # What a render writes into its output folder; nothing else there is ever deleted.
-OUTPUT_ENTRIES = ("resources.json", "manifests", "masked", "policy-report.json", "policy-report.txt")
+OUTPUT_ENTRIES = ("resources.json", "manifests", "masked", "policy-config.json", "policy-report.json",
+                  "policy-report.txt")
 
 
 class OutputFolderError(ValueError):
@@ -358,12 +366,14 @@ def render(stack: str, out: Path, program: Callable[[], Any] = platform_program,
            config: StackConfig | None = None) -> RenderResult:
     """Render `stack` into `out` and evaluate the policy pack on it."""
     from policies import offline
+    from stacks import policy_config
 
     config = config or load_stack_config(stack)
     registrations = run_program(program, config)
     document = resources_document(config, registrations)
     paths = write_outputs(document, out)
-    report = offline.evaluate_document(document)
+    pack_config = policy_config.write(settings_of(config), out / policy_config.FILE_NAME)
+    report = offline.evaluate_document(document, config=offline.load_config(pack_config))
     (out / "policy-report.json").write_text(json.dumps(report.as_json(), indent=2) + "\n")
     (out / "policy-report.txt").write_text(report.as_text() + "\n")
     return RenderResult(document=document, manifests=paths, report=report)

@@ -1,0 +1,70 @@
+"""The policy pack's config for one stack, from its settings: enforcement levels (`policy.advisory`)
+and the capacity rules' targets (`targets`, `keycloak.sizing`). The file is what
+
+    pulumi preview --policy-pack policies --policy-pack-config build/<stack>/policy-config.json
+
+takes; `tools.render` and `tools.deploy` write it, and the offline runner reads the same file.
+
+    python -m stacks.policy_config --stack prod [--out build/prod/policy-config.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from policies import capacity
+from policies.catalog import all_rules
+from policies.engine import ADVISORY, MANDATORY, PackConfig
+from stacks.settings import Settings, SettingsError
+
+FILE_NAME = "policy-config.json"
+
+
+def pack_config(settings: Settings) -> PackConfig:
+    """Validated against the pack's rules and options, like a hand-written config would be."""
+    targets, mix = settings.targets, settings.keycloak.sizing
+    document: dict[str, object] = {"all": MANDATORY}
+    document.update({name: ADVISORY for name in settings.policy.advisory})
+    options = {
+        capacity.WEBSOCKET_CAPACITY: {"targetConcurrentConnections": targets.concurrent_connections},
+        capacity.KEYCLOAK_CAPACITY: {
+            "targetAuthenticationsPerMinute": targets.authentications_per_minute,
+            "passwordLoginPercent": mix.password_login_percent,
+            "clientCredentialsPercent": mix.client_credentials_percent,
+            "refreshPercent": mix.refresh_percent,
+        },
+        capacity.REDIS_CAPACITY: {"targetSessionDataBytes": targets.session_data_bytes},
+    }
+    for name, values in options.items():
+        entry = document.get(name)
+        document[name] = {**values, **({"enforcementLevel": entry} if isinstance(entry, str) else {})}
+    return PackConfig.parse(document, {rule.name: rule for rule in all_rules()})
+
+
+def write(settings: Settings, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(pack_config(settings).as_json(), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tools.render import ROOT, load_stack_config, settings_of
+
+    parser = argparse.ArgumentParser(description="Write the policy pack config of a stack.")
+    parser.add_argument("--stack", required=True)
+    parser.add_argument("--out", type=Path, help=f"default build/<stack>/{FILE_NAME}")
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_of(load_stack_config(args.stack))
+    except (SettingsError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(write(settings, args.out or ROOT / "build" / args.stack / FILE_NAME))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""The pack-vs-checkov benchmark runs end to end (one round: its figures are not judged here, only
+that both sides ran over both stacks and the verdict follows the ratio)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import policy as bench_policy
+from tests.test_checkov_baseline import require_checkov
+
+
+def test_policy_benchmark_times_both_and_reports_the_ratio(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    require_checkov()
+    code = bench_policy.main(["--rounds", "1", "--build", str(tmp_path), "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == (0 if result["met"] else 1)
+    assert result["pack_seconds"] > 0 and result["checkov_seconds"] > 0
+    assert result["ratio"] == pytest.approx(result["pack_seconds"] / result["checkov_seconds"])
+    assert result["met"] == (result["ratio"] < bench_policy.MAX_RATIO)
+    for stack in bench_policy.STACKS:
+        assert (tmp_path / stack / "resources.json").exists() and (tmp_path / stack / "manifests").is_dir()
+
+
+def test_median() -> None:
+    assert bench_policy.median([3.0, 1.0, 2.0]) == 2.0 and bench_policy.median([1.0, 4.0]) == 2.5

@@ -1,0 +1,189 @@
+"""Cases for the cross-layer rules (policies/paths.py, capacity.py, protection.py).
+
+Every case starts from a real stack as the program renders it, judged under that stack's own pack
+config (levels and targets from its settings), and changes one thing on one hop.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from policies import capacity
+from policies.engine import ADVISORY, MANDATORY, REGISTRY
+from tests.policy_cases import Case, bad, ok, run
+from tests.policy_fixtures import Wire
+from tests.rendered_stacks import rendered_document, rendered_wires, stack_pack_config
+
+WS_PATH = "platform-websocket-path-require-long-lived-end-to-end"
+AUTH_PATH = "platform-auth-path-require-keycloak-jwt-and-untouched-headers"
+WS_CAPACITY = capacity.WEBSOCKET_CAPACITY
+KC_CAPACITY = capacity.KEYCLOAK_CAPACITY
+REDIS_CAPACITY = capacity.REDIS_CAPACITY
+STATEFUL = "platform-stateful-resources-require-protect"
+
+WS_TIMEOUT = "gcp-compute-websocket-backend-require-long-timeout"
+WS_ROUTE = "istio-networking-v1-virtualservice-require-websocket-route-without-timeout-and-retries"
+WS_DESTINATION = "istio-networking-v1-destinationrule-require-websocket-long-lived-connections"
+GCP_HEADERS = "gcp-compute-disallow-auth-header-rewrite"
+PLACEHOLDERS = "gcp-compute-disallow-unexpanded-header-placeholders"
+KC_REPLICAS = "keycloak-workload-require-ha-replicas"
+PDB = "kubernetes-workload-require-disruption-budget"
+
+PROD = stack_pack_config("prod")
+STAGING = stack_pack_config("staging")
+CONTAINER = "spec.template.spec.containers.0."
+ISSUER = "https://auth.aiwfe.example.com/realms/aiwfe-production"
+
+
+def prod(edits: dict[str, dict[str, Any]] | None = None, **changes: Any) -> list[Wire]:
+    return rendered_wires("prod", edits, **changes)
+
+
+def with_target(rule: str, option: str, value: int) -> dict[str, Any]:
+    """Prod's pack config with one target raised."""
+    config = json.loads(json.dumps(PROD))
+    config[rule][option] = value
+    return config
+
+
+def routes() -> list[dict[str, Any]]:
+    doc = {r["name"]: r for r in rendered_document("prod")["resources"]}
+    return list(doc["mesh-product-routes"]["props"]["spec"]["http"])
+
+
+def conf_data() -> dict[str, str]:
+    doc = {r["name"]: r for r in rendered_document("prod")["resources"]}
+    return dict(doc["redis-cluster-config"]["props"]["data"])
+
+
+def conf() -> str:
+    return conf_data()["redis.conf"]
+
+
+LUA_FILTER = Wire("kubernetes:networking.istio.io/v1alpha3:EnvoyFilter", "edge-lua", {
+    "apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter",
+    "metadata": {"name": "edge-lua", "namespace": "istio-ingress"},
+    "spec": {"workloadSelector": {"labels": {"istio": "ingressgateway"}}, "configPatches": [{
+        "applyTo": "HTTP_FILTER", "match": {"context": "GATEWAY"}, "patch": {"operation": "INSERT_BEFORE", "value": {
+            "name": "envoy.filters.http.lua", "typedConfig": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+                "defaultSourceCode": {"inlineString": "function envoy_on_request(h) end"}}}}}]}})
+
+CASES: list[Case] = [
+    # ---------------------------------------------------------------- the WebSocket path
+    ok(WS_PATH, "prod-as-rendered", prod(), config=PROD),
+    ok(WS_PATH, "staging-as-rendered", rendered_wires("staging"), stack="staging", config=STAGING),
+    bad(WS_PATH, "hop1-backend-timeout-30s", prod({"load-balancer-websocket-backend": {"timeoutSec": 30.0}}),
+        also=(WS_TIMEOUT,), config=PROD),
+    bad(WS_PATH, "hop1-websocket-path-rule-removed", prod({"load-balancer-url-map": {
+        "pathMatchers.0.pathRules.0.paths": ["/ws", "/ws/*"]}}), config=PROD),
+    bad(WS_PATH, "hop2-route-retries-the-upgrade", prod({"mesh-product-routes": {
+        "spec.http.0.retries.attempts": 2.0}}), also=(WS_ROUTE,), config=PROD),
+    bad(WS_PATH, "hop2-upgrade-meets-the-426-route-first", prod({"mesh-product-routes": {
+        "spec.http": [routes()[1], routes()[0], *routes()[2:]]}}), config=PROD),
+    bad(WS_PATH, "hop3-destination-upgrades-to-h2", prod({"mesh-websocket-destination": {
+        "spec.trafficPolicy.connectionPool.http.h2UpgradePolicy": "UPGRADE"}}), also=(WS_DESTINATION,), config=PROD),
+    bad(WS_PATH, "hop4-service-port-is-opaque-tcp", prod({"websocket-service": {
+        "spec.ports.0.appProtocol": "tcp"}}), config=PROD),
+    bad(WS_PATH, "hop5-target-port-is-the-health-port", prod({"websocket-service": {
+        "spec.ports.0.targetPort": "http-health"}}), config=PROD),
+    bad(WS_PATH, "hop5-readiness-on-the-websocket-port", prod({"websocket-deployment": {
+        CONTAINER + "readinessProbe.httpGet.port": "http-ws"}}), config=PROD),
+
+    # ---------------------------------------------------------------- the auth path
+    ok(AUTH_PATH, "prod-as-rendered", prod(), config=PROD),
+    ok(AUTH_PATH, "staging-as-rendered", rendered_wires("staging"), stack="staging", config=STAGING),
+    bad(AUTH_PATH, "issuer-of-another-realm", prod({"mesh-edge-jwt": {
+        "spec.jwtRules.0.issuer": "https://auth.aiwfe.example.com/realms/other",
+        "spec.jwtRules.0.jwksUri": "https://auth.aiwfe.example.com/realms/other/protocol/openid-connect/certs"}}),
+        config=PROD),
+    bad(AUTH_PATH, "jwks-not-the-realm-certs", prod({"mesh-websocket-jwt": {
+        "spec.jwtRules.0.jwksUri": f"{ISSUER}/protocol/openid-connect/keys"}}), config=PROD),
+    bad(AUTH_PATH, "gateway-ignores-the-websocket-protocol-token", prod({"mesh-edge-jwt": {
+        "spec.jwtRules.0.fromHeaders": [{"name": "Authorization", "prefix": "Bearer "}]}}), config=PROD),
+    bad(AUTH_PATH, "url-map-adds-authorization-literal", prod({"load-balancer-url-map": {
+        "pathMatchers.0.headerAction": {"requestHeadersToAdds": [
+            {"headerName": "Authorization", "headerValue": "$http_authorization", "replace": True}]}}}),
+        also=(GCP_HEADERS, PLACEHOLDERS), config=PROD),
+    bad(AUTH_PATH, "envoy-filter-runs-lua-on-the-gateway", prod(add=[LUA_FILTER]), config=PROD),
+    bad(AUTH_PATH, "websocket-listed-as-anonymous", prod({"mesh-edge-require-jwt": {
+        "spec.rules.0.to.0.operation.notPaths": ["/user", "/user/*", "/admin", "/admin/*", "/ws", "/ws/*"]}}),
+        config=PROD),
+
+    # ---------------------------------------------------------------- capacity
+    ok(WS_CAPACITY, "prod-holds-10000", prod(), config=PROD),
+    ok(WS_CAPACITY, "staging-holds-its-2000", rendered_wires("staging"), stack="staging", config=STAGING),
+    bad(WS_CAPACITY, "hpa-max-5", prod({"websocket-autoscaler": {"spec.maxReplicas": 5.0}}), config=PROD),
+    bad(WS_CAPACITY, "500-connections-per-pod", prod({"workloads-app-config": {
+        "data.MAX_CONNECTIONS_PER_POD": "500"}}), config=PROD),
+    bad(WS_CAPACITY, "mesh-caps-at-1000", prod({"mesh-websocket-destination": {
+        "spec.trafficPolicy.connectionPool.tcp.maxConnections": 1000.0}}), config=PROD),
+    bad(WS_CAPACITY, "target-above-the-ceiling", prod(), config=with_target(
+        WS_CAPACITY, "targetConcurrentConnections", 20_000)),
+    # Staging's level is advisory: the violation is reported as a warning.
+    bad(WS_CAPACITY, "staging-warns-under-its-target", rendered_wires("staging", {"workloads-app-config": {
+        "data.MAX_CONNECTIONS_PER_POD": "100"}}), stack="staging", config=STAGING),
+
+    ok(KC_CAPACITY, "prod-covers-10000-per-minute-with-one-down", prod(), config=PROD),
+    ok(KC_CAPACITY, "staging-covers-its-2000", rendered_wires("staging"), stack="staging", config=STAGING),
+    bad(KC_CAPACITY, "cpu-limit-3", prod({"keycloak-deployment": {CONTAINER + "resources.limits.cpu": "3"}}),
+        config=PROD),
+    bad(KC_CAPACITY, "two-replicas", prod({"keycloak-deployment": {"spec.replicas": 2.0}}),
+        also=(KC_REPLICAS, PDB), config=PROD),
+    bad(KC_CAPACITY, "all-password-logins", prod(), config=with_target(KC_CAPACITY, "passwordLoginPercent", 100)),
+
+    ok(REDIS_CAPACITY, "prod-holds-16gi", prod(), config=PROD),
+    ok(REDIS_CAPACITY, "staging-holds-its-512mi", rendered_wires("staging"), stack="staging", config=STAGING),
+    # (`data` whole: the key `redis.conf` has a dot, which an edit path would split.)
+    bad(REDIS_CAPACITY, "maxmemory-4gi", prod({"redis-cluster-config": {"data": {**conf_data(), "redis.conf": conf(
+        ).replace(f"maxmemory {8 * 2**30}\n", f"maxmemory {4 * 2**30}\n")}}}), config=PROD),
+    bad(REDIS_CAPACITY, "target-32gi", prod(),
+        config=with_target(REDIS_CAPACITY, "targetSessionDataBytes", 32 * 2**30)),
+
+    # ---------------------------------------------------------------- protection (prod only)
+    ok(STATEFUL, "prod-as-rendered", prod(), config=PROD),
+    ok(STATEFUL, "staging-is-not-judged", rendered_wires("staging", protect={
+        r["name"]: False for r in rendered_document("staging")["resources"]}), stack="staging", config=STAGING),
+    bad(STATEFUL, "redis-statefulset-unprotected", prod(protect={"redis-cluster-statefulset-b": False}), config=PROD),
+    bad(STATEFUL, "redis-namespace-unprotected", prod(protect={"redis-cluster-namespace": False}), config=PROD),
+    bad(STATEFUL, "static-ip-unprotected", prod(protect={"load-balancer-address": False}), config=PROD),
+    bad(STATEFUL, "keycloak-database-unprotected", prod(protect={"keycloak-sql-database": False}), config=PROD),
+]
+
+
+def test_the_maxmemory_edit_applies() -> None:
+    """The redis.conf case above changes the file (its line must exist for the edit to bite)."""
+    assert f"maxmemory {8 * 2**30}\n" in conf()
+
+
+@pytest.mark.parametrize("stack", ["prod", "staging"])
+def test_each_stack_config_sets_the_levels_its_settings_ask_for(stack: str) -> None:
+    config = stack_pack_config(stack)
+    levels = {name: entry.get("enforcementLevel") for name, entry in config.items() if isinstance(entry, dict)}
+    if stack == "prod":
+        assert config["all"] == MANDATORY and ADVISORY not in levels.values()
+    else:
+        assert {n for n, level in levels.items() if level == ADVISORY} == {WS_CAPACITY, KC_CAPACITY, REDIS_CAPACITY}
+
+
+def test_advisory_violation_does_not_fail_the_stack() -> None:
+    case = next(c for c in CASES if c.why == "staging-warns-under-its-target")
+    report = run(case)
+    assert report.violations and all(v.enforcement == ADVISORY for v in report.violations)
+    assert report.mandatory_failures == []
+    assert report.status(WS_CAPACITY) == "WARN"
+
+
+def test_websocket_path_names_the_hop_and_both_resources() -> None:
+    case = next(c for c in CASES if c.why == "hop4-service-port-is-opaque-tcp")
+    (violation,) = [v for v in run(case).violations if v.policy == WS_PATH]
+    assert "hop 4 DestinationRule aiwfe/websocket -> Service aiwfe/websocket" in violation.message
+    assert violation.urn.endswith("::websocket-service")
+
+
+def test_every_new_rule_is_registered() -> None:
+    for name in (WS_PATH, AUTH_PATH, WS_CAPACITY, KC_CAPACITY, REDIS_CAPACITY, STATEFUL):
+        assert name in REGISTRY
