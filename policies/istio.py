@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from policies.engine import Context, Resource, resource_rule, stack_rule
+from policies.engine import Context, Option, Resource, resource_rule, stack_rule
 from policies.kubernetes import dig, items, number
 
 _TYPE = re.compile(r"^kubernetes:(?P<group>[a-z.]+\.istio\.io)/(?P<version>[a-z0-9]+):(?P<kind>\w+)$")
@@ -123,6 +123,75 @@ def require_strict_mtls(resource: Resource, context: Context) -> Iterable[str]:
         port_mode = setting.get("mode") if isinstance(setting, Mapping) else None
         if port_mode not in ("STRICT", "UNSET", None):
             yield f"spec.portLevelMtls[{port}].mode is {port_mode!r}; prod requires STRICT"
+
+
+NAMESPACE = "kubernetes:core/v1:Namespace"
+INJECTION_LABEL = "istio-injection"
+REVISION_LABEL = "istio.io/rev"
+INJECT_TOGGLE = "sidecar.istio.io/inject"
+
+
+def injected_namespaces(resources: Iterable[Resource]) -> list[Resource]:
+    """Declared Namespaces whose pods get a sidecar (`istio-injection: enabled` or a revision label)."""
+    return [r for r in resources if r.type == NAMESPACE
+            and ((dig(r.props, "metadata", "labels") or {}).get(INJECTION_LABEL) == "enabled"
+                 or REVISION_LABEL in (dig(r.props, "metadata", "labels") or {}))]
+
+
+def _name(resource: Resource) -> str:
+    return str(dig(resource.props, "metadata", "name") or "")
+
+
+@stack_rule("istio-security-v1-peerauthentication-require-strict-namespaces", severity="critical", prod_only=True,
+            description="Without a STRICT PeerAuthentication a namespace takes the mesh default, PERMISSIVE: "
+                        "deleting one policy would quietly let plaintext in.",
+            options={"meshRootNamespace": Option(
+                "string", "istio-system", "Istio's root namespace, where a policy without a selector is "
+                                          "mesh-wide (settings: mesh.istiodNamespace).")})
+def require_strict_namespaces(resources: list[Resource], context: Context) -> Iterable[tuple[Resource, str]]:
+    """On prod stacks, every declared Namespace with sidecar injection (label istio-injection=enabled
+    or istio.io/rev) has a PeerAuthentication without a selector and with spec.mtls.mode STRICT in
+    it, unless such a mesh-wide one sits in meshRootNamespace (option)."""
+    def strict_namespaces() -> set[str]:
+        return {namespace_of(p) for p in of_kind(resources, "PeerAuthentication")
+                if not dig(p.props, "spec", "selector") and dig(p.props, "spec", "mtls", "mode") == "STRICT"}
+    covered = strict_namespaces()
+    if str(context.options["meshRootNamespace"]) in covered:
+        return
+    for namespace in injected_namespaces(resources):
+        if _name(namespace) not in covered:
+            yield namespace, (f"namespace {_name(namespace)} has sidecars but no namespace-wide STRICT "
+                              "PeerAuthentication (it falls back to the mesh default, PERMISSIVE)")
+
+
+@stack_rule("istio-security-v1-authorizationpolicy-require-per-namespace", severity="high",
+            description="A meshed namespace without any AuthorizationPolicy allows every request from every "
+                        "workload in the mesh: each one starts from a deny-by-default policy.")
+def require_authorization_per_namespace(resources: list[Resource], _: Context) -> Iterable[tuple[Resource, str]]:
+    """Every declared Namespace with sidecar injection (istio-injection=enabled or istio.io/rev) holds
+    at least one AuthorizationPolicy (the components declare an `allow-nothing` one per namespace)."""
+    with_policy = {namespace_of(p) for p in of_kind(resources, "AuthorizationPolicy")}
+    for namespace in injected_namespaces(resources):
+        if _name(namespace) not in with_policy:
+            yield namespace, f"namespace {_name(namespace)} has sidecars but no AuthorizationPolicy"
+
+
+@resource_rule("istio-workload-disallow-sidecar-injection-disabled",
+               types=("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", NAMESPACE),
+               severity="high",
+               description="A pod without its sidecar escapes mTLS, the AuthorizationPolicies and the mesh's "
+                           "telemetry; turning injection off must not be a one-line change.")
+def no_injection_disabled(resource: Resource, _: Context) -> Iterable[str]:
+    """A Namespace is not labelled istio-injection=disabled; a Deployment's or StatefulSet's pod
+    template has no sidecar.istio.io/inject "false" label or annotation."""
+    if resource.type == NAMESPACE:
+        if (dig(resource.props, "metadata", "labels") or {}).get(INJECTION_LABEL) == "disabled":
+            yield f"namespace {_name(resource)} is labelled {INJECTION_LABEL}=disabled"
+        return
+    for where in ("labels", "annotations"):
+        value = (dig(resource.props, "spec", "template", "metadata", where) or {}).get(INJECT_TOGGLE)
+        if str(value).lower() == "false":
+            yield f"spec.template.metadata.{where} sets {INJECT_TOGGLE}: false"
 
 
 # ---------------------------------------------------------------- WebSocket routes and destinations

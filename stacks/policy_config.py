@@ -1,5 +1,5 @@
-"""The policy pack's config for one stack, from its settings: enforcement levels (`policy.advisory`)
-and the capacity rules' targets (`targets`, `keycloak.sizing`). The file is what
+"""The policy pack's config for one stack, from its settings: enforcement levels (`policy.advisory`),
+the capacity rules' targets (`targets`, `keycloak.sizing`) and the mesh's root namespace. The file is what
 
     pulumi preview --policy-pack policies --policy-pack-config build/<stack>/policy-config.json
 
@@ -21,6 +21,7 @@ from policies.engine import ADVISORY, MANDATORY, PackConfig
 from stacks.settings import Settings, SettingsError
 
 FILE_NAME = "policy-config.json"
+STRICT_NAMESPACES = "istio-security-v1-peerauthentication-require-strict-namespaces"
 
 
 def pack_config(settings: Settings) -> PackConfig:
@@ -37,6 +38,7 @@ def pack_config(settings: Settings) -> PackConfig:
             "refreshPercent": mix.refresh_percent,
         },
         capacity.REDIS_CAPACITY: {"targetSessionDataBytes": targets.session_data_bytes},
+        STRICT_NAMESPACES: {"meshRootNamespace": settings.mesh.istiod_namespace},
     }
     for name, values in options.items():
         entry = document.get(name)

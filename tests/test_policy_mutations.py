@@ -136,6 +136,15 @@ MUTATIONS: dict[str, tuple[str, Callable[[Doc], None]]] = {
     "istio-security-v1-peerauthentication-require-strict-mtls": (
         "STRICT -> PERMISSIVE", lambda d: props(d, "mesh-app-peer-authentication")["spec"]["mtls"].update(
             mode="PERMISSIVE")),
+    "istio-security-v1-peerauthentication-require-strict-namespaces": (
+        "app namespace's PeerAuthentication deleted", lambda d: drop(d, "mesh-app-peer-authentication")),
+    "istio-security-v1-authorizationpolicy-require-per-namespace": (
+        "Keycloak namespace's AuthorizationPolicies deleted",
+        lambda d: drop(d, "mesh-keycloak-allow-nothing", "mesh-keycloak-authorization")),
+    "istio-workload-disallow-sidecar-injection-disabled": (
+        "Keycloak pods opt out of the sidecar",
+        lambda d: props(d, KC)["spec"]["template"]["metadata"].setdefault("annotations", {}).update(
+            {"sidecar.istio.io/inject": "false"})),
     "istio-networking-v1-virtualservice-require-websocket-route-without-timeout-and-retries": (
         "a retry on the WebSocket route", lambda d: props(d, "mesh-product-routes")["spec"]["http"][0].update(
             retries={"attempts": 2.0})),

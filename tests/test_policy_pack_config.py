@@ -79,6 +79,7 @@ def test_each_stack_config_carries_its_settings() -> None:
     assert staging[capacity.WEBSOCKET_CAPACITY] == {"targetConcurrentConnections": 2000,
                                                     "enforcementLevel": ADVISORY}
     assert staging[capacity.REDIS_CAPACITY]["targetSessionDataBytes"] == 512 * 2**20
+    assert prod[policy_config.STRICT_NAMESPACES] == {"meshRootNamespace": "istio-system"}
 
 
 def test_policy_config_cli_writes_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -184,7 +185,7 @@ def test_crossguard_policies_declare_their_options_with_defaults() -> None:
         assert set(policy.config_schema.properties) == set(rule.options)
         for name, schema in policy.config_schema.properties.items():
             assert schema["default"] == rule.options[name].default
-            assert schema["type"] in ("integer", "number")
+            assert schema["type"] in ("integer", "number", "string")
 
 
 def stack_args(config: dict[str, Any] | None) -> StackValidationArgs:

@@ -23,6 +23,11 @@ WS_CAPACITY = capacity.WEBSOCKET_CAPACITY
 KC_CAPACITY = capacity.KEYCLOAK_CAPACITY
 REDIS_CAPACITY = capacity.REDIS_CAPACITY
 STATEFUL = "platform-stateful-resources-require-protect"
+STRICT_NAMESPACES = "istio-security-v1-peerauthentication-require-strict-namespaces"
+AUTHZ_PER_NAMESPACE = "istio-security-v1-authorizationpolicy-require-per-namespace"
+INJECTION = "istio-workload-disallow-sidecar-injection-disabled"
+PEER_AUTHENTICATIONS = ("mesh-app-peer-authentication", "mesh-keycloak-peer-authentication",
+                        "mesh-redis-peer-authentication")
 
 WS_TIMEOUT = "gcp-compute-websocket-backend-require-long-timeout"
 WS_ROUTE = "istio-networking-v1-virtualservice-require-websocket-route-without-timeout-and-retries"
@@ -59,8 +64,19 @@ def conf_data() -> dict[str, str]:
     return dict(doc["redis-cluster-config"]["props"]["data"])
 
 
+def websocket_pod_annotations() -> dict[str, str]:
+    doc = {r["name"]: r for r in rendered_document("prod")["resources"]}
+    return dict(doc["websocket-deployment"]["props"]["spec"]["template"]["metadata"]["annotations"])
+
+
 def conf() -> str:
     return conf_data()["redis.conf"]
+
+
+def mesh_wide_strict(namespace: str = "istio-system") -> Wire:
+    return Wire("kubernetes:security.istio.io/v1:PeerAuthentication", "mesh-wide-mtls", {
+        "apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+        "metadata": {"name": "default", "namespace": namespace}, "spec": {"mtls": {"mode": "STRICT"}}})
 
 
 LUA_FILTER = Wire("kubernetes:networking.istio.io/v1alpha3:EnvoyFilter", "edge-lua", {
@@ -151,6 +167,27 @@ CASES: list[Case] = [
     bad(STATEFUL, "redis-namespace-unprotected", prod(protect={"redis-cluster-namespace": False}), config=PROD),
     bad(STATEFUL, "static-ip-unprotected", prod(protect={"load-balancer-address": False}), config=PROD),
     bad(STATEFUL, "keycloak-database-unprotected", prod(protect={"keycloak-sql-database": False}), config=PROD),
+
+    # ---------------------------------------------------------------- mesh coverage of namespaces
+    ok(STRICT_NAMESPACES, "prod-as-rendered", prod(), config=PROD),
+    ok(STRICT_NAMESPACES, "one-mesh-wide-strict-policy-covers-all", prod(
+        drop=PEER_AUTHENTICATIONS, add=[mesh_wide_strict()]), config=PROD),
+    ok(STRICT_NAMESPACES, "staging-is-not-judged", rendered_wires("staging", drop=(
+        "mesh-app-peer-authentication",)), stack="staging", config=STAGING),
+    bad(STRICT_NAMESPACES, "app-namespace-policy-deleted", prod(drop=("mesh-app-peer-authentication",)), config=PROD),
+    bad(STRICT_NAMESPACES, "mesh-wide-policy-outside-the-root-namespace", prod(
+        drop=PEER_AUTHENTICATIONS, add=[mesh_wide_strict("aiwfe")]), config=PROD),
+
+    ok(AUTHZ_PER_NAMESPACE, "prod-as-rendered", prod(), config=PROD),
+    ok(AUTHZ_PER_NAMESPACE, "staging-as-rendered", rendered_wires("staging"), stack="staging", config=STAGING),
+    bad(AUTHZ_PER_NAMESPACE, "redis-namespace-without-policies", prod(drop=(
+        "mesh-redis-allow-nothing", "mesh-redis-authorization")), config=PROD),
+
+    ok(INJECTION, "prod-as-rendered", prod(), config=PROD),
+    bad(INJECTION, "namespace-injection-disabled", prod({"app-namespace": {
+        "metadata.labels.istio-injection": "disabled"}}), config=PROD),
+    bad(INJECTION, "websocket-pods-opt-out", prod({"websocket-deployment": {"spec.template.metadata.annotations": {
+        **websocket_pod_annotations(), "sidecar.istio.io/inject": "false"}}}), config=PROD),
 ]
 
 
