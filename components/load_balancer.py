@@ -67,9 +67,9 @@ class LoadBalancerArgs:
     zones: Sequence[str]
     network: str
     name_prefix: str = "aiwfe"
+    """Prefix of every GCP resource name (names are per project)."""
     protect: bool = False
     """Prod: the static IP is protected (DNS points at it; a new one means a DNS change and downtime)."""
-    """Prefix of every GCP resource name (names are per project)."""
 
 
 class LoadBalancer(pulumi.ComponentResource):

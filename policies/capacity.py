@@ -56,17 +56,27 @@ def _hpa_max(workload: Resource, resources: list[Resource]) -> float | None:
 
 
 def env_value(container: Mapping[str, Any], name: str, workload: Resource, resources: list[Resource]) -> Any:
-    """An env var's value: literal, or read from the ConfigMap key it references (None if neither)."""
-    for env in items(container.get("env")):
-        if env.get("name") != name:
-            continue
-        if "value" in env:
-            return env["value"]
-        ref = dig(env, "valueFrom", "configMapKeyRef") or {}
+    """An env var's value: literal, from the ConfigMap key it references, or from a ConfigMap the
+    container imports whole (`envFrom`, with its prefix); None when it has none."""
+    def config_map_data(config_name: Any) -> Mapping[str, Any]:
         for config_map in resources:
             if config_map.type == redis.CONFIG_MAP and namespace_of(config_map) == namespace_of(workload) \
-                    and dig(config_map.props, "metadata", "name") == ref.get("name"):
-                return dig(config_map.props, "data", ref.get("key"))
+                    and dig(config_map.props, "metadata", "name") == config_name:
+                return dig(config_map.props, "data") or {}
+        return {}
+    for env in items(container.get("env")):
+        if env.get("name") == name:
+            if "value" in env:
+                return env["value"]
+            ref = dig(env, "valueFrom", "configMapKeyRef") or {}
+            return config_map_data(ref.get("name")).get(ref.get("key"))
+    for source in items(container.get("envFrom")):
+        prefix = str(source.get("prefix") or "")
+        ref = source.get("configMapRef")
+        if isinstance(ref, Mapping) and name.startswith(prefix):
+            value = config_map_data(ref.get("name")).get(name[len(prefix):])
+            if value is not None:
+                return value
     return None
 
 
@@ -82,18 +92,22 @@ def websocket_capacity(resources: list[Resource], context: Context) -> Iterable[
     """For each Deployment behind the mesh's WebSocket route (the path rule's trace): its most pods
     (HPA maxReplicas, else spec.replicas) x the connections one pod holds (the container's
     MAX_CONNECTIONS_PER_POD, literal or from its ConfigMap) >= targetConcurrentConnections; and the
-    route's DestinationRule connectionPool.tcp.maxConnections (unset: unlimited) >= the target too,
-    since each Envoy (a single gateway pod may carry them all) enforces it alone."""
+    DestinationRule's policy for the route's port and subset has connectionPool.tcp.maxConnections
+    and http.http2MaxRequests (the active-request cap, HTTP/1.1 included; unset: unlimited) >= the
+    target too, since each Envoy (a single gateway pod may carry them all) enforces them alone."""
     target = float(context.options["targetConcurrentConnections"])
     seen: set[str] = set()
     for trace in paths.trace_websocket_paths(resources):
         rule = trace.destination_rule
-        if rule is not None and rule.urn not in seen:
+        if rule is not None and trace.traffic_policy is not None and rule.urn not in seen:
             seen.add(rule.urn)
-            limit = number(dig(rule.props, "spec", "trafficPolicy", "connectionPool", "tcp", "maxConnections"))
-            if limit is not None and limit < target:
-                yield rule, (f"connectionPool.tcp.maxConnections {limit:.0f} is under the target of {target:.0f} "
-                             "concurrent connections")
+            pool = trace.traffic_policy.get("connectionPool") or {}
+            # An upgraded WebSocket is one long request: the active-request cap limits them too.
+            for where in (("tcp", "maxConnections"), ("http", "http2MaxRequests")):
+                limit = number(dig(pool, *where))
+                if limit is not None and limit < target:
+                    yield rule, (f"connectionPool.{'.'.join(where)} {limit:.0f} is under the target of "
+                                 f"{target:.0f} concurrent connections")
         for deployment in trace.deployments:
             if deployment.urn in seen:
                 continue

@@ -10,7 +10,7 @@ evaluated instead of passing or failing by accident.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -320,10 +320,12 @@ def run_resource_rule(rule: Rule, resource: Resource, context: Context) -> list[
     return list(rule.check(resource, context))
 
 
-def run_stack_rule(rule: Rule, resources: list[Resource], context: Context) -> list[tuple[Resource | None, str]]:
+def run_stack_rule(rule: Rule, resources: list[Resource], context: Context) -> Iterator[tuple[Resource | None, str]]:
+    """The rule's violations as it finds them: those found before a value unknown at preview stops
+    it are still reported (as CrossGuard does)."""
     if rule.prod_only and not context.is_prod:
-        return []
-    return list(rule.check(resources, context))
+        return
+    yield from rule.check(resources, context)
 
 
 def _reason(unknown: UnknownValueError) -> str:

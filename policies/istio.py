@@ -388,6 +388,8 @@ def _operation_matches(operation: Mapping[str, Any], host: str, path: str) -> bo
 
 def _denies_tokenless(rule: Mapping[str, Any]) -> bool:
     """A DENY rule's `from` is met by every request without a valid token (or it has no `from`)."""
+    if rule.get("when"):
+        return False  # conditional: it denies only the requests the conditions pick
     sources = items(rule.get("from"))
     if not sources:
         return True
@@ -474,12 +476,15 @@ def _covered(rules: list[Mapping[str, Any]], host: str, path: str) -> bool:
 # ---------------------------------------------------------------- auth headers untouched
 
 def _header_operations(headers: Any) -> Iterator[tuple[str, str]]:
-    request = dig(headers, "request") or {}
-    for operation in ("set", "add"):
-        for name in (request.get(operation) or {}):
-            yield operation, str(name)
-    for name in items(request.get("remove")):
-        yield "remove", str(name)
+    """(where.operation, header) for request and response header rules (the handshake's response
+    must echo Sec-WebSocket-Protocol too)."""
+    for side in ("request", "response"):
+        rules = dig(headers, side) or {}
+        for operation in ("set", "add"):
+            for name in (rules.get(operation) or {}):
+                yield f"{side}.{operation}", str(name)
+        for name in items(rules.get("remove")):
+            yield f"{side}.remove", str(name)
 
 
 def _jwt_header_names(rule: Mapping[str, Any]) -> list[str]:
@@ -508,7 +513,7 @@ def no_auth_header_changes(resource: Resource, _: Context) -> Iterable[str]:
             for place, headers in blocks:
                 for operation, name in _header_operations(headers):
                     if name.lower() in PROTECTED_HEADERS:
-                        yield f"{place}.headers.request.{operation} touches {name}"
+                        yield f"{place}.headers.{operation} touches {name}"
         return
     for index, rule in enumerate(items(dig(resource.props, "spec", "jwtRules"))):
         protected = [n for n in _jwt_header_names(rule) if n.lower() in PROTECTED_HEADERS]

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         document = json.loads(args.resources.read_text())
         config = load_config(config_path)
         report = evaluate_document(document, args.production_stacks or DEFAULT_PRODUCTION_STACKS, config)
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         print(f"error: cannot evaluate {args.resources}: {error}", file=sys.stderr)
         return 2
     if args.json:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from policies import gcp, istio, keycloak
@@ -38,15 +39,22 @@ def label(resource: Resource) -> str:
 
 @dataclass(frozen=True)
 class Hop:
-    """A broken link between two resources on the path."""
+    """A broken link between two resources on the path (the second may be missing: then `wanted`
+    says what was looked for)."""
 
     number: int
     source: Resource
-    target: Resource
+    target: Resource | None
     problem: str
+    wanted: str = ""
+
+    @property
+    def reported_on(self) -> Resource:
+        return self.target or self.source
 
     def message(self, path: str) -> str:
-        return f"{path}: hop {self.number} {label(self.source)} -> {label(self.target)}: {self.problem}"
+        target = label(self.target) if self.target is not None else f"{self.wanted} (not declared)"
+        return f"{path}: hop {self.number} {label(self.source)} -> {target}: {self.problem}"
 
 
 @dataclass
@@ -59,6 +67,8 @@ class WebSocketPath:
     virtual_service: Resource | None = None
     route: Mapping[str, Any] | None = None
     destination_rule: Resource | None = None
+    traffic_policy: Mapping[str, Any] | None = None
+    """The DestinationRule's policy for the route's port and subset."""
     service: Resource | None = None
     deployments: tuple[Resource, ...] = ()
     broken: Hop | None = None
@@ -66,44 +76,64 @@ class WebSocketPath:
 
 # ---------------------------------------------------------------- matching a request like Envoy
 
-def _string_match(matcher: Any, value: str | None) -> bool:
-    if not isinstance(matcher, Mapping):
-        return False
-    if value is None:
+@dataclass(frozen=True)
+class Upgrade:
+    """A browser's WebSocket handshake as the gateway sees it (after the LB terminated TLS)."""
+
+    host: str
+    path: str
+    gateway: str = ""
+    """`namespace/name` of the gateway it arrives through."""
+    method: str = "GET"
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType(UPGRADE_HEADERS))
+
+
+def _string_match(matcher: Any, value: str | None, *, ignore_case: bool = False) -> bool:
+    """Istio's StringMatch; an empty matcher asks only that the value exists."""
+    if not isinstance(matcher, Mapping) or value is None:
         return False
     if "exact" in matcher:
-        return value == str(matcher["exact"])
+        expected = str(matcher["exact"])
+        return value.lower() == expected.lower() if ignore_case else value == expected
     if "prefix" in matcher:
-        return value.startswith(str(matcher["prefix"]))
-    if "regex" in matcher:
+        expected = str(matcher["prefix"])
+        return value.lower().startswith(expected.lower()) if ignore_case else value.startswith(expected)
+    if "regex" in matcher:  # RE2 in Envoy; Python's re agrees on the patterns routes use
         try:
             return re.fullmatch(str(matcher["regex"]), value) is not None
         except re.error:
             return False
-    return False
+    return not matcher
 
 
-def _request_matches(match: Mapping[str, Any], path: str, headers: Mapping[str, str]) -> bool:
-    """One HTTPMatchRequest against a request (uri and headers; other criteria never match it)."""
-    if set(match) - {"uri", "headers", "name", "ignoreUriCase"}:
-        return False
+def _request_matches(match: Mapping[str, Any], request: Upgrade) -> bool:
+    """One HTTPMatchRequest against the upgrade request. Criteria it cannot know (the port, the
+    source, query parameters) count as met: the route may catch the upgrade, so it is judged."""
     uri = match.get("uri")
-    if uri is not None:
-        target = path.lower() if match.get("ignoreUriCase") else path
-        matcher = {k: str(v).lower() if match.get("ignoreUriCase") else v for k, v in uri.items()}
-        if not _string_match(matcher, target):
-            return False
+    if uri is not None and not _string_match(uri, request.path, ignore_case=bool(match.get("ignoreUriCase"))):
+        return False
+    headers = {k.lower(): v for k, v in request.headers.items()}
     for name, matcher in (match.get("headers") or {}).items():
         if not _string_match(matcher, headers.get(str(name).lower())):
             return False
-    return True
+    for name, matcher in (match.get("withoutHeaders") or {}).items():
+        if _string_match(matcher, headers.get(str(name).lower())):
+            return False
+    if "method" in match and not _string_match(match["method"], request.method):
+        return False
+    if "authority" in match and not _string_match(match["authority"], request.host):
+        return False
+    if "scheme" in match and not _string_match(match["scheme"], "http"):
+        return False  # the load balancer speaks HTTP to the gateway
+    gateways = items(match.get("gateways"))
+    return not (gateways and request.gateway and request.gateway not in map(str, gateways))
 
 
-def first_route(service: Resource, path: str, headers: Mapping[str, str]) -> Mapping[str, Any] | None:
+def first_route(service: Resource, request: Upgrade) -> Mapping[str, Any] | None:
     """The route Envoy picks for the request: the first whose matches (any of them) hold."""
     for route in istio.http_routes(service):
         matches = items(route.get("match"))
-        if not matches or any(_request_matches(m, path, headers) for m in matches):
+        if not matches or any(_request_matches(m, request) for m in matches if isinstance(m, Mapping)):
             return route
     return None
 
@@ -115,30 +145,80 @@ def _host_matches(pattern: str, host: str) -> bool:
 
 # ---------------------------------------------------------------- following the WebSocket path
 
+def _mentions_websocket(matcher: Mapping[str, Any]) -> bool:
+    """The path matcher names a WebSocket path in a path rule or route rule: its host serves them."""
+    for rule in items(matcher.get("pathRules")):
+        if any(str(p).rstrip("/*") in WEBSOCKET_PATHS for p in items(rule.get("paths"))):
+            return True
+    for rule in items(matcher.get("routeRules")):
+        for match in items(rule.get("matchRules")):
+            for key in ("prefixMatch", "fullPathMatch"):
+                if str(match.get(key) or "").rstrip("/") in WEBSOCKET_PATHS:
+                    return True
+    return False
+
+
 def _url_map_targets(url_map: Resource, path: str) -> Iterator[tuple[str, str | None]]:
-    """(host, backend service name) for every host whose path matcher routes `path` by a path rule
-    or route rule of its own (a default service is not a WebSocket route)."""
+    """(host, backend service name) for every host whose path matcher names a WebSocket path:
+    where GCP sends a WebSocket upgrade to `path` there."""
     matchers = {m.get("name"): m for m in items(url_map.props.get("pathMatchers"))}
     for host_rule in items(url_map.props.get("hostRules")):
         matcher = matchers.get(host_rule.get("pathMatcher"))
-        found = _matcher_route(matcher, path) if matcher is not None else None
-        if found is not None:
-            for host in items(host_rule.get("hosts")):
-                yield str(host), found[0] if found else None
+        if matcher is None or not _mentions_websocket(matcher):
+            continue
+        for host in items(host_rule.get("hosts")):
+            yield str(host), _matcher_service(matcher, path)
 
 
-def _matcher_route(matcher: Mapping[str, Any], path: str) -> list[str] | None:
-    """The backend services of the rule that routes `path`, or None when no rule names it."""
-    for rule in items(matcher.get("routeRules")):
-        for match in items(rule.get("matchRules")):
-            full, prefix = match.get("fullPathMatch"), match.get("prefixMatch")
-            if full == path or (prefix is not None and path.startswith(str(prefix)) and prefix != "/"):
-                return sorted(gcp._rule_services(rule))
+def _rule_matches(match: Mapping[str, Any], path: str) -> bool:
+    """A route rule's matchRule against the upgrade (criteria on other headers or parameters fail)."""
+    for header in items(match.get("headerMatches")):
+        value = UPGRADE_HEADERS.get(str(header.get("headerName") or "").lower())
+        if header.get("presentMatch") is not None:
+            hit = (value is not None) == bool(header["presentMatch"])
+        else:
+            kinds = {"exactMatch": "exact", "prefixMatch": "prefix", "regexMatch": "regex"}
+            matcher = {kinds[k]: v for k, v in header.items() if k in kinds}
+            hit = bool(matcher) and _string_match(matcher, value)
+        if hit == bool(header.get("invertMatch")):
+            return False
+    if items(match.get("queryParameterMatches")) or match.get("pathTemplateMatch"):
+        return False
+    ignore_case = bool(match.get("ignoreCase"))
+    target = path.lower() if ignore_case else path
+    if match.get("fullPathMatch") is not None:
+        full = str(match["fullPathMatch"])
+        return target == (full.lower() if ignore_case else full)
+    if match.get("prefixMatch") is not None:
+        prefix = str(match["prefixMatch"])
+        return target.startswith(prefix.lower() if ignore_case else prefix)
+    if match.get("regexMatch") is not None:
+        try:
+            return re.fullmatch(str(match["regexMatch"]), path) is not None
+        except re.error:
+            return False
+    return False
+
+
+def _matcher_service(matcher: Mapping[str, Any], path: str) -> str | None:
+    """GCP's choice for `path`: route rules by ascending priority (first matching rule), else the
+    longest matching path rule (`/x/*` matches below `/x/`, not `/x` itself), else the default."""
+    rules = [r for r in items(matcher.get("routeRules")) if isinstance(r, Mapping)]
+    for rule in sorted(rules, key=lambda r: number(r.get("priority")) or 0.0):
+        if any(_rule_matches(m, path) for m in items(rule.get("matchRules")) if isinstance(m, Mapping)):
+            found = sorted(gcp._rule_services(rule))
+            return found[0] if found else None
+    best: tuple[int, Mapping[str, Any]] | None = None
     for rule in items(matcher.get("pathRules")):
         for pattern in map(str, items(rule.get("paths"))):
-            if pattern == path or (pattern.endswith("/*") and (path + "/").startswith(pattern[:-1])):
-                return sorted(gcp._rule_services(rule))
-    return None
+            hit = pattern == path or (pattern.endswith("/*") and path.startswith(pattern[:-1]))
+            if hit and (best is None or len(pattern) > best[0]):
+                best = (len(pattern), rule)
+    if best is not None:
+        found = sorted(gcp._rule_services(best[1]))
+        return found[0] if found else None
+    default = matcher.get("defaultService")
+    return gcp.gcp_name(default) if default else None
 
 
 def _resolve_port(container_ports: list[Mapping[str, Any]], port: Any) -> float | None:
@@ -174,40 +254,133 @@ def _serving_url_maps(resources: list[Resource]) -> list[Resource]:
 
 
 def trace_websocket_paths(resources: list[Resource]) -> list[WebSocketPath]:
-    """Every WebSocket path of every serving URL map, followed until it ends or breaks."""
-    backends = gcp.declared(resources, gcp.BACKEND_SERVICE)
-    services = [r for r in resources if r.type == SERVICE]
-    deployments = [r for r in resources if r.type == DEPLOYMENT]
-    rules: dict[str, list[Resource]] = {}
-    for rule in istio.of_kind(resources, "DestinationRule"):
-        host = dig(rule.props, "spec", "host")
-        if host:
-            rules.setdefault(istio.service_fqdn(host, istio.namespace_of(rule)), []).append(rule)
-    gateways = istio.of_kind(resources, "Gateway")
-    virtual_services = [v for v in istio.of_kind(resources, "VirtualService")
-                        if any(g != "mesh" for g in items(dig(v.props, "spec", "gateways")))]
+    """Every WebSocket path (and a path below it) of every host that serves them, followed until
+    it ends or breaks."""
+    layers = _Layers(resources)
     traces: list[WebSocketPath] = []
     for url_map in _serving_url_maps(resources):
-        for path in WEBSOCKET_PATHS:
-            for host, backend_name in _url_map_targets(url_map, path):
-                trace = WebSocketPath(path=path, url_map=url_map)
-                traces.append(trace)
-                _follow(trace, host, backend_name, backends, virtual_services, gateways, rules, services,
-                        deployments)
+        for base in WEBSOCKET_PATHS:
+            for path in (base, f"{base}/session"):
+                for host, backend_name in _url_map_targets(url_map, path):
+                    trace = WebSocketPath(path=path, url_map=url_map)
+                    traces.append(trace)
+                    _follow(trace, host, backend_name, layers)
     return traces
 
 
-def _follow(trace: WebSocketPath, host: str, backend_name: str | None, backends: Mapping[str, Resource],
-            virtual_services: list[Resource], gateways: list[Resource], rules: Mapping[str, list[Resource]],
-            services: list[Resource], deployments: list[Resource]) -> None:
-    def broken(number_: int, source: Resource, target: Resource, problem: str) -> None:
-        trace.broken = Hop(number_, source, target, problem)
+class _Layers:
+    """The stack's resources by the role they play on the path."""
+
+    def __init__(self, resources: list[Resource]) -> None:
+        self.backends = gcp.declared(resources, gcp.BACKEND_SERVICE)
+        self.services = [r for r in resources if r.type == SERVICE]
+        self.deployments = [r for r in resources if r.type == DEPLOYMENT]
+        self.destination_rules = istio.of_kind(resources, "DestinationRule")
+        self.gateways = istio.of_kind(resources, "Gateway")
+        self.virtual_services = istio.of_kind(resources, "VirtualService")
+
+    def serving(self, host: str) -> list[tuple[Resource, Resource]]:
+        """(VirtualService, Gateway) pairs that take requests for `host` at a gateway: the
+        VirtualService lists the host and is bound to a Gateway whose servers admit its namespace
+        for that host (`ns/host`, `./host`, `*/host` or a bare host)."""
+        pairs = []
+        for service in self.virtual_services:
+            if not any(_host_matches(str(h), host) for h in items(dig(service.props, "spec", "hosts"))):
+                continue
+            for gateway in self.gateways:
+                if istio_gateway_ref(gateway) in _gateway_refs(service) and _admits(gateway, service, host):
+                    pairs.append((service, gateway))
+        return pairs
+
+    def destination_rule(self, fqdn: str, client_namespace: str) -> Resource | None:
+        """Istio's pick for a destination: a rule in the client's namespace, then in the service's,
+        then anywhere; an exact host before a wildcard one."""
+        service_namespace = fqdn.split(".")[1] if fqdn.count(".") >= 1 else ""
+        def rank(rule: Resource) -> tuple[int, int]:
+            namespace = istio.namespace_of(rule)
+            where = 0 if namespace == client_namespace else 1 if namespace == service_namespace else 2
+            host = istio.service_fqdn(dig(rule.props, "spec", "host"), namespace)
+            return where, 0 if host == fqdn else 1
+        matching = [r for r in self.destination_rules if _host_matches(
+            istio.service_fqdn(dig(r.props, "spec", "host"), istio.namespace_of(r)), fqdn)]
+        return min(matching, key=rank) if matching else None
+
+
+def istio_gateway_ref(gateway: Resource) -> str:
+    return f"{istio.namespace_of(gateway)}/{dig(gateway.props, 'metadata', 'name')}"
+
+
+def _gateway_refs(service: Resource) -> set[str]:
+    """`namespace/name` of the gateways a VirtualService binds to (a bare name: its own namespace)."""
+    refs = set()
+    for ref in map(str, items(dig(service.props, "spec", "gateways"))):
+        if ref != "mesh":
+            refs.add(ref if "/" in ref else f"{istio.namespace_of(service)}/{ref}")
+    return refs
+
+
+def _admits(gateway: Resource, service: Resource, host: str) -> bool:
+    own = istio.namespace_of(service)
+    for server in items(dig(gateway.props, "spec", "servers")):
+        for entry in map(str, items(server.get("hosts"))):
+            namespace, _, name = entry.rpartition("/")
+            allowed = namespace in ("", "*", own) or (namespace == "." and own == istio.namespace_of(gateway))
+            if allowed and _host_matches(name, host):
+                return True
+    return False
+
+
+_POLICY_PARTS = ("connectionPool", "outlierDetection", "loadBalancer", "tls")
+
+
+def effective_policy(rule: Resource, port: float | None, subset: str | None) -> dict[str, Any]:
+    """The traffic policy Istio applies to one port of one subset: the rule's, overridden part by
+    part by its port-level settings for that port, then by the subset's (and its port-level)."""
+    def overlay(base: dict[str, Any], policy: Any) -> dict[str, Any]:
+        if not isinstance(policy, Mapping):
+            return base
+        merged = {**base, **{k: policy[k] for k in _POLICY_PARTS if k in policy}}
+        for port_policy in items(policy.get("portLevelSettings")):
+            if port is not None and number(dig(port_policy, "port", "number")) == port:
+                merged.update({k: port_policy[k] for k in _POLICY_PARTS if k in port_policy})
+        return merged
+    spec = rule.props.get("spec") or {}
+    policy = overlay({}, spec.get("trafficPolicy"))
+    for candidate in items(spec.get("subsets")):
+        if subset is not None and candidate.get("name") == subset:
+            policy = overlay(policy, candidate.get("trafficPolicy"))
+    return policy
+
+
+def long_lived_problems(policy: Mapping[str, Any], minimum: float) -> Iterator[str]:
+    """Why a traffic policy would break or cut a WebSocket (h2 upgrade, per-connection request cap,
+    idle timeouts under `minimum` seconds, no outlier detection)."""
+    http = dig(policy, "connectionPool", "http") or {}
+    if http.get("h2UpgradePolicy") == "UPGRADE":
+        yield "connectionPool.http.h2UpgradePolicy is UPGRADE: it breaks WebSocket upgrades"
+    per_connection = number(http.get("maxRequestsPerConnection"))
+    if per_connection:
+        yield f"connectionPool.http.maxRequestsPerConnection is {per_connection:g}: it churns long-lived connections"
+    for layer in ("tcp", "http"):
+        value = dig(policy, "connectionPool", layer, "idleTimeout")
+        seconds = istio.duration_seconds(value) if value is not None else 3600.0  # Istio's default: 1 h
+        if seconds is None or seconds < minimum:
+            shown = repr(value) if value is not None else "unset (1h)"
+            yield f"connectionPool.{layer}.idleTimeout is {shown}; WebSockets need at least {minimum:g}s"
+    detection = policy.get("outlierDetection")
+    thresholds = [number(dig(detection, k)) for k in ("consecutive5xxErrors", "consecutiveGatewayErrors")]
+    if not isinstance(detection, Mapping) or not any(t and t > 0 for t in thresholds):
+        yield "no outlierDetection with consecutive5xxErrors or consecutiveGatewayErrors above 0"
+
+
+def _follow(trace: WebSocketPath, host: str, backend_name: str | None, layers: _Layers) -> None:
+    def broken(number_: int, source: Resource, target: Resource | None, problem: str, wanted: str = "") -> None:
+        trace.broken = Hop(number_, source, target, problem, wanted)
 
     url_map = trace.url_map
-    backend = backends.get(backend_name or "")
+    backend = layers.backends.get(backend_name or "")
     if backend is None:
-        broken(1, url_map, url_map, f"{host}{trace.path} goes to backend service {backend_name!r}, which the stack "
-                                    "does not declare")
+        broken(1, url_map, None, f"{host}{trace.path} goes to it", f"BackendService {backend_name}")
         return
     trace.backend = backend
     timeout = number(backend.props.get("timeoutSec"))
@@ -225,16 +398,16 @@ def _follow(trace: WebSocketPath, host: str, backend_name: str | None, backends:
         broken(1, url_map, backend, "IAP consumes the Authorization header")
         return
 
-    if not virtual_services:
+    if not layers.gateways and not layers.virtual_services:
         return  # the stack declares no mesh routing: nothing further to follow here
-    candidates = [v for v in virtual_services
-                  if any(_host_matches(str(h), host) for h in items(dig(v.props, "spec", "hosts")))]
-    if not gateways or not candidates:
-        broken(2, backend, backend, f"no VirtualService bound to a gateway serves host {host}")
+    pairs = layers.serving(host)
+    if not pairs:
+        broken(2, backend, None, "no gateway-bound VirtualService with that host is admitted by a Gateway",
+               f"VirtualService for {host}")
         return
-    service = candidates[0]
+    service, gateway = pairs[0]
     trace.virtual_service = service
-    route = first_route(service, trace.path, UPGRADE_HEADERS)
+    route = first_route(service, Upgrade(host=host, path=trace.path, gateway=istio_gateway_ref(gateway)))
     if route is None or "route" not in route:
         what = "no route" if route is None else f"route {route.get('name')!r}, which does not forward"
         broken(2, backend, service, f"a WebSocket upgrade to {trace.path} meets {what}")
@@ -254,37 +427,39 @@ def _follow(trace: WebSocketPath, host: str, backend_name: str | None, backends:
     destinations = items(route.get("route"))
     destination = dig(destinations[0], "destination") if destinations else None
     if len(destinations) != 1 or not isinstance(destination, Mapping):
-        broken(3, service, service, f"route {name!r} must send WebSockets to exactly one destination")
+        broken(3, service, None, f"route {name!r} must send WebSockets to exactly one destination",
+               "one destination")
         return
     fqdn = istio.service_fqdn(destination.get("host"), istio.namespace_of(service))
-    destination_rules = rules.get(fqdn, [])
-    if not destination_rules:
-        broken(3, service, service, f"destination {fqdn} has no DestinationRule")
+    rule = layers.destination_rule(fqdn, istio.namespace_of(gateway))
+    if rule is None:
+        broken(3, service, None, f"nothing sets {fqdn}'s connection pool and outlier detection",
+               f"DestinationRule for {fqdn}")
         return
-    rule = destination_rules[0]
     trace.destination_rule = rule
-    problems = list(istio._long_lived_problems(rule, max(seconds, istio.MIN_WEBSOCKET_IDLE_SECONDS)))
-    problems += list(istio.require_outlier_detection(rule, Context(stack="")))
+    wanted_port = number(dig(destination, "port", "number"))
+    trace.traffic_policy = effective_policy(rule, wanted_port, destination.get("subset"))
+    problems = list(long_lived_problems(trace.traffic_policy, max(seconds, istio.MIN_WEBSOCKET_IDLE_SECONDS)))
     if problems:
         broken(3, service, rule, problems[0])
         return
 
     svc_name, _, rest = fqdn.partition(".")
     svc_namespace = rest.partition(".")[0]
-    if not services:
+    if not layers.services:
         return  # the workloads are declared by another stack
-    target = next((s for s in services if dig(s.props, "metadata", "name") == svc_name
+    target = next((s for s in layers.services if dig(s.props, "metadata", "name") == svc_name
                    and dig(s.props, "metadata", "namespace") == svc_namespace), None)
     if target is None:
-        broken(4, rule, rule, f"no Service {svc_namespace}/{svc_name} is declared for {fqdn}")
+        broken(4, rule, None, f"{fqdn} names it", f"Service {svc_namespace}/{svc_name}")
         return
     trace.service = target
     ports = items(dig(target.props, "spec", "ports"))
-    wanted = number(dig(destination, "port", "number"))
-    port = next((p for p in ports if number(p.get("port")) == wanted), None) if wanted is not None \
+    port = next((p for p in ports if number(p.get("port")) == wanted_port), None) if wanted_port is not None \
         else (ports[0] if len(ports) == 1 else None)
     if port is None:
-        broken(4, rule, target, f"the Service has no port {wanted if wanted is None else f'{wanted:g}'}")
+        shown = f"port {wanted_port:g}" if wanted_port is not None else "a single port (the route names none)"
+        broken(4, rule, target, f"the Service has no {shown}")
         return
     if not _declares_http(port):
         broken(4, rule, target, f"port {port.get('name') or port.get('port')} does not declare HTTP for Istio "
@@ -292,10 +467,10 @@ def _follow(trace: WebSocketPath, host: str, backend_name: str | None, backends:
         return
 
     selector = dig(target.props, "spec", "selector") or {}
-    selected = [d for d in deployments if selector and istio.namespace_of(d) == svc_namespace
+    selected = [d for d in layers.deployments if selector and istio.namespace_of(d) == svc_namespace
                 and all(pod_template_labels(d).get(k) == v for k, v in selector.items())]
     if not selected:
-        broken(5, target, target, "selects no Deployment's pods")
+        broken(5, target, None, "its selector matches no pod template", f"Deployment selected by {svc_name}")
         return
     trace.deployments = tuple(selected)
     target_port = port.get("targetPort", port.get("port"))
@@ -328,41 +503,52 @@ def _container_problem(deployment: Resource, target_port: Any) -> str | None:
                         "mesh route, the destination's connection pool, the Service's protocol and the pod "
                         "must all let an upgraded connection through and keep it open.")
 def websocket_path(resources: list[Resource], _: Context) -> Iterable[tuple[Resource, str]]:
-    """From the URL map's `/ws` and `/websocket` path rules, a WebSocket upgrade is followed hop by
-    hop. Hop 1, URL map -> backend service: declared, timeoutSec >= 3600, protocol HTTP(S), no IAP.
-    Hop 2, backend -> the gateway VirtualService serving the host: the first route matching the
-    upgrade (path and `Upgrade: websocket`, as Envoy matches) forwards, with timeout 0s and
-    retries.attempts 0. Hop 3, route -> DestinationRule of its one destination: no h2 upgrade, no
-    maxRequestsPerConnection, idle timeouts >= the backend timeout, outlier detection. Hop 4 ->
-    the Service: the destination port exists and declares HTTP for Istio. Hop 5 -> the Deployments
-    the Service selects: targetPort is container port 8080, readiness probed on 8081. The first
-    broken hop of each path is reported, naming the resources on both sides."""
+    """For every host whose URL map path matcher names /ws or /websocket, an upgrade to /ws,
+    /ws/session, /websocket and /websocket/session is followed as GCP and Envoy would route it.
+    Hop 1, URL map -> backend service (route rules by priority, else the longest path rule, else the
+    default): declared, timeoutSec >= 3600, protocol HTTP(S), no IAP. Hop 2 -> the VirtualService a
+    Gateway admits for the host: the first route whose match holds for the upgrade (uri, headers,
+    withoutHeaders, method, authority, gateways; criteria it cannot know count as met) forwards,
+    with timeout 0s and retries.attempts 0. Hop 3 -> the DestinationRule Istio picks for its one
+    destination (client namespace first; port-level and subset overrides applied): no h2 upgrade,
+    no maxRequestsPerConnection, idle timeouts >= the backend timeout, outlier detection. Hop 4 ->
+    the Service port, declaring HTTP for Istio. Hop 5 -> the selected Deployments: targetPort is
+    container port 8080, readiness probed on 8081. The first broken hop is reported with both
+    resources (or what was looked for)."""
     traces = trace_websocket_paths(resources)
     for url_map in _serving_url_maps(resources):
-        routed = {t.path for t in traces if t.url_map is url_map}
-        for path in WEBSOCKET_PATHS:
-            if path not in routed:
-                yield url_map, f"{path}: no host's path matcher routes it (a path rule or route rule naming it)"
+        if not any(t.url_map is url_map for t in traces):
+            yield url_map, "no host's path matcher routes /ws or /websocket (a path rule or route rule naming them)"
     seen: set[tuple[str, str]] = set()
     for trace in traces:
         hop = trace.broken
-        if hop is not None and (hop.target.urn, hop.problem) not in seen:
-            seen.add((hop.target.urn, hop.problem))
-            yield hop.target, hop.message(trace.path)
+        if hop is not None and (hop.reported_on.urn, hop.problem) not in seen:
+            seen.add((hop.reported_on.urn, hop.problem))
+            yield hop.reported_on, hop.message(trace.path)
 
 
 # ---------------------------------------------------------------- the auth path
 
-def expected_issuers(resources: list[Resource]) -> set[str]:
-    """`<KC_HOSTNAME>/realms/<realm>` for every declared Keycloak and realm ConfigMap."""
-    hostnames = set()
+def keycloak_hostnames(resources: list[Resource]) -> tuple[set[str], list[Resource]]:
+    """(Keycloak's public base URLs from KC_HOSTNAME, Keycloak workloads whose KC_HOSTNAME is not
+    a literal and so cannot be checked). A hostname without a scheme is served over https."""
+    hostnames, unknown = set(), []
     for workload in resources:
         if workload.type != DEPLOYMENT or not keycloak.is_keycloak(workload):
             continue
-        for container in items((pod_spec(workload) or {}).get("containers")):
-            for env in items(container.get("env")):
-                if env.get("name") == "KC_HOSTNAME" and isinstance(env.get("value"), str):
-                    hostnames.add(env["value"].rstrip("/"))
+        values = [env.get("value") for c in items((pod_spec(workload) or {}).get("containers"))
+                  for env in items(c.get("env")) if env.get("name") == "KC_HOSTNAME"]
+        literal = [v for v in values if isinstance(v, str) and v]
+        if not literal:
+            unknown.append(workload)
+        for value in literal:
+            hostnames.add((value if "://" in value else f"https://{value}").rstrip("/"))
+    return hostnames, unknown
+
+
+def expected_issuers(resources: list[Resource]) -> set[str]:
+    """`<KC_HOSTNAME>/realms/<realm>` for every declared Keycloak and realm ConfigMap."""
+    hostnames, _ = keycloak_hostnames(resources)
     realm_names = {str(realm.get("realm")) for r in resources if r.type == keycloak.CONFIG_MAP
                    for _, realm in keycloak.realms(r) if isinstance(realm, Mapping) and realm.get("realm")}
     return {f"{host}/realms/{realm}" for host in hostnames for realm in realm_names}
@@ -381,12 +567,16 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(child)
 
 
+# Envoy's Lua filter (by name and by config type): its code can rewrite any header.
+LUA_FILTER = ("envoy.filters.http.lua", "type.googleapis.com/envoy.extensions.filters.http.lua.v3.lua")
+
+
 def _envoy_filter_problems(resource: Resource) -> Iterator[str]:
-    text = "\n".join(_strings(dig(resource.props, "spec", "configPatches"))).lower()
+    strings = [text.lower() for text in _strings(dig(resource.props, "spec", "configPatches"))]
     for header in istio.PROTECTED_HEADERS:
-        if header in text:
+        if any(header in text for text in strings):
             yield f"a config patch names {header}"
-    if "lua" in text:
+    if any(text in LUA_FILTER for text in strings):
         yield "a Lua filter can rewrite any header, including Authorization"
 
 
@@ -408,32 +598,39 @@ def _gateway_of(service: Resource, gateways: list[Resource]) -> Resource | None:
                         "Authorization or Sec-WebSocket-Protocol header breaks every handshake, and a route "
                         "without a token check lets anyone in.")
 def auth_path(resources: list[Resource], _: Context) -> Iterable[tuple[Resource, str]]:
-    """Issuer: when the stack declares Keycloak, every RequestAuthentication jwtRule's issuer is
-    `<KC_HOSTNAME>/realms/<realm>` of a declared realm, and its jwksUri is that issuer's
-    `/protocol/openid-connect/certs`; the gateway in front of the WebSocket route has such a rule that
-    reads the token from Authorization and Sec-WebSocket-Protocol (browsers cannot set Authorization
-    on a WebSocket). Headers: no hop on the path touches Authorization or Sec-WebSocket-Protocol:
-    URL map header actions, backend custom headers, VirtualService header rules, JWT rules without
-    forwardOriginalToken (they strip the header) or claim-to-header outputs, and EnvoyFilter patches
-    (any that names those headers or runs Lua). Token required: a DENY rule for requests without a
-    request principal on that gateway covers every WebSocket path."""
+    """Issuer: when the stack declares Keycloak (whose KC_HOSTNAME must be a literal when JWT rules
+    exist), every RequestAuthentication jwtRule's issuer is `<KC_HOSTNAME>/realms/<realm>` of a
+    declared realm, and its jwksUri, when set, is that issuer's `/protocol/openid-connect/certs`;
+    the gateway in front of the WebSocket route has such a rule that reads the token from
+    Authorization and Sec-WebSocket-Protocol (browsers cannot set Authorization on a WebSocket).
+    Headers: nothing touches Authorization or Sec-WebSocket-Protocol (nor, on the LB, the other
+    upgrade headers): URL map header actions, backend custom headers, VirtualService request or
+    response header rules, JWT rules without forwardOriginalToken (they strip the header) or with
+    claim-to-header outputs, EnvoyFilter patches that name those headers or add Envoy's Lua filter.
+    Token required: an unconditional DENY rule for requests without a request principal on that
+    gateway matches every WebSocket path itself (listing it as anonymous does not count)."""
     issuers = expected_issuers(resources)
     authentications = istio.of_kind(resources, "RequestAuthentication")
+    _, unreadable = keycloak_hostnames(resources)
+    for workload in unreadable if authentications else []:
+        yield workload, "KC_HOSTNAME is not a literal value: the issuer the mesh must trust cannot be checked"
     if issuers:
         for authentication in authentications:
             for index, rule in enumerate(items(dig(authentication.props, "spec", "jwtRules"))):
                 issuer = str(rule.get("issuer") or "")
+                jwks = rule.get("jwksUri")
                 if issuer not in issuers:
                     yield authentication, (f"jwtRules[{index}].issuer {issuer!r} is not Keycloak's realm issuer "
                                            f"({', '.join(sorted(issuers))})")
-                elif rule.get("jwksUri") != f"{issuer}/protocol/openid-connect/certs":
-                    yield authentication, (f"jwtRules[{index}].jwksUri {rule.get('jwksUri')!r} is not the realm's "
+                elif jwks is not None and jwks != f"{issuer}/protocol/openid-connect/certs":
+                    # Without jwksUri istiod takes it from the issuer's discovery document: the realm's.
+                    yield authentication, (f"jwtRules[{index}].jwksUri {jwks!r} is not the realm's "
                                            f"JWKS {issuer}/protocol/openid-connect/certs")
 
     for resource in resources:
         if resource.type in (gcp.URL_MAP, gcp.BACKEND_SERVICE):
             for kind, name, _value in gcp.header_changes(resource):
-                if name.lower() in PROTECTED_HEADERS and kind.startswith(("request", "customRequest")):
+                if name.lower() in PROTECTED_HEADERS:
                     yield resource, f"{label(resource)} {kind} touches {name}"
         elif istio.kind_of(resource) in ("VirtualService", "RequestAuthentication"):
             for message in istio.no_auth_header_changes(resource, Context(stack="")):

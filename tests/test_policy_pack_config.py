@@ -216,3 +216,20 @@ def test_crossguard_reads_the_target_from_the_pack_config(config: dict[str, Any]
 def test_render_module_settings_of_matches_the_program() -> None:
     settings = render.settings_of(render.load_stack_config("prod"))
     assert settings.targets.concurrent_connections == 10_000 and settings.policy.advisory == ()
+
+
+def test_violations_found_before_an_unknown_value_are_kept() -> None:
+    """As under CrossGuard: what a stack rule reported stays reported when a later value is unknown."""
+    from pulumi_policy.proxy import UnknownValueError
+
+    from policies.engine import Resource, Rule
+
+    resource = Resource(type="t", name="n", urn="urn:pulumi:prod::p::t::n", props={})
+
+    def check(resources: list[Resource], _: Context):
+        yield resource, "found first"
+        raise UnknownValueError("unknown later")
+
+    report = evaluate([resource], Context(stack="prod"), [Rule("spy", "why", "low", MANDATORY, None, check)])
+    assert [v.message for v in report.violations] == ["found first"]
+    assert report.not_evaluated == [{"policy": "spy", "urn": "", "reason": "unknown later"}]
