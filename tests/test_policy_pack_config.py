@@ -25,6 +25,7 @@ from policies.engine import (
     evaluate,
 )
 from stacks import policy_config
+from tests.policy_fixtures import UNKNOWN
 from tests.rendered_stacks import rendered_document, stack_pack_config
 from tools import render
 
@@ -226,10 +227,13 @@ def test_violations_found_before_an_unknown_value_are_kept() -> None:
 
     resource = Resource(type="t", name="n", urn="urn:pulumi:prod::p::t::n", props={})
 
+    unknown = UnknownValueError(UNKNOWN, ["spec", "ports"])
+
     def check(resources: list[Resource], _: Context):
         yield resource, "found first"
-        raise UnknownValueError("unknown later")
+        raise unknown
 
     report = evaluate([resource], Context(stack="prod"), [Rule("spy", "why", "low", MANDATORY, None, check)])
     assert [v.message for v in report.violations] == ["found first"]
-    assert report.not_evaluated == [{"policy": "spy", "urn": "", "reason": "unknown later"}]
+    (skipped,) = report.not_evaluated
+    assert skipped["policy"] == "spy" and "spec.ports" in skipped["reason"]
