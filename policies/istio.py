@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from policies import gcp
 from policies.engine import Context, Option, Resource, resource_rule, stack_rule
 from policies.kubernetes import dig, items, number
 
@@ -218,10 +219,11 @@ def websocket_route(resource: Resource, _: Context) -> Iterable[str]:
 
 
 def _lb_websocket_timeout(resources: list[Resource]) -> float:
-    """The longest WebSocket backend-service timeout the stack declares (REQUIREMENTS floor otherwise)."""
-    timeouts = [number(r.props.get("timeoutSec")) or 0 for r in resources
-                if r.type == "gcp:compute/backendService:BackendService"
-                and "websocket" in f"{r.name} {r.props.get('name', '')}".lower()]
+    """The longest timeout of the backend services the URL maps send /ws and /websocket to (the
+    same ones the GCP rules judge), and at least the REQUIREMENTS floor."""
+    backends = gcp.declared(resources, gcp.BACKEND_SERVICE)
+    names = {name for url_map in resources if url_map.type == gcp.URL_MAP for name in gcp.websocket_services(url_map)}
+    timeouts = [number(backends[name].props.get("timeoutSec")) or 0 for name in names if name in backends]
     return max([MIN_WEBSOCKET_IDLE_SECONDS, *timeouts])
 
 

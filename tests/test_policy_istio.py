@@ -124,6 +124,16 @@ def backend_service(timeout: float) -> Wire:
     return Wire(BACKEND_SERVICE, "lb-websocket-backend", gcp_backend("aiwfe-websocket", timeout))
 
 
+def url_map_to_websocket_backend() -> Wire:
+    """The URL map that makes `aiwfe-websocket` the WebSocket backend (its timeout then counts)."""
+    backends = "https://www.googleapis.com/compute/v1/projects/aiwfe-prod/global/backendServices/"
+    return Wire("gcp:compute/uRLMap:URLMap", "lb-url-map", {
+        "name": "aiwfe-https", "defaultService": backends + "aiwfe-websocket",
+        "hostRules": [{"hosts": ["aiwfe.example.com"], "pathMatcher": "product"}],
+        "pathMatchers": [{"name": "product", "defaultService": backends + "aiwfe-websocket", "pathRules": [
+            {"paths": ["/ws", "/ws/*", "/websocket", "/websocket/*"], "service": backends + "aiwfe-websocket"}]}]})
+
+
 WS = "spec.http.0."
 TP = "spec.trafficPolicy."
 
@@ -156,6 +166,8 @@ CASES = [
         edge(ws_dr={TP + "connectionPool.http.maxRequestsPerConnection": 2.0})),
     bad(WS_DESTINATION, "a 5 minute idle timeout", edge(ws_dr={TP + "connectionPool.tcp.idleTimeout": "300s"})),
     bad(WS_DESTINATION, "shorter than the load balancer's 2 h WebSocket timeout",
+        edge(extra=(backend_service(7200.0), url_map_to_websocket_backend())), also=(WS_PATH,)),
+    ok(WS_DESTINATION, "a 2 h backend the URL map does not send WebSockets to",
         edge(extra=(backend_service(7200.0),))),
     bad(WS_DESTINATION, "no DestinationRule for the WebSocket service",
         edge(without=("mesh-websocket-destination",))),
