@@ -428,10 +428,11 @@ def _sample_paths(route: Mapping[str, Any]) -> list[str] | None:
                         "a request principal on that gateway) unless that rule lists it as anonymous; "
                         "RequestAuthentication alone admits token-less requests.")
 def require_jwt_on_public_routes(resources: list[Resource], _: Context) -> Iterable[tuple[Resource, str]]:
-    """For each VirtualService bound to a gateway other than `mesh` (which must be declared): each host (also host:80)
-    x sample path of every forwarding http route's exact/prefix matches (a regex match is reported) meets a DENY rule,
-    in a policy selecting that gateway from its namespace, whose `from` is empty or only notRequestPrincipals: its
-    operation (without methods or ports) matches the request, or its notPaths lists the path (anonymous)."""
+    """For each VirtualService bound to a gateway other than `mesh` (which must be declared): each
+    host (also host:80) x sample path of every forwarding http route's exact/prefix matches (a regex
+    match is reported) meets a DENY rule, in a policy selecting that gateway from its namespace,
+    without `when` conditions and whose `from` is empty or only notRequestPrincipals: its operation
+    (without methods or ports) matches the request, or its notPaths lists the path (anonymous)."""
     gateways = {(namespace_of(g), str(dig(g.props, "metadata", "name"))): g for g in of_kind(resources, "Gateway")}
     deny_rules = [(p, rule) for p in of_kind(resources, "AuthorizationPolicy")
                   if dig(p.props, "spec", "action") == "DENY"
@@ -503,10 +504,10 @@ def _jwt_header_names(rule: Mapping[str, Any]) -> list[str]:
                            "header breaks every login, and a JWT rule without forwardOriginalToken strips the "
                            "token header (the browser's WebSocket handshake then fails).")
 def no_auth_header_changes(resource: Resource, _: Context) -> Iterable[str]:
-    """VirtualServices: no http route's or destination's headers.request set/add/remove names Authorization or
-    Sec-WebSocket-Protocol. RequestAuthentications: a jwtRule reading one of them (Authorization when no
-    fromHeaders, fromParams or fromCookies) has forwardOriginalToken true, and no outputClaimToHeaders or
-    outputPayloadToHeader writes to them."""
+    """VirtualServices: no http route's or destination's headers.request or headers.response
+    set/add/remove names Authorization or Sec-WebSocket-Protocol. RequestAuthentications: a jwtRule
+    reading one of them (Authorization when no fromHeaders, fromParams or fromCookies) has
+    forwardOriginalToken true, and no outputClaimToHeaders or outputPayloadToHeader writes to them."""
     if kind_of(resource) == "VirtualService":
         for index, route in enumerate(http_routes(resource)):
             where = f"spec.http[{route.get('name', index)}]"
