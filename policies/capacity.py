@@ -70,7 +70,7 @@ def env_value(container: Mapping[str, Any], name: str, workload: Resource, resou
                 return env["value"]
             ref = dig(env, "valueFrom", "configMapKeyRef") or {}
             return config_map_data(ref.get("name")).get(ref.get("key"))
-    for source in items(container.get("envFrom")):
+    for source in reversed(items(container.get("envFrom"))):  # the last source with the key wins
         prefix = str(source.get("prefix") or "")
         ref = source.get("configMapRef")
         if isinstance(ref, Mapping) and name.startswith(prefix):
@@ -97,17 +97,21 @@ def websocket_capacity(resources: list[Resource], context: Context) -> Iterable[
     target too, since each Envoy (a single gateway pod may carry them all) enforces them alone."""
     target = float(context.options["targetConcurrentConnections"])
     seen: set[str] = set()
+    reported: set[tuple[str, str]] = set()
     for trace in paths.trace_websocket_paths(resources):
         rule = trace.destination_rule
-        if rule is not None and trace.traffic_policy is not None and rule.urn not in seen:
-            seen.add(rule.urn)
+        if rule is not None and trace.traffic_policy is not None:
             pool = trace.traffic_policy.get("connectionPool") or {}
             # An upgraded WebSocket is one long request: the active-request cap limits them too.
             for where in (("tcp", "maxConnections"), ("http", "http2MaxRequests")):
                 limit = number(dig(pool, *where))
-                if limit is not None and limit < target:
-                    yield rule, (f"connectionPool.{'.'.join(where)} {limit:.0f} is under the target of "
-                                 f"{target:.0f} concurrent connections")
+                if limit is None or limit >= target:
+                    continue
+                message = (f"connectionPool.{'.'.join(where)} {limit:.0f} (as applied to the WebSocket route's port "
+                           f"and subset) is under the target of {target:.0f} concurrent connections")
+                if (rule.urn, message) not in reported:
+                    reported.add((rule.urn, message))
+                    yield rule, message
         for deployment in trace.deployments:
             if deployment.urn in seen:
                 continue

@@ -274,7 +274,7 @@ def _long_lived_problems(rule: Resource, minimum: float) -> Iterator[str]:
         value = dig(spec, "trafficPolicy", "connectionPool", layer, "idleTimeout")
         # Istio's default for both is 1 h; a longer load-balancer timeout needs an explicit value.
         seconds = duration_seconds(value) if value is not None else 3600.0
-        if seconds is None or seconds < minimum:
+        if seconds is None or (seconds != 0 and seconds < minimum):  # 0s turns the idle timeout off
             shown = repr(value) if value is not None else "unset (1h)"
             yield (f"trafficPolicy.connectionPool.{layer}.idleTimeout is {shown}; WebSocket connections need "
                    f"at least {minimum:g}s (the load balancer's WebSocket timeout)")

@@ -23,8 +23,12 @@ from stacks.settings import HEALTH_PORT, MIN_WEBSOCKET_TIMEOUT_SECONDS, PROTECTE
 
 ENVOY_FILTER = "EnvoyFilter"
 # The request a browser's WebSocket handshake makes, as the mesh matches it.
-UPGRADE_HEADERS = {"upgrade": "websocket", "connection": "Upgrade"}
+# What a browser's handshake always sends (values stand in for the per-request ones).
+UPGRADE_HEADERS = {"upgrade": "websocket", "connection": "Upgrade", "sec-websocket-version": "13",
+                   "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "origin": "https://browser.invalid"}
 WEBSOCKET_PATHS = ("/ws", "/websocket")
+# Where a DestinationRule applies to every client (Istio's default root namespace).
+ROOT_NAMESPACE = "istio-system"
 
 
 def label(resource: Resource) -> str:
@@ -63,7 +67,10 @@ class WebSocketPath:
 
     path: str
     url_map: Resource
+    host: str = ""
     backend: Resource | None = None
+    gateway: Resource | None = None
+    """The Gateway that admitted the VirtualService for the host."""
     virtual_service: Resource | None = None
     route: Mapping[str, Any] | None = None
     destination_rule: Resource | None = None
@@ -106,7 +113,7 @@ def _string_match(matcher: Any, value: str | None, *, ignore_case: bool = False)
     return not matcher
 
 
-def _request_matches(match: Mapping[str, Any], request: Upgrade) -> bool:
+def _request_matches(match: Mapping[str, Any], request: Upgrade, namespace: str = "") -> bool:
     """One HTTPMatchRequest against the upgrade request. Criteria it cannot know (the port, the
     source, query parameters) count as met: the route may catch the upgrade, so it is judged."""
     uri = match.get("uri")
@@ -125,15 +132,16 @@ def _request_matches(match: Mapping[str, Any], request: Upgrade) -> bool:
         return False
     if "scheme" in match and not _string_match(match["scheme"], "http"):
         return False  # the load balancer speaks HTTP to the gateway
-    gateways = items(match.get("gateways"))
-    return not (gateways and request.gateway and request.gateway not in map(str, gateways))
+    gateways = {str(g) if "/" in str(g) else f"{namespace}/{g}" for g in items(match.get("gateways"))}
+    return not (gateways and request.gateway and request.gateway not in gateways)
 
 
 def first_route(service: Resource, request: Upgrade) -> Mapping[str, Any] | None:
     """The route Envoy picks for the request: the first whose matches (any of them) hold."""
     for route in istio.http_routes(service):
         matches = items(route.get("match"))
-        if not matches or any(_request_matches(m, request) for m in matches if isinstance(m, Mapping)):
+        namespace = istio.namespace_of(service)
+        if not matches or any(_request_matches(m, request, namespace) for m in matches if isinstance(m, Mapping)):
             return route
     return None
 
@@ -179,7 +187,10 @@ def _rule_matches(match: Mapping[str, Any], path: str) -> bool:
         else:
             kinds = {"exactMatch": "exact", "prefixMatch": "prefix", "regexMatch": "regex"}
             matcher = {kinds[k]: v for k, v in header.items() if k in kinds}
-            hit = bool(matcher) and _string_match(matcher, value)
+            if "suffixMatch" in header:
+                hit = value is not None and value.endswith(str(header["suffixMatch"]))
+            else:
+                hit = bool(matcher) and _string_match(matcher, value)
         if hit == bool(header.get("invertMatch")):
             return False
     if items(match.get("queryParameterMatches")) or match.get("pathTemplateMatch"):
@@ -262,7 +273,7 @@ def trace_websocket_paths(resources: list[Resource]) -> list[WebSocketPath]:
         for base in WEBSOCKET_PATHS:
             for path in (base, f"{base}/session"):
                 for host, backend_name in _url_map_targets(url_map, path):
-                    trace = WebSocketPath(path=path, url_map=url_map)
+                    trace = WebSocketPath(path=path, url_map=url_map, host=host)
                     traces.append(trace)
                     _follow(trace, host, backend_name, layers)
     return traces
@@ -293,17 +304,19 @@ class _Layers:
         return pairs
 
     def destination_rule(self, fqdn: str, client_namespace: str) -> Resource | None:
-        """Istio's pick for a destination: a rule in the client's namespace, then in the service's,
-        then anywhere; an exact host before a wildcard one."""
+        """Istio's pick for a destination: a rule in the client's namespace, else in the service's,
+        else in the root namespace (rules elsewhere do not apply); an exact host before a wildcard.
+        `exportTo` is not modelled."""
         service_namespace = fqdn.split(".")[1] if fqdn.count(".") >= 1 else ""
-        def rank(rule: Resource) -> tuple[int, int]:
-            namespace = istio.namespace_of(rule)
-            where = 0 if namespace == client_namespace else 1 if namespace == service_namespace else 2
-            host = istio.service_fqdn(dig(rule.props, "spec", "host"), namespace)
-            return where, 0 if host == fqdn else 1
-        matching = [r for r in self.destination_rules if _host_matches(
-            istio.service_fqdn(dig(r.props, "spec", "host"), istio.namespace_of(r)), fqdn)]
-        return min(matching, key=rank) if matching else None
+        order = [client_namespace, service_namespace, ROOT_NAMESPACE]
+
+        def host_of(rule: Resource) -> str:
+            host = str(dig(rule.props, "spec", "host") or "")
+            return host if host.startswith("*") else istio.service_fqdn(host, istio.namespace_of(rule))
+        matching = [r for r in self.destination_rules
+                    if istio.namespace_of(r) in order and _host_matches(host_of(r), fqdn)]
+        return min(matching, key=lambda r: (order.index(istio.namespace_of(r)), host_of(r) != fqdn),
+                   default=None)
 
 
 def istio_gateway_ref(gateway: Resource) -> str:
@@ -333,23 +346,24 @@ def _admits(gateway: Resource, service: Resource, host: str) -> bool:
 _POLICY_PARTS = ("connectionPool", "outlierDetection", "loadBalancer", "tls")
 
 
-def effective_policy(rule: Resource, port: float | None, subset: str | None) -> dict[str, Any]:
-    """The traffic policy Istio applies to one port of one subset: the rule's, overridden part by
-    part by its port-level settings for that port, then by the subset's (and its port-level)."""
-    def overlay(base: dict[str, Any], policy: Any) -> dict[str, Any]:
-        if not isinstance(policy, Mapping):
-            return base
-        merged = {**base, **{k: policy[k] for k in _POLICY_PARTS if k in policy}}
-        for port_policy in items(policy.get("portLevelSettings")):
-            if port is not None and number(dig(port_policy, "port", "number")) == port:
-                merged.update({k: port_policy[k] for k in _POLICY_PARTS if k in port_policy})
-        return merged
+def effective_policy(rule: Resource, port: float | None, subset: str | None) -> dict[str, Any] | None:
+    """The traffic policy Istio applies to one port of one subset (None: the subset is undefined):
+    the subset's parts override the rule's one by one; then port-level settings for the port (the
+    subset's, else the rule's) replace all four parts, a part they leave out falling back to its
+    default ("port level policies do not inherit")."""
     spec = rule.props.get("spec") or {}
-    policy = overlay({}, spec.get("trafficPolicy"))
-    for candidate in items(spec.get("subsets")):
-        if subset is not None and candidate.get("name") == subset:
-            policy = overlay(policy, candidate.get("trafficPolicy"))
-    return policy
+    top = spec.get("trafficPolicy") if isinstance(spec.get("trafficPolicy"), Mapping) else {}
+    merged: dict[str, Any] = {k: top[k] for k in (*_POLICY_PARTS, "portLevelSettings") if k in top}
+    if subset is not None:
+        chosen = next((c for c in items(spec.get("subsets")) if c.get("name") == subset), None)
+        if chosen is None:
+            return None
+        own = chosen.get("trafficPolicy") if isinstance(chosen.get("trafficPolicy"), Mapping) else {}
+        merged.update({k: own[k] for k in (*_POLICY_PARTS, "portLevelSettings") if k in own})
+    for port_policy in items(merged.pop("portLevelSettings", None)):
+        if port is not None and number(dig(port_policy, "port", "number")) == port:
+            return {k: port_policy[k] for k in _POLICY_PARTS if k in port_policy}
+    return merged
 
 
 def long_lived_problems(policy: Mapping[str, Any], minimum: float) -> Iterator[str]:
@@ -364,6 +378,8 @@ def long_lived_problems(policy: Mapping[str, Any], minimum: float) -> Iterator[s
     for layer in ("tcp", "http"):
         value = dig(policy, "connectionPool", layer, "idleTimeout")
         seconds = istio.duration_seconds(value) if value is not None else 3600.0  # Istio's default: 1 h
+        if seconds == 0:
+            continue  # 0s turns the idle timeout off
         if seconds is None or seconds < minimum:
             shown = repr(value) if value is not None else "unset (1h)"
             yield f"connectionPool.{layer}.idleTimeout is {shown}; WebSockets need at least {minimum:g}s"
@@ -380,7 +396,10 @@ def _follow(trace: WebSocketPath, host: str, backend_name: str | None, layers: _
     url_map = trace.url_map
     backend = layers.backends.get(backend_name or "")
     if backend is None:
-        broken(1, url_map, None, f"{host}{trace.path} goes to it", f"BackendService {backend_name}")
+        if backend_name is None:
+            broken(1, url_map, None, f"{host}{trace.path} is redirected or has no backend", "a backend service")
+        else:
+            broken(1, url_map, None, f"{host}{trace.path} goes to it", f"BackendService {backend_name}")
         return
     trace.backend = backend
     timeout = number(backend.props.get("timeoutSec"))
@@ -402,11 +421,14 @@ def _follow(trace: WebSocketPath, host: str, backend_name: str | None, layers: _
         return  # the stack declares no mesh routing: nothing further to follow here
     pairs = layers.serving(host)
     if not pairs:
-        broken(2, backend, None, "no gateway-bound VirtualService with that host is admitted by a Gateway",
-               f"VirtualService for {host}")
+        named = [v for v in layers.virtual_services
+                 if any(_host_matches(str(h), host) for h in items(dig(v.props, "spec", "hosts")))]
+        problem = (f"{', '.join(label(v) for v in named)} names the host, but no declared Gateway it binds to "
+                   "admits it there") if named else "nothing routes the host at a gateway"
+        broken(2, backend, None, problem, f"gateway VirtualService for {host}")
         return
     service, gateway = pairs[0]
-    trace.virtual_service = service
+    trace.virtual_service, trace.gateway = service, gateway
     route = first_route(service, Upgrade(host=host, path=trace.path, gateway=istio_gateway_ref(gateway)))
     if route is None or "route" not in route:
         what = "no route" if route is None else f"route {route.get('name')!r}, which does not forward"
@@ -437,24 +459,32 @@ def _follow(trace: WebSocketPath, host: str, backend_name: str | None, layers: _
                f"DestinationRule for {fqdn}")
         return
     trace.destination_rule = rule
+    svc_name, _, rest = fqdn.partition(".")
+    svc_namespace = rest.partition(".")[0]
+    target = next((s for s in layers.services if dig(s.props, "metadata", "name") == svc_name
+                   and dig(s.props, "metadata", "namespace") == svc_namespace), None)
     wanted_port = number(dig(destination, "port", "number"))
-    trace.traffic_policy = effective_policy(rule, wanted_port, destination.get("subset"))
+    ports = items(dig(target.props, "spec", "ports")) if target is not None else []
+    # Without a port in the route, Istio applies the settings of the Service's single port.
+    policy_port = wanted_port if wanted_port is not None else (number(ports[0].get("port")) if len(ports) == 1
+                                                                else None)
+    subset = destination.get("subset")
+    trace.traffic_policy = effective_policy(rule, policy_port, subset)
+    if trace.traffic_policy is None:
+        broken(3, service, rule, f"route {name!r} sends to subset {subset!r}, which the rule does not define "
+                                 "(Envoy answers 503)")
+        return
     problems = list(long_lived_problems(trace.traffic_policy, max(seconds, istio.MIN_WEBSOCKET_IDLE_SECONDS)))
     if problems:
         broken(3, service, rule, problems[0])
         return
 
-    svc_name, _, rest = fqdn.partition(".")
-    svc_namespace = rest.partition(".")[0]
     if not layers.services:
         return  # the workloads are declared by another stack
-    target = next((s for s in layers.services if dig(s.props, "metadata", "name") == svc_name
-                   and dig(s.props, "metadata", "namespace") == svc_namespace), None)
     if target is None:
         broken(4, rule, None, f"{fqdn} names it", f"Service {svc_namespace}/{svc_name}")
         return
     trace.service = target
-    ports = items(dig(target.props, "spec", "ports"))
     port = next((p for p in ports if number(p.get("port")) == wanted_port), None) if wanted_port is not None \
         else (ports[0] if len(ports) == 1 else None)
     if port is None:
@@ -580,18 +610,6 @@ def _envoy_filter_problems(resource: Resource) -> Iterator[str]:
         yield "a Lua filter can rewrite any header, including Authorization"
 
 
-def _gateway_of(service: Resource, gateways: list[Resource]) -> Resource | None:
-    for ref in items(dig(service.props, "spec", "gateways")):
-        if ref == "mesh":
-            continue
-        namespace, _, name = str(ref).rpartition("/")
-        for gateway in gateways:
-            if dig(gateway.props, "metadata", "name") == name \
-                    and istio.namespace_of(gateway) == (namespace or istio.namespace_of(service)):
-                return gateway
-    return None
-
-
 @stack_rule("platform-auth-path-require-keycloak-jwt-and-untouched-headers", severity="critical",
             description="A token from Keycloak must arrive at the WebSocket service as the browser sent it, "
                         "and be checked on the way: a wrong issuer or JWKS rejects every login, a rewritten "
@@ -639,24 +657,20 @@ def auth_path(resources: list[Resource], _: Context) -> Iterable[tuple[Resource,
             for message in _envoy_filter_problems(resource):
                 yield resource, f"{label(resource)}: {message}"
 
-    gateways = istio.of_kind(resources, "Gateway")
     deny_rules = [(p, rule) for p in istio.of_kind(resources, "AuthorizationPolicy")
                   if dig(p.props, "spec", "action") == "DENY"
                   for rule in items(dig(p.props, "spec", "rules")) if istio._denies_tokenless(rule)]
     for trace in trace_websocket_paths(resources):
-        if trace.virtual_service is None or trace.route is None:
-            continue
-        gateway = _gateway_of(trace.virtual_service, gateways)
-        if gateway is None:
+        gateway = trace.gateway
+        if trace.virtual_service is None or trace.route is None or gateway is None:
             continue
         if issuers and not any(_reads_browser_token(a, gateway) for a in authentications):
             yield gateway, (f"{label(gateway)} carries {trace.path} but no RequestAuthentication on it reads the "
                             "token from both Authorization and Sec-WebSocket-Protocol")
         rules = [rule for policy, rule in deny_rules if istio._selects(policy, gateway)]
-        for host in items(dig(trace.virtual_service.props, "spec", "hosts")):
-            if not _token_required(rules, str(host), trace.path):
-                yield trace.virtual_service, (f"{host}{trace.path} on {label(gateway)} is reached without a valid "
-                                              "token: no DENY rule for requests without a request principal")
+        if not _token_required(rules, trace.host, trace.path):
+            yield trace.virtual_service, (f"{trace.host}{trace.path} on {label(gateway)} is reached without a valid "
+                                          "token: no DENY rule for requests without a request principal")
 
 
 def _token_required(rules: list[Mapping[str, Any]], host: str, path: str) -> bool:

@@ -157,6 +157,28 @@ CASES: list[Case] = [
                        "retries": {"attempts": 0.0},
                        "route": [{"destination": {"host": "user-frontend.aiwfe.svc.cluster.local",
                                                   "port": {"number": 80.0}}}]}, *routes()]}}), config=PROD),
+    ok(WS_PATH, "idle-timeouts-turned-off", prod({"mesh-websocket-destination": {
+        "spec.trafficPolicy.connectionPool.tcp.idleTimeout": "0s",
+        "spec.trafficPolicy.connectionPool.http.idleTimeout": "0s"}}), config=PROD),
+    bad(WS_PATH, "route-to-an-undefined-subset", prod({"mesh-product-routes": {
+        "spec.http.0.route.0.destination.subset": "nope"}}), config=PROD),
+    ok(WS_PATH, "route-without-a-port-to-a-single-port-service", prod({
+        "mesh-product-routes": {"spec.http.0.route.0.destination.port": DELETE},
+        "websocket-service": {"spec.ports": [resource_props("websocket-service")["spec"]["ports"][0]]}}),
+        config=PROD),
+    bad(WS_PATH, "port-level-h2-upgrade-applies-to-a-route-without-a-port", prod({
+        "mesh-product-routes": {"spec.http.0.route.0.destination.port": DELETE},
+        "websocket-service": {"spec.ports": [resource_props("websocket-service")["spec"]["ports"][0]]},
+        "mesh-websocket-destination": {"spec.trafficPolicy.portLevelSettings": [{
+            "port": {"number": 8080.0}, "outlierDetection": {"consecutive5xxErrors": 5.0},
+            "connectionPool": {"tcp": {"idleTimeout": "7200s"},
+                               "http": {"h2UpgradePolicy": "UPGRADE", "idleTimeout": "7200s"}}}]}}),
+        also=(WS_DESTINATION,), config=PROD),
+    # A short name in match.gateways means a gateway in the VirtualService's own namespace.
+    bad(WS_PATH, "match-gateways-short-name-is-another-gateway", prod({"mesh-product-routes": {
+        "spec.http.0.match": websocket_match(gateways=["aiwfe-gateway"])}}), config=PROD),
+    bad(WS_PATH, "destination-rule-in-an-unrelated-namespace", prod({"mesh-websocket-destination": {
+        "metadata.namespace": "monitoring"}}), config=PROD),
     bad(WS_PATH, "virtual-service-bound-to-the-mesh-only", prod({"mesh-product-routes": {
         "spec.gateways": ["mesh"]}}), config=PROD),
     bad(WS_PATH, "subset-with-a-one-minute-idle-timeout", prod({
@@ -221,7 +243,15 @@ CASES: list[Case] = [
     bad(WS_CAPACITY, "port-level-pool-caps-8080-at-100", prod({"mesh-websocket-destination": {
         "spec.trafficPolicy.portLevelSettings": [{"port": {"number": 8080.0}, "connectionPool": {
             "tcp": {"maxConnections": 100.0, "idleTimeout": "7200s"},
-            "http": {"h2UpgradePolicy": "DO_NOT_UPGRADE", "idleTimeout": "7200s"}}}]}}), config=PROD),
+            "http": {"h2UpgradePolicy": "DO_NOT_UPGRADE", "idleTimeout": "7200s"}}}]}}),
+        # Port-level settings replace every part: this port also loses its outlier detection.
+        also=(WS_PATH,), config=PROD),
+    bad(WS_CAPACITY, "a-subset-capped-at-100", prod({
+        "mesh-websocket-destination": {"spec.subsets": [{"name": "v2", "labels": {"version": "2.4.1"},
+                                                         "trafficPolicy": {"connectionPool": {
+                                                             "tcp": {"maxConnections": 100.0, "idleTimeout": "7200s"},
+                                                             "http": {"idleTimeout": "7200s"}}}}]},
+        "mesh-product-routes": {"spec.http.0.route.0.destination.subset": "v2"}}), config=PROD),
     bad(WS_CAPACITY, "target-above-the-ceiling", prod(), config=with_target(
         WS_CAPACITY, "targetConcurrentConnections", 20_000)),
     # Staging's level is advisory: the violation is reported as a warning.
