@@ -259,6 +259,12 @@ def _declares_http(port: Mapping[str, Any]) -> bool:
     return name == "http" or name.startswith("http-")
 
 
+def exact_hosts(url_map: Resource) -> set[str]:
+    """Hosts a URL map's host rules name without a wildcard."""
+    return {str(h) for rule in items(url_map.props.get("hostRules")) for h in items(rule.get("hosts"))
+            if "*" not in str(h)}
+
+
 def _serving_url_maps(resources: list[Resource]) -> list[Resource]:
     """URL maps that route by host (not the port-80 map that only redirects)."""
     return [r for r in resources if r.type == gcp.URL_MAP and items(r.props.get("hostRules"))]
@@ -272,10 +278,11 @@ def trace_websocket_paths(resources: list[Resource]) -> list[WebSocketPath]:
     for url_map in _serving_url_maps(resources):
         for base in WEBSOCKET_PATHS:
             for path in (base, f"{base}/session"):
-                for host, backend_name in _url_map_targets(url_map, path):
-                    trace = WebSocketPath(path=path, url_map=url_map, host=host)
-                    traces.append(trace)
-                    _follow(trace, host, backend_name, layers)
+                for pattern, backend_name in _url_map_targets(url_map, path):
+                    for host in layers.concrete_hosts(pattern, exact_hosts(url_map)):
+                        trace = WebSocketPath(path=path, url_map=url_map, host=host)
+                        traces.append(trace)
+                        _follow(trace, host, backend_name, layers)
     return traces
 
 
@@ -289,6 +296,15 @@ class _Layers:
         self.destination_rules = istio.of_kind(resources, "DestinationRule")
         self.gateways = istio.of_kind(resources, "Gateway")
         self.virtual_services = istio.of_kind(resources, "VirtualService")
+
+    def concrete_hosts(self, pattern: str, taken: set[str]) -> list[str]:
+        """A URL map host rule's host, or for a wildcard (`*`, `*.example.com`) the gateway
+        VirtualService hosts it covers that no other host rule names exactly (those go by theirs)."""
+        if "*" not in pattern:
+            return [pattern]
+        hosts = sorted({str(h) for v in self.virtual_services for h in items(dig(v.props, "spec", "hosts"))
+                        if "*" not in str(h) and _host_matches(pattern, str(h)) and _gateway_refs(v)} - taken)
+        return hosts or [pattern]
 
     def serving(self, host: str) -> list[tuple[Resource, Resource]]:
         """(VirtualService, Gateway) pairs that take requests for `host` at a gateway: the

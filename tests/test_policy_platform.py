@@ -160,6 +160,8 @@ CASES: list[Case] = [
     ok(WS_PATH, "idle-timeouts-turned-off", prod({"mesh-websocket-destination": {
         "spec.trafficPolicy.connectionPool.tcp.idleTimeout": "0s",
         "spec.trafficPolicy.connectionPool.http.idleTimeout": "0s"}}), config=PROD),
+    ok(WS_PATH, "url-map-host-rule-for-every-host", prod({"load-balancer-url-map": {
+        "hostRules.0.hosts": ["*"]}}), config=PROD),
     bad(WS_PATH, "route-to-an-undefined-subset", prod({"mesh-product-routes": {
         "spec.http.0.route.0.destination.subset": "nope"}}), config=PROD),
     ok(WS_PATH, "route-without-a-port-to-a-single-port-service", prod({
