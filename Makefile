@@ -9,8 +9,8 @@ BIN := $(VENV)/bin
 CHECKOV_VENV := .venv-checkov
 STACK ?= staging
 
-.PHONY: setup checkov-setup render policy policy-config test lint bench bench-redis bench-policy clean deploy \
-	rollback history
+.PHONY: setup checkov-setup toolchain render policy policy-config test lint bench bench-redis bench-policy \
+	bench-preview clean deploy rollback history
 
 setup: $(VENV)/.installed
 
@@ -26,6 +26,11 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $@
 
+# The real Pulumi CLI, language host and provider plugins, built with the Go client into a cache outside
+# the checkout keyed by toolchain/versions.toml (README "Toolchain"); a no-op once built.
+toolchain:
+	$(PYTHON) -m tools.toolchain build
+
 render: setup
 	$(BIN)/python -m tools.render --stack $(STACK) --out build/$(STACK)
 
@@ -40,7 +45,7 @@ policy-config: setup
 lint: setup
 	$(BIN)/ruff check .
 
-test: setup checkov-setup lint
+test: setup checkov-setup toolchain lint
 	$(BIN)/python -m pytest
 
 # Operations: the Pulumi CLI must be installed and logged in (tools/deploy.py drives it).
@@ -64,6 +69,10 @@ bench-redis: setup
 # The policy pack vs checkov over both stacks' rendered manifests (exit 1 if the pack is not faster).
 bench-policy: setup checkov-setup
 	$(BIN)/python -m bench.policy
+
+# Real `pulumi preview` of prod vs a flat program registering the same resources, and prod + N services.
+bench-preview: setup toolchain
+	$(BIN)/python -m bench.preview
 
 clean:
 	rm -rf build $(VENV) $(CHECKOV_VENV)

@@ -1,5 +1,12 @@
 """Pulumi entry point: everything happens in stacks.platform.main."""
 
-from stacks.platform import main
+import pulumi
 
-main()
+from stacks.platform import main
+from stacks.settings import SettingsError
+
+try:
+    main()
+except SettingsError as error:
+    # RunError is how a Pulumi program stops cleanly: the CLI prints the one line, no traceback.
+    raise pulumi.RunError(str(error)) from None

@@ -54,6 +54,7 @@ def write(settings: Settings, path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     from tools.render import ROOT, load_stack_config, settings_of
+    from tools.stack_yaml import StackFileError
 
     parser = argparse.ArgumentParser(description="Write the policy pack config of a stack.")
     parser.add_argument("--stack", required=True)
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = settings_of(load_stack_config(args.stack))
-    except (SettingsError, FileNotFoundError) as error:
+    except (SettingsError, FileNotFoundError, StackFileError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(write(settings, args.out or ROOT / "build" / args.stack / FILE_NAME))

@@ -27,7 +27,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -136,8 +136,13 @@ def select(stack: str, work_dir: Path) -> auto.Stack:
 
 
 def history(stack: auto.Stack) -> list[Update]:
-    """Newest first, as the CLI lists them."""
-    return [Update.from_summary(s) for s in stack.history()]
+    """Newest first, as the CLI lists them. Self-managed backends (file://, gs://, s3://) record no
+    version numbers (every entry says 0): they are numbered as Pulumi Cloud numbers them, 1 for the
+    oldest, so `--to` and the messages mean the same on every backend."""
+    updates = [Update.from_summary(s) for s in stack.history()]
+    if updates and all(u.version == 0 for u in updates):
+        updates = [replace(u, version=len(updates) - i) for i, u in enumerate(updates)]
+    return updates
 
 
 def rollback_target(updates: Sequence[Update], to: int | None) -> Update:

@@ -31,6 +31,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from stacks import settings as stack_settings
+from tools import stack_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMAT_VERSION = 1
@@ -159,29 +160,33 @@ class StackConfig:
     secret_keys: list[str] = field(default_factory=list)
 
 
-def load_stack_config(stack: str, root: Path = ROOT) -> StackConfig:
+def load_stack_config(stack: str, root: Path | None = None) -> StackConfig:
     """Read `Pulumi.<stack>.yaml` the way Pulumi hands it to a program: every value a string,
     structured values as JSON. Encrypted (`secure:`) and unset secret keys get a placeholder."""
+    root = root or ROOT
     project = yaml.safe_load((root / "Pulumi.yaml").read_text())["name"]
     path = root / f"Pulumi.{stack}.yaml"
     if not path.exists():
         raise FileNotFoundError(f"no stack config {path.name}; stacks here: "
                                 + ", ".join(sorted(p.name[7:-5] for p in root.glob("Pulumi.*.yaml"))))
-    document = yaml.safe_load(path.read_text()) or {}
-    values: dict[str, str] = {}
-    secret_keys: list[str] = []
-    for key, value in (document.get("config") or {}).items():
-        full = key if ":" in key else f"{project}:{key}"
-        if _has_secure(value):
-            values[full] = PLACEHOLDER_SECRET if isinstance(value, Mapping) and set(value) == {"secure"} \
-                else json.dumps(_replace_secure(value))
-            secret_keys.append(full)
-        elif isinstance(value, (Mapping, list)):
-            values[full] = json.dumps(value)
-        elif isinstance(value, bool):
-            values[full] = "true" if value else "false"
-        else:
-            values[full] = str(value)
+    try:
+        document = stack_yaml.load(path.read_text()) or {}
+        if not isinstance(document, Mapping) or not isinstance(document.get("config") or {}, Mapping):
+            raise stack_yaml.StackFileError("the file and its `config:` must be maps")
+        values: dict[str, str] = {}
+        secret_keys: list[str] = []
+        for key, value in (document.get("config") or {}).items():
+            if not isinstance(key, str):
+                raise stack_yaml.StackFileError(f"config key {key!r} is not a string")
+            full = key if ":" in key else f"{project}:{key}"
+            if _has_secure(value):
+                values[full] = PLACEHOLDER_SECRET if isinstance(value, Mapping) and set(value) == {"secure"} \
+                    else stack_yaml.config_string(_replace_secure(value))
+                secret_keys.append(full)
+            else:
+                values[full] = stack_yaml.config_string(value)
+    except stack_yaml.StackFileError as error:
+        raise stack_yaml.StackFileError(f"{path.name}: {error}") from None
     for name in stack_settings.SECRET_KEYS:
         full = f"{project}:{name}"
         if full not in values:
@@ -393,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     except stack_settings.SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, OutputFolderError) as error:
+    except (FileNotFoundError, OutputFolderError, stack_yaml.StackFileError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"rendered stack {args.stack}: {len(result.document['resources'])} resources, "

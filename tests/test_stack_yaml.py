@@ -1,0 +1,69 @@
+"""The offline reader of stack files gives the program what the Pulumi CLI gives it."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.stack_yaml_table import REFUSED, SCALARS, STRUCTURED
+from tools import render as render_tool
+from tools import stack_yaml
+
+
+@pytest.mark.parametrize(("text", "expected"), SCALARS)
+def test_scalar_reaches_the_program_as_the_cli_passes_it(text: str, expected: str) -> None:
+    assert stack_yaml.config_string(stack_yaml.load(f"k: {text}\n")["k"]) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), STRUCTURED)
+def test_structured_value_reaches_the_program_as_json(text: str, expected: object) -> None:
+    assert json.loads(stack_yaml.config_string(stack_yaml.load(f"k: {text}\n")["k"])) == expected
+
+
+@pytest.mark.parametrize(("body", "word"), REFUSED)
+def test_what_the_cli_refuses_is_refused(body: str, word: str) -> None:
+    with pytest.raises(stack_yaml.StackFileError):
+        stack_yaml.load("config:\n" + body)
+
+
+@pytest.mark.parametrize("text", [
+    "k: !!int 5\n",                  # explicit tags other than !!str and !!binary
+    "k: !!binary '***'\n",
+    "k: [\n",                        # a syntax error
+    "k: &a [1]\nk2: &b [*a, *a]\n" + "".join(
+        f"k{i}: &x{i} [{', '.join(['*' + ('b' if i == 3 else f'x{i - 1}')] * 10)}]\n" for i in range(3, 8)),
+])
+def test_refusals_of_the_offline_reader(text: str) -> None:
+    with pytest.raises(stack_yaml.StackFileError):
+        stack_yaml.load(text)
+
+
+def test_yaml_1_1_readings_no_longer_reach_the_settings(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.yaml").write_text("name: aiwfe-platform\nruntime: python\n")
+    (tmp_path / "Pulumi.t.yaml").write_text(textwrap.dedent("""\
+        config:
+          aiwfe-platform:redis:
+            masters: 010
+          aiwfe-platform:mesh:
+            cni: yes
+          aiwfe-platform:sessions:
+            sessionTtl: 1:00:00
+        """))
+    values = render_tool.load_stack_config("t", root=tmp_path).values
+    assert json.loads(values["aiwfe-platform:redis"]) == {"masters": 8}
+    assert json.loads(values["aiwfe-platform:mesh"]) == {"cni": "yes"}
+    assert json.loads(values["aiwfe-platform:sessions"]) == {"sessionTtl": "1:00:00"}
+
+
+def test_a_duplicated_key_stops_the_render_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "Pulumi.yaml").write_text("name: aiwfe-platform\nruntime: python\n")
+    source = (render_tool.ROOT / "Pulumi.staging.yaml").read_text()
+    (tmp_path / "Pulumi.dup.yaml").write_text(source + "  aiwfe-platform:redis:\n    masters: 3\n")
+    monkeypatch.setattr(render_tool, "ROOT", tmp_path)
+    assert render_tool.main(["--stack", "dup", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Pulumi.dup.yaml" in err[0] and "already defined" in err[0]
