@@ -24,6 +24,19 @@ def require_tool(name: str) -> str:
     pytest.skip(f"{name} not installed (apt-get install {name}); CI installs it")
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    """The real `pulumi` the end-to-end tests run, as it reports itself (shown at the top of the log)."""
+    from tools import toolchain
+
+    tc = toolchain.current()
+    if not tc.complete():
+        return f"pulumi CLI: not built ({tc.home}); run `make toolchain`"
+    import subprocess
+
+    version = subprocess.run([str(tc.pulumi), "version"], capture_output=True, text=True, check=False).stdout.strip()
+    return f"pulumi CLI: {version} ({tc.pulumi})"
+
+
 @pytest.fixture(scope="session")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, render_tool.RenderResult]:
     """{stack: RenderResult} for both stacks, rendered into a temporary folder."""

@@ -40,6 +40,7 @@ CACHE_ENV = "AIWFE_TOOLCHAIN_HOME"
 TEST_PASSPHRASE = "aiwfe-e2e-not-a-secret"  # noqa: S105 (a throwaway stack's passphrase)
 # Bump when the build steps or the cache's layout change (the key then changes too).
 LAYOUT = 1
+KEEP_BUILDS = 3
 SDK_PACKAGES = {"kubernetes": "pulumi-kubernetes", "gcp": "pulumi-gcp", "random": "pulumi-random"}
 
 
@@ -117,8 +118,10 @@ def cache_key() -> str:
     digest = hashlib.sha256(f"layout {LAYOUT}\n".encode())
     for requirements in (ROOT / "requirements.txt", ROOT / "policies" / "requirements.txt"):
         digest.update(json.dumps(requirement_pins(requirements), sort_keys=True).encode())
-    for path in [VERSIONS_FILE, *sorted(p for p in PLUGINS_DIR.rglob("*") if p.is_file())]:
-        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    files = {"versions.toml": VERSIONS_FILE}
+    files.update({str(p.relative_to(PLUGINS_DIR)): p for p in sorted(PLUGINS_DIR.rglob("*")) if p.is_file()})
+    for label, path in files.items():
+        digest.update(label.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 
@@ -307,7 +310,18 @@ def build(force: bool = False) -> Toolchain:
          ROOT / "policies" / "requirements.txt", log)
     shutil.rmtree(work, ignore_errors=True)
     write_manifest(tc, go_version, seconds)
+    prune()
     return tc
+
+
+def prune(keep: int = KEEP_BUILDS) -> list[Path]:
+    """Remove all but the `keep` most recently completed builds (other checkouts may use them)."""
+    root = cache_root()
+    builds = sorted((d for d in root.iterdir() if (d / "toolchain.json").is_file()),
+                    key=lambda d: (d / "toolchain.json").stat().st_mtime, reverse=True)
+    for old in builds[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+    return builds[keep:]
 
 
 def write_manifest(tc: Toolchain, go_version: str, seconds: dict[str, float]) -> None:

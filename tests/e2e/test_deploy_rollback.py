@@ -31,6 +31,13 @@ def history(project: Project) -> list[dict]:
     return json.loads(project.pulumi("stack", "history", "--json", "--stack", STACK).stdout)
 
 
+def assert_checkout_untouched(project: Project, head: str) -> None:
+    """A rollback works in a temporary worktree: the caller's checkout and HEAD stay as they were."""
+    assert project.git("status", "--porcelain") == ""
+    assert project.git("rev-parse", "HEAD") == head
+    assert project.git("worktree", "list", "--porcelain").count("worktree ") == 1
+
+
 def test_deploy_history_rollback_and_rollback_on_failure(toolchain: toolchain_tool.Toolchain,
                                                          tmp_path: Path) -> None:
     project = new_project(toolchain, tmp_path, "repo")
@@ -54,7 +61,11 @@ def test_deploy_history_rollback_and_rollback_on_failure(toolchain: toolchain_to
     assert _objects(rendered)[HPA]["spec"]["minReplicas"] == 3
 
     shown = deploy_tool(project, "history", "--stack", STACK)
-    assert shown.returncode == 0 and first[:12] in shown.stdout and second[:12] in shown.stdout
+    assert shown.returncode == 0
+    # Newest first: version, kind, result, start time, commit, message (versions numbered from 1).
+    rows = [line.split() for line in shown.stdout.splitlines()[1:]]
+    assert [(r[0], r[1], r[2], r[6]) for r in rows] == [("2", "update", "succeeded", second[:12]),
+                                                        ("1", "update", "succeeded", first[:12])]
     updates = history(project)
     assert [(u["result"], u["environment"]["git.head"]) for u in updates if u["kind"] == "update"] == \
         [("succeeded", second), ("succeeded", first)]
@@ -62,6 +73,7 @@ def test_deploy_history_rollback_and_rollback_on_failure(toolchain: toolchain_to
     result = deploy_tool(project, "rollback", "--stack", STACK, "--yes")
     assert result.returncode == 0, result.stdout + result.stderr
     assert _objects(rendered) == v1, "the rollback did not return the rendered YAML to the first version"
+    assert_checkout_untouched(project, second)
     updates = [u for u in history(project) if u["kind"] == "update"]
     assert len(updates) == 3 and updates[0]["result"] == "succeeded"
     assert updates[0]["environment"]["git.head"] == first and "rollback to version 1" in updates[0]["message"]
@@ -71,13 +83,19 @@ def test_deploy_history_rollback_and_rollback_on_failure(toolchain: toolchain_to
     project.env["AIWFE_GCP_DOUBLE_REJECT"] = "refused-by-gcp"
     project.pulumi("config", "set", "--path", "--stack", STACK,
                    "aiwfe-platform:loadBalancer.customRequestHeaders.X-Client-Region", "refused-by-gcp")
-    commit(project, "third: a header value GCP refuses")
+    third = commit(project, "third: a header value GCP refuses")
+    result = deploy_tool(project, "deploy", "--stack", STACK, "--yes")
+    assert result.returncode == 1 and "refused-by-gcp" in result.stdout, result.stdout + result.stderr
+    assert "rolling" not in result.stdout, "without --rollback-on-failure nothing is rolled back"
+    assert [u["result"] for u in history(project)[:2]] == ["failed", "succeeded"]
     result = deploy_tool(project, "deploy", "--stack", STACK, "--yes", "--rollback-on-failure")
     assert result.returncode == 1, result.stdout + result.stderr
+    # The last success before the failures is version 3, the earlier rollback (commit `first`).
     assert "refused-by-gcp" in result.stdout and "rolled staging back to version 3" in result.stdout
     updates = [u for u in history(project) if u["kind"] == "update"]
-    assert [u["result"] for u in updates[:2]] == ["succeeded", "failed"]
+    assert [u["result"] for u in updates[:3]] == ["succeeded", "failed", "failed"]
     assert updates[0]["environment"]["git.head"] == first
     assert _objects(rendered) == v1
+    assert_checkout_untouched(project, third)
     calls = Path(project.env["AIWFE_GCP_DOUBLE_RECORD"]).read_text()
     assert "refused-by-gcp" in calls  # the failed update reached the provider
