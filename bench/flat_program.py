@@ -46,4 +46,5 @@ def main() -> None:
         pulumi.CustomResource(r["type"], r["name"], r["props"], opts=pulumi.ResourceOptions(provider=provider))
 
 
-main()
+if __name__ == "__main__":  # the CLI runs a program as __main__
+    main()

@@ -104,6 +104,18 @@ def measure(case: Case) -> tuple[float, int, int]:
     return float(wall), int(rss), int(steps)
 
 
+def _segments(figures: dict, base: str, extras: tuple[int, ...]) -> list[dict]:
+    """Milliseconds per extra workload between successive sizes of `base` (`base`, `base+N`, ...)."""
+    segments = []
+    previous_n, previous_key = 0, base
+    for n in extras:
+        key = f"{base}+{n}"
+        per = (figures[key]["wall_s"] - figures[previous_key]["wall_s"]) / (n - previous_n) * 1000
+        segments.append({"from": previous_n, "to": n, "ms_per_workload": round(per, 1)})
+        previous_n, previous_key = n, key
+    return segments
+
+
 def run(repeats: int, extras: tuple[int, ...]) -> dict:
     tc = toolchain_tool.current()
     if not tc.complete():
@@ -139,23 +151,11 @@ def run(repeats: int, extras: tuple[int, ...]) -> dict:
         shutil.rmtree(base, ignore_errors=True)
     ratio = figures["prod"]["wall_s"] / figures["flat"]["wall_s"]
     ratio_sdk = figures["prod"]["wall_s"] / figures["flat+sdk"]["wall_s"]
-    segments = []
-    previous_n, previous_key = 0, "prod"
-    for n in extras:
-        key = f"prod+{n}"
-        per = (figures[key]["wall_s"] - figures[previous_key]["wall_s"]) / (n - previous_n) * 1000
-        segments.append({"from": previous_n, "to": n, "ms_per_workload": round(per, 1)})
-        previous_n, previous_key = n, key
+    segments = _segments(figures, "prod", extras)
     ratios = [b["ms_per_workload"] / a["ms_per_workload"] for a, b in itertools.pairwise(segments)
               if a["ms_per_workload"] > 0]
     # The floor's own growth over the same segments: the engine's share of any superlinearity.
-    floor_segments = []
-    previous_n, previous_key = 0, "flat"
-    for n in extras:
-        key = f"flat+{n}"
-        per = (figures[key]["wall_s"] - figures[previous_key]["wall_s"]) / (n - previous_n) * 1000
-        floor_segments.append({"from": previous_n, "to": n, "ms_per_workload": round(per, 1)})
-        previous_n, previous_key = n, key
+    floor_segments = _segments(figures, "flat", extras)
     size_ratios = {f"prod+{n}": round(figures[f"prod+{n}"]["wall_s"] / figures[f"flat+{n}"]["wall_s"], 2)
                    for n in extras}
     return {
