@@ -60,3 +60,15 @@ def test_env_command_refuses_without_a_build(monkeypatch: pytest.MonkeyPatch, tm
     monkeypatch.setenv(toolchain.CACHE_ENV, str(tmp_path))
     assert toolchain.main(["env"]) == 2
     assert "make toolchain" in capsys.readouterr().err
+
+
+def test_a_failed_build_is_fatal_in_ci_and_optional_elsewhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv(toolchain.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no go here
+    monkeypatch.setenv("CI", "false")
+    assert toolchain.main(["build", "--optional"]) == 0
+    assert "go not found" in capsys.readouterr().err
+    assert toolchain.main(["build"]) == 2
+    monkeypatch.setenv("CI", "true")
+    assert toolchain.main(["build", "--optional"]) == 2
