@@ -140,7 +140,7 @@ include {p.auth_include}
 
 def render_auth_conf(password: str) -> str:
     """The Secret-held include: the same password for clients (`requirepass`) and replicas (`masterauth`)."""
-    if not _PASSWORD.match(password):
+    if not _PASSWORD.fullmatch(password):
         raise ValueError("the Redis password must be at least 16 letters and digits")
     return f"requirepass {password}\nmasterauth {password}\n"
 

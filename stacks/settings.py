@@ -131,7 +131,7 @@ _TRUST_DOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 def parse_cpu_millis(text: str) -> int:
     """'100m' -> 100, '0.5' -> 500, '2' -> 2000. Raises ValueError when malformed."""
-    match = _CPU.match(text) if isinstance(text, str) else None
+    match = _CPU.fullmatch(text) if isinstance(text, str) else None
     if not match:
         raise ValueError(text)
     number = float(match["num"])
@@ -140,7 +140,7 @@ def parse_cpu_millis(text: str) -> int:
 
 def parse_memory_bytes(text: str) -> int:
     """'128Mi' -> 134217728, '1G' -> 10**9. Raises ValueError when malformed."""
-    match = _MEMORY.match(text) if isinstance(text, str) else None
+    match = _MEMORY.fullmatch(text) if isinstance(text, str) else None
     if not match:
         raise ValueError(text)
     return round(float(match["num"]) * _MEMORY_FACTORS[match["unit"]])
@@ -152,7 +152,7 @@ def parse_duration_seconds(value: Any) -> int:
         raise ValueError(value)
     if isinstance(value, int):
         return value
-    match = _DURATION.match(value) if isinstance(value, str) and value else None
+    match = _DURATION.fullmatch(value) if isinstance(value, str) and value else None
     if not match or not any(match.groupdict().values()):
         raise ValueError(value)
     parts = {k: int(v) if v else 0 for k, v in match.groupdict().items()}
@@ -161,7 +161,7 @@ def parse_duration_seconds(value: Any) -> int:
 
 def image_tag(image: str) -> str:
     """The tag of a validated image reference, or the short digest when it has no tag."""
-    match = _IMAGE.match(image)
+    match = _IMAGE.fullmatch(image)
     assert match, image
     return match["tag"] or (match["digest"] or "")[7:19]
 
@@ -513,7 +513,7 @@ class _Section:
         value = self._get(name, default)
         if value is default and default is not _MISSING:
             return value
-        if not isinstance(value, str) or not pattern.match(value):
+        if not isinstance(value, str) or not pattern.fullmatch(value):
             self.fail(name, value, allowed)
         return value
 
@@ -535,7 +535,7 @@ class _Section:
 
     def image(self, name: str) -> str:
         value = self._get(name, _MISSING)
-        match = _IMAGE.match(value) if isinstance(value, str) else None
+        match = _IMAGE.fullmatch(value) if isinstance(value, str) else None
         if not match or not (match["tag"] or match["digest"]) or match["tag"] == "latest":
             self.fail(name, value,
                       "must be an image reference pinned by a tag other than 'latest' or by an @sha256 digest")
@@ -548,8 +548,8 @@ class _Section:
             return None
         if (
             not isinstance(value, Mapping) or not value
-            or not all(isinstance(k, str) and _LABEL_KEY.match(k) for k in value)
-            or not all(isinstance(v, str) and _LABEL_VALUE.match(v) for v in value.values())
+            or not all(isinstance(k, str) and _LABEL_KEY.fullmatch(k) for k in value)
+            or not all(isinstance(v, str) and _LABEL_VALUE.fullmatch(v) for v in value.values())
         ):
             self.fail(name, value, "must be a non-empty map of Kubernetes label keys to values")
         return MappingProxyType(dict(value))
@@ -676,7 +676,7 @@ def header_problem(name: str, value: str) -> str | None:
 
     Shared by settings (before anything is declared) and the policy pack (on what is declared)."""
     lowered = name.lower()
-    if not _HEADER_NAME.match(name):
+    if not _HEADER_NAME.fullmatch(name):
         return "the name must be an HTTP header name (RFC 7230 token)"
     if lowered in PROTECTED_HEADERS:
         return f"{name} must pass through untouched (auth and WebSocket handshake headers are never set by the LB)"
@@ -759,7 +759,7 @@ def _parse_load_balancer(top: _Section) -> LoadBalancerSettings:
     if profile not in SSL_PROFILES:
         lb.fail("sslPolicyProfile", profile, f"must be one of {', '.join(SSL_PROFILES)} (both keep TLS >= 1.2)")
     tags = lb._get("nodeTags", [])
-    if not isinstance(tags, list) or not all(isinstance(t, str) and _DNS_LABEL.match(t) for t in tags):
+    if not isinstance(tags, list) or not all(isinstance(t, str) and _DNS_LABEL.fullmatch(t) for t in tags):
         lb.fail("nodeTags", tags, "must be a list of GCE network tags (lower-case, digits, '-')")
     headers = lb._get("customRequestHeaders", {})
     if not isinstance(headers, Mapping) or not all(isinstance(v, str) for v in headers.values()):
@@ -801,7 +801,7 @@ def _parse_load_balancer(top: _Section) -> LoadBalancerSettings:
         armor_s.fail("rateLimits", raw_limits, "must include a rate limit on host 'auth' (login endpoints)")
     blocked = armor_s._get("blockedSourceRanges", [])
     if not isinstance(blocked, list) or not all(
-            isinstance(r, str) and (m := _CIDR.match(r)) and all(int(o) <= 255 for o in m.groups()[:4])
+            isinstance(r, str) and (m := _CIDR.fullmatch(r)) and all(int(o) <= 255 for o in m.groups()[:4])
             for r in blocked):
         armor_s.fail("blockedSourceRanges", blocked, "must be a list of IPv4 CIDR ranges like 198.51.100.0/24")
     armor_s.done()
@@ -1113,7 +1113,7 @@ def _https_urls(section: _Section, name: str, host: str, *, origins: bool) -> tu
     value = section._get(name, _MISSING)
     shape = rf"^https://{re.escape(host)}$" if origins else rf"^https://{re.escape(host)}/[A-Za-z0-9._~/-]*$"
     if (not isinstance(value, list) or not value or len(set(map(str, value))) != len(value)
-            or not all(isinstance(v, str) and "*" not in v and re.match(shape, v) for v in value)):
+            or not all(isinstance(v, str) and "*" not in v and re.fullmatch(shape, v) for v in value)):
         what = f"https://{host}" if origins else f"https://{host}/<path>"
         section.fail(name, value, f"must be a non-empty list of distinct exact URLs like {what} "
                                   "(https, the product host, no '*')")
@@ -1125,7 +1125,7 @@ def _keycloak_settings(top: _Section, environment: str, domain: str, secrets: se
 
     kc = top.section("keycloak")
     version = kc._get("version", _MISSING)
-    if not isinstance(version, str) or not _VERSION.match(version) or release_line(version) not in SUPPORTED_LINES:
+    if not isinstance(version, str) or not _VERSION.fullmatch(version) or release_line(version) not in SUPPORTED_LINES:
         kc.fail("version", version,
                 f"must be a Keycloak release x.y.z of a supported line: {', '.join(SUPPORTED_LINES)}")
     replicas = kc.integer("replicas", 1, 20)
@@ -1174,7 +1174,7 @@ def _keycloak_settings(top: _Section, environment: str, domain: str, secrets: se
         db_s.fail("mode", mode, f"must be one of {', '.join(KEYCLOAK_DATABASE_MODES)}")
     if mode == "in-cluster":
         image = db_s.image("image")
-        match = _IMAGE.match(image)
+        match = _IMAGE.fullmatch(image)
         if not match or match["repo"].rsplit("/", 1)[-1] != "postgres" or not (match["tag"] or "").startswith("15."):
             db_s.fail("image", image, "must be the official PostgreSQL 15 image pinned by tag, like postgres:15.15")
         database = KeycloakDatabaseSettings(
@@ -1193,7 +1193,7 @@ def _keycloak_settings(top: _Section, environment: str, domain: str, secrets: se
         except (TypeError, ValueError):
             db_s.fail("privateServicesRange", range_, "must be one CIDR like 10.64.0.0/20 (host bits zero)")
         start = db_s._get("backupStartTime", "02:00")
-        if not isinstance(start, str) or not _HH_MM.match(start):
+        if not isinstance(start, str) or not _HH_MM.fullmatch(start):
             db_s.fail("backupStartTime", start, "must be a UTC time HH:MM")
         database = KeycloakDatabaseSettings(
             mode=mode,

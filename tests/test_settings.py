@@ -506,3 +506,17 @@ def test_targets_default_to_the_requirements() -> None:
     assert settings.targets.authentications_per_minute == 10_000
     assert settings.targets.session_data_bytes == 16 * 2**30
     assert settings.policy.advisory == ()
+
+
+# A trailing newline must not pass a pattern (`re.match` with `$` let it through, and the newline
+# then ended up in 36 resources, a manifest's file name and the JWT issuer).
+@pytest.mark.parametrize("path", ["appNamespace", "websocket.image", "redis.storageClass", "keycloak.realm",
+                                  "gcp.project", "redis.image", "mesh.istioVersion"])
+def test_a_trailing_newline_is_refused(path: str) -> None:
+    values = stack_values("prod")
+    good = leaf_at(values, path)
+    assert isinstance(good, str)
+    parse(mutate(values, path, good))  # the committed value itself passes
+    with pytest.raises(SettingsError) as error:
+        parse(mutate(values, path, good + "\n"))
+    assert f"config {PROJECT}:{path} = " in str(error.value)

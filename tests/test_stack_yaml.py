@@ -67,3 +67,32 @@ def test_a_duplicated_key_stops_the_render_with_exit_2(tmp_path: Path, capsys: p
     assert render_tool.main(["--stack", "dup", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Pulumi.dup.yaml" in err[0] and "already defined" in err[0]
+
+
+STAGING = (render_tool.ROOT / "Pulumi.staging.yaml").read_text()
+BOMB = "  aiwfe-platform:bomb:\n    a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+    f"    a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 6))
+NAMESPACE = "  aiwfe-platform:appNamespace: aiwfe\n"
+
+
+@pytest.mark.parametrize(("text", "word"), [
+    (STAGING + "  aiwfe-platform:extra: [\n", "not valid YAML"),
+    ("- config\n", "must be maps"),
+    ("config:\n  - aiwfe-platform:appNamespace\n", "must be maps"),
+    (STAGING + "  5: x\n", "config aiwfe-platform:5 = 'x': unknown key"),
+    (STAGING.replace(NAMESPACE, "  aiwfe-platform:appNamespace: 2024-01-01\n"),
+     "config aiwfe-platform:appNamespace = '2024-01-01 00:00:00 +0000 UTC'"),
+    (STAGING.replace(NAMESPACE, "  aiwfe-platform:appNamespace: !!binary QmFkX05T\n"),
+     "config aiwfe-platform:appNamespace = 'Bad_NS'"),
+    (STAGING + BOMB, "alias bomb"),
+], ids=["syntax", "file-list", "config-list", "integer-key", "date", "binary", "alias-bomb"])
+def test_yaml_level_problems_exit_2_in_one_line(text: str, word: str, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    assert NAMESPACE in STAGING
+    (tmp_path / "Pulumi.yaml").write_text("name: aiwfe-platform\nruntime: python\n")
+    (tmp_path / "Pulumi.staging.yaml").write_text(text)
+    monkeypatch.setattr(render_tool, "ROOT", tmp_path)
+    assert render_tool.main(["--stack", "staging", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and word in err[0], err
