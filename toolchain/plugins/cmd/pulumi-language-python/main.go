@@ -88,47 +88,33 @@ func (a *adapter) hostFor(info *pulumirpc.ProgramInfo) (pulumirpc.LanguageRuntim
 	return client, nil
 }
 
-func (a *adapter) GetRequiredPlugins(ctx context.Context, req *pulumirpc.GetRequiredPluginsRequest) (*pulumirpc.GetRequiredPluginsResponse, error) {
+// infoRequest is every request that says which program it is about.
+type infoRequest interface{ GetInfo() *pulumirpc.ProgramInfo }
+
+// forward sends a unary call to the host for the request's program.
+func forward[Req infoRequest, Resp any](a *adapter, ctx context.Context, req Req,
+	call func(pulumirpc.LanguageRuntimeClient, context.Context, Req, ...grpc.CallOption) (Resp, error),
+) (Resp, error) {
 	host, err := a.hostFor(req.GetInfo())
 	if err != nil {
-		return nil, err
+		var zero Resp
+		return zero, err
 	}
-	return host.GetRequiredPlugins(ctx, req)
+	return call(host, ctx, req)
 }
 
-func (a *adapter) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.RunResponse, error) {
+// forwardStream relays a server-streaming call from the host for the request's program.
+func forwardStream[Req infoRequest, Msg any](a *adapter, req Req, out grpc.ServerStreamingServer[Msg],
+	call func(pulumirpc.LanguageRuntimeClient, context.Context, Req, ...grpc.CallOption) (grpc.ServerStreamingClient[Msg], error),
+) error {
 	host, err := a.hostFor(req.GetInfo())
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return host.Run(ctx, req)
-}
-
-func (a *adapter) GetPluginInfo(ctx context.Context, req *emptypb.Empty) (*pulumirpc.PluginInfo, error) {
-	host, err := a.hostFor(nil)
+	stream, err := call(host, out.Context(), req)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return host.GetPluginInfo(ctx, req)
-}
-
-func (a *adapter) About(ctx context.Context, req *pulumirpc.AboutRequest) (*pulumirpc.AboutResponse, error) {
-	host, err := a.hostFor(req.GetInfo())
-	if err != nil {
-		return nil, err
-	}
-	return host.About(ctx, req)
-}
-
-func (a *adapter) GetProgramDependencies(ctx context.Context, req *pulumirpc.GetProgramDependenciesRequest) (*pulumirpc.GetProgramDependenciesResponse, error) {
-	host, err := a.hostFor(req.GetInfo())
-	if err != nil {
-		return nil, err
-	}
-	return host.GetProgramDependencies(ctx, req)
-}
-
-func relay[T any](stream grpc.ServerStreamingClient[T], out grpc.ServerStreamingServer[T]) error {
 	for {
 		msg, err := stream.Recv()
 		if err == io.EOF {
@@ -143,31 +129,39 @@ func relay[T any](stream grpc.ServerStreamingClient[T], out grpc.ServerStreaming
 	}
 }
 
+func (a *adapter) GetRequiredPlugins(ctx context.Context, req *pulumirpc.GetRequiredPluginsRequest) (*pulumirpc.GetRequiredPluginsResponse, error) {
+	return forward(a, ctx, req, pulumirpc.LanguageRuntimeClient.GetRequiredPlugins)
+}
+
+func (a *adapter) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.RunResponse, error) {
+	return forward(a, ctx, req, pulumirpc.LanguageRuntimeClient.Run)
+}
+
+func (a *adapter) About(ctx context.Context, req *pulumirpc.AboutRequest) (*pulumirpc.AboutResponse, error) {
+	return forward(a, ctx, req, pulumirpc.LanguageRuntimeClient.About)
+}
+
+func (a *adapter) GetProgramDependencies(ctx context.Context, req *pulumirpc.GetProgramDependenciesRequest) (*pulumirpc.GetProgramDependenciesResponse, error) {
+	return forward(a, ctx, req, pulumirpc.LanguageRuntimeClient.GetProgramDependencies)
+}
+
+func (a *adapter) GetPluginInfo(ctx context.Context, req *emptypb.Empty) (*pulumirpc.PluginInfo, error) {
+	host, err := a.hostFor(nil)
+	if err != nil {
+		return nil, err
+	}
+	return host.GetPluginInfo(ctx, req)
+}
+
 func (a *adapter) InstallDependencies(req *pulumirpc.InstallDependenciesRequest, out grpc.ServerStreamingServer[pulumirpc.InstallDependenciesResponse]) error {
-	host, err := a.hostFor(req.GetInfo())
-	if err != nil {
-		return err
-	}
-	stream, err := host.InstallDependencies(out.Context(), req)
-	if err != nil {
-		return err
-	}
-	return relay(stream, out)
+	return forwardStream(a, req, out, pulumirpc.LanguageRuntimeClient.InstallDependencies)
 }
 
 func (a *adapter) RunPlugin(req *pulumirpc.RunPluginRequest, out grpc.ServerStreamingServer[pulumirpc.RunPluginResponse]) error {
 	if req.GetProgram() == "" && req.GetInfo() != nil {
 		req.Program = filepath.Join(req.GetInfo().GetProgramDirectory(), req.GetInfo().GetEntryPoint())
 	}
-	host, err := a.hostFor(req.GetInfo())
-	if err != nil {
-		return err
-	}
-	stream, err := host.RunPlugin(out.Context(), req)
-	if err != nil {
-		return err
-	}
-	return relay(stream, out)
+	return forwardStream(a, req, out, pulumirpc.LanguageRuntimeClient.RunPlugin)
 }
 
 func main() {

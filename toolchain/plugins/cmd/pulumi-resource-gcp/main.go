@@ -11,11 +11,8 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"strings"
 
-	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/provider"
-	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"aiwfe.local/toolchain/plugins/internal/echo"
@@ -54,11 +51,5 @@ func computed(typ, name string, inputs map[string]*structpb.Value) map[string]*s
 }
 
 func main() {
-	err := provider.Main("gcp", func(*provider.HostClient) (pulumirpc.ResourceProviderServer, error) {
-		return echo.New("gcp", Version, "AIWFE_GCP_DOUBLE_RECORD", "AIWFE_GCP_DOUBLE_REJECT", computed, false)
-	})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+	echo.Serve("gcp", Version, "AIWFE_GCP_DOUBLE_RECORD", "AIWFE_GCP_DOUBLE_REJECT", computed, false)
 }

@@ -7,12 +7,8 @@ package main
 
 import (
 	"crypto/rand"
-	"fmt"
 	"math/big"
-	"os"
 
-	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/provider"
-	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"aiwfe.local/toolchain/plugins/internal/echo"
@@ -97,11 +93,5 @@ func computed(typ, _ string, inputs map[string]*structpb.Value) map[string]*stru
 }
 
 func main() {
-	err := provider.Main("random", func(*provider.HostClient) (pulumirpc.ResourceProviderServer, error) {
-		return echo.New("random", Version, "AIWFE_RANDOM_STANDIN_RECORD", "", computed, true)
-	})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+	echo.Serve("random", Version, "AIWFE_RANDOM_STANDIN_RECORD", "", computed, true)
 }
