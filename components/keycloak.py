@@ -77,13 +77,9 @@ def build_env(settings: KeycloakSettings) -> list[dict[str, Any]]:
         ("KC_DB", "postgres"),
         ("KC_HEALTH_ENABLED", "true"),
         ("KC_METRICS_ENABLED", "true"),
-        # What the auth dashboard and the auth-failure alert query: keycloak_user_events_total and
-        # http_server_requests_seconds_bucket (both off by default; build-time options).
+        # What the auth-failure alert and the auth dashboard query: keycloak_user_events_total (off by
+        # default; a build option). Its histogram twin is a run-time option (runtime_env).
         ("KC_EVENT_METRICS_USER_ENABLED", "true"),
-        ("KC_HTTP_METRICS_HISTOGRAMS_ENABLED", "true"),
-        ("KC_CACHE", "ispn"),
-        # Discovery through the database (the default since 26.1): no headless Service, no DNS ping.
-        ("KC_CACHE_STACK", "jdbc-ping"),
     )]
 
 
@@ -104,6 +100,11 @@ def runtime_env(settings: KeycloakSettings, public_host: str) -> list[dict[str, 
         ("KC_DB_POOL_INITIAL_SIZE", str(POOL_SIZE)),
         ("KC_DB_POOL_MIN_SIZE", str(POOL_SIZE)),
         ("KC_DB_POOL_MAX_SIZE", str(POOL_SIZE)),
+        # The auth dashboard's latency panels: http_server_requests_seconds_bucket (off by default).
+        ("KC_HTTP_METRICS_HISTOGRAMS_ENABLED", "true"),
+        ("KC_CACHE", "ispn"),
+        # Discovery through the database (the default since 26.1): no headless Service, no DNS ping.
+        ("KC_CACHE_STACK", "jdbc-ping"),
         # JGroups bypasses the sidecar (see the pod annotations): Keycloak's own TLS protects it.
         ("KC_CACHE_EMBEDDED_MTLS_ENABLED", "true"),
         ("KC_LOG_CONSOLE_OUTPUT", "json"),

@@ -3,20 +3,23 @@
 Options were renamed between 23 and 26 (proxy -> proxy-headers, hostname v1 -> v2, KEYCLOAK_ADMIN ->
 bootstrap admin, health and metrics moved to the management port). The manifests only use names from
 this table, and a test checks every `KC_*` variable the component renders against the pinned line.
-Source: Keycloak's "All configuration" guide for each line (keycloak.org/server/all-config).
+Source: Keycloak's "All configuration" guide for each line, checked against the pinned server's
+`kc.sh build --help-all` / `kc.sh start --help-all` by tests/keycloak_server.
 This module imports nothing from the project, so `stacks.settings` can validate versions with it.
 """
 
 from __future__ import annotations
 
 # Build options: baked in by `kc.sh build`; `start --optimized` must not be given different ones.
+# Keycloak's own metadata decides: `kc.sh build --help-all` lists exactly the build options, and
+# tests/keycloak_server checks this table against it and against the server's log.
 _BUILD_26 = frozenset({
-    "KC_DB", "KC_CACHE", "KC_CACHE_STACK", "KC_CACHE_CONFIG_FILE", "KC_HEALTH_ENABLED", "KC_METRICS_ENABLED",
+    "KC_DB", "KC_HEALTH_ENABLED", "KC_METRICS_ENABLED", "KC_EVENT_METRICS_USER_ENABLED",
     "KC_FEATURES", "KC_FEATURES_DISABLED", "KC_HTTP_RELATIVE_PATH", "KC_TRANSACTION_XA_ENABLED",
-    "KC_EVENT_METRICS_USER_ENABLED", "KC_HTTP_METRICS_HISTOGRAMS_ENABLED",
 })
-# Runtime options: read at every start.
+# Runtime options: read at every start (a build ignores them, saying so in its log).
 _RUNTIME_26 = frozenset({
+    "KC_CACHE", "KC_CACHE_STACK", "KC_CACHE_CONFIG_FILE", "KC_HTTP_METRICS_HISTOGRAMS_ENABLED",
     "KC_DB_URL", "KC_DB_URL_HOST", "KC_DB_URL_PORT", "KC_DB_URL_DATABASE", "KC_DB_URL_PROPERTIES",
     "KC_DB_USERNAME", "KC_DB_PASSWORD", "KC_DB_SCHEMA",
     "KC_DB_POOL_INITIAL_SIZE", "KC_DB_POOL_MIN_SIZE", "KC_DB_POOL_MAX_SIZE",

@@ -227,6 +227,18 @@ def mask_secrets(value: Any) -> Any:
     return value
 
 
+def reveal_secrets(value: Any) -> Any:
+    """Wire-form props with each secret replaced by its value (for tests that start real servers
+    with what the cluster's Secrets would hold; never written out)."""
+    if isinstance(value, dict):
+        if value.get(_SECRET_SIG_KEY) == _SECRET_SIG:
+            return reveal_secrets(value.get("value"))
+        return {k: reveal_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reveal_secrets(v) for v in value]
+    return value
+
+
 def _mask_leaves(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _mask_leaves(v) for k, v in value.items() if k != _SECRET_SIG_KEY}

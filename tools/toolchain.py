@@ -12,7 +12,9 @@ What it builds (versions in toolchain/versions.toml, plugin versions from requir
 - `pulumi-resource-gcp` (a RECORDING TEST DOUBLE) and `pulumi-resource-random` (a stand-in), from
   toolchain/plugins, because the proxy refuses both real provider modules;
 - the virtualenvs the CLI would make: one from requirements.txt alone (the program) and one from
-  policies/requirements.txt alone (the policy pack).
+  policies/requirements.txt alone (the policy pack);
+- the Keycloak server distribution the stacks pin, fetched with the Maven client into its own folder
+  (`keycloak/<version>`), and the JDK it runs on, found on the machine.
 Plugins are registered with `pulumi plugin install ... --file` in a PULUMI_HOME inside the cache,
 and automatic plugin acquisition is off, so nothing is fetched when the tools run.
 """
@@ -42,6 +44,9 @@ TEST_PASSPHRASE = "aiwfe-e2e-not-a-secret"  # noqa: S105 (a throwaway stack's pa
 LAYOUT = 1
 KEEP_BUILDS = 3
 SDK_PACKAGES = {"kubernetes": "pulumi-kubernetes", "gcp": "pulumi-gcp", "random": "pulumi-random"}
+# Sections of versions.toml fetched into folders of their own, outside the Go build's key.
+SEPARATE_SECTIONS = ("keycloak",)
+JVM_ROOT = Path("/usr/lib/jvm")
 
 
 class ToolchainError(Exception):
@@ -118,7 +123,9 @@ def cache_key() -> str:
     digest = hashlib.sha256(f"layout {LAYOUT}\n".encode())
     for requirements in (ROOT / "requirements.txt", ROOT / "policies" / "requirements.txt"):
         digest.update(json.dumps(requirement_pins(requirements), sort_keys=True).encode())
-    files = {"versions.toml": VERSIONS_FILE}
+    go_sections = {k: v for k, v in versions().items() if k not in SEPARATE_SECTIONS}
+    digest.update(json.dumps(go_sections, sort_keys=True).encode())
+    files: dict[str, Path] = {}
     files.update({str(p.relative_to(PLUGINS_DIR)): p for p in sorted(PLUGINS_DIR.rglob("*")) if p.is_file()})
     for label, path in files.items():
         digest.update(label.encode() + b"\0" + path.read_bytes() + b"\0")
@@ -131,6 +138,68 @@ def cache_root() -> Path:
 
 def current() -> Toolchain:
     return Toolchain(cache_root() / cache_key())
+
+
+@dataclass(frozen=True)
+class KeycloakDist:
+    """The Keycloak server distribution of the pinned release and the JDK it runs on."""
+
+    version: str
+    home: Path
+    java_home: Path | None
+
+    def complete(self) -> bool:
+        return (self.home / "bin" / "kc.sh").is_file() and (self.home / ".aiwfe-complete").is_file()
+
+
+def find_java(major: str, root: Path = JVM_ROOT) -> Path | None:
+    """A JDK of that major version among the machine's (its `release` file says JAVA_VERSION)."""
+    if not root.is_dir():
+        return None
+    for candidate in sorted(root.iterdir()):
+        release = candidate / "release"
+        if not release.is_file() or not (candidate / "bin" / "java").is_file():
+            continue
+        match = re.search(r'^JAVA_VERSION="(\d+)', release.read_text(), re.MULTILINE)
+        if match and match.group(1) == major:
+            return candidate
+    return None
+
+
+def keycloak_dist() -> KeycloakDist:
+    spec = versions()["keycloak"]
+    home = cache_root() / "keycloak" / spec["version"] / f"keycloak-{spec['version']}"
+    return KeycloakDist(spec["version"], home, find_java(spec["java"]))
+
+
+def fetch_keycloak(log: Path | None = None) -> KeycloakDist:
+    """Download the distribution with `mvn dependency:copy` and unpack it (once per version)."""
+    dist = keycloak_dist()
+    spec = versions()["keycloak"]
+    if dist.java_home is None:
+        raise ToolchainError(f"no JDK {spec['java']} in {JVM_ROOT} (Keycloak {dist.version} runs on it)")
+    if dist.complete():
+        return dist
+    mvn = shutil.which("mvn")
+    if not mvn:
+        raise ToolchainError("mvn not found on PATH: the Keycloak distribution is fetched with the Maven client")
+    folder = dist.home.parent
+    shutil.rmtree(folder, ignore_errors=True)
+    download = folder / "download"
+    download.mkdir(parents=True)
+    log = log or folder / "fetch.log"
+    _run([mvn, "-B", "-q", "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy",
+          f"-Dartifact={spec['artifact']}:{dist.version}:tar.gz", f"-DoutputDirectory={download}"],
+         folder, dict(os.environ), log)
+    archives = list(download.glob("*.tar.gz"))
+    if len(archives) != 1:
+        raise ToolchainError(f"expected one archive from Maven in {download}, found {archives}")
+    _run(["tar", "-xzf", str(archives[0]), "-C", str(folder)], folder, dict(os.environ), log)
+    shutil.rmtree(download)
+    if not (dist.home / "bin" / "kc.sh").is_file():
+        raise ToolchainError(f"the archive did not unpack into {dist.home}")
+    (dist.home / ".aiwfe-complete").write_text(f"{spec['artifact']}:{dist.version}:tar.gz\n")
+    return dist
 
 
 def toolchain_env(toolchain: Toolchain | None = None, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -342,6 +411,31 @@ def write_manifest(tc: Toolchain, go_version: str, seconds: dict[str, float]) ->
     tc.manifest.write_text(json.dumps(manifest, indent=2) + "\n")
 
 
+def build_all(force: bool, optional: bool) -> int:
+    """The Go-built tools, then the Keycloak distribution; each is tried even if the other fails."""
+    failures = 0
+
+    def pulumi_tools() -> str:
+        started = time.monotonic()
+        tc = build(force=force)
+        return f"ready in {tc.home} ({time.monotonic() - started:.0f} s)"
+
+    def keycloak() -> str:
+        dist = fetch_keycloak()
+        return f"Keycloak {dist.version} in {dist.home} (Java in {dist.java_home})"
+
+    for part in (pulumi_tools, keycloak):
+        try:
+            print(f"toolchain: {part()}")
+        except ToolchainError as err:
+            failures += 1
+            print(f"toolchain: {err}", file=sys.stderr)
+    if failures and optional and os.environ.get("CI") != "true":
+        print("toolchain: continuing without it; the tests that need it will be skipped", file=sys.stderr)
+        return 0
+    return 2 if failures else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m tools.toolchain", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -354,9 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "build":
-            started = time.monotonic()
-            tc = build(force=args.force)
-            print(f"toolchain: ready in {tc.home} ({time.monotonic() - started:.0f} s)")
+            return build_all(force=args.force, optional=args.optional)
         elif args.command == "env":
             tc = current()
             if not tc.complete():
