@@ -10,7 +10,7 @@ CHECKOV_VENV := .venv-checkov
 STACK ?= staging
 
 .PHONY: setup checkov-setup toolchain toolchain-for-tests render policy policy-config test lint bench bench-redis bench-policy \
-	bench-preview clean deploy rollback history
+	bench-preview bench-keycloak clean deploy rollback history
 
 setup: $(VENV)/.installed
 
@@ -77,6 +77,11 @@ bench-policy: setup checkov-setup
 # Real `pulumi preview` of prod vs a flat program registering the same resources, and prod + N services.
 bench-preview: setup toolchain
 	$(BIN)/python -m bench.preview
+
+# The real Keycloak (make toolchain fetches it) on loopback: logins/s and grants/s per vCPU vs the
+# capacity rule's assumption (exit 1 if the rule would under-size Keycloak). Needs PostgreSQL 15.
+bench-keycloak: setup toolchain
+	$(BIN)/python -m bench.keycloak
 
 clean:
 	rm -rf build $(VENV) $(CHECKOV_VENV)

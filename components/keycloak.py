@@ -19,6 +19,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from components import keycloak_reconcile as reconcile
 from components import podspec
 from components.keycloak_realm import (
     GITHUB_SECRET_ENV,
@@ -55,6 +56,8 @@ ADMIN_SECRET = "keycloak-admin"  # noqa: S105 (object names and keys, not values
 DB_SECRET = "keycloak-db"  # noqa: S105
 CLIENT_SECRETS = "keycloak-client-secrets"
 REALM_CONFIG_MAP = "keycloak-realm"
+RECONCILE = "keycloak-realm-reconcile"
+RECONCILE_DIR = "/opt/reconcile"
 DB_PASSWORD_KEY = "password"  # noqa: S105 (a key name)
 
 def realm_spec(settings: KeycloakSettings) -> RealmSpec:
@@ -156,7 +159,8 @@ class Keycloak(pulumi.ComponentResource):
     """Keycloak in namespace `settings.namespace` with its database and imported realm.
 
     Outputs: `issuer`, `jwks_uri`, `realm`, `namespace`, `service_host`, `service_port`,
-    `service_account`, `database_service_account` (None with Cloud SQL), `public_host`,
+    `service_account`, `database_service_account` (None with Cloud SQL), `reconcile_service_account`
+    (the realm Job's, which calls Keycloak's admin API inside the mesh), `public_host`,
     `admin_password` and `services_client_secret` (Pulumi secrets).
     """
 
@@ -229,7 +233,7 @@ class Keycloak(pulumi.ComponentResource):
             string_data={"url": self.jdbc_url, "username": DB_USER, DB_PASSWORD_KEY: db_password},
             opts=child,
         )
-        k8s.core.v1.Secret(
+        client_secrets = k8s.core.v1.Secret(
             f"{name}-client-secrets",
             metadata=podspec.metadata(CLIENT_SECRETS, ns, object_labels),
             type="Opaque",
@@ -277,6 +281,7 @@ class Keycloak(pulumi.ComponentResource):
             opts=child,
         )
         self._network_policy(name, args, ns, object_labels, match, child)
+        reconcile_account = self._realm_reconcile(name, args, ns, deployment, client_secrets, service_host)
 
         issuer = f"https://{args.public_host}/realms/{s.realm}"
         self.issuer = pulumi.Output.from_input(issuer)
@@ -290,14 +295,15 @@ class Keycloak(pulumi.ComponentResource):
         self.public_host = pulumi.Output.from_input(args.public_host)
         self.admin_password = admin_password
         self.services_client_secret = services_secret
+        self.reconcile_service_account = reconcile_account
         self.deployment_name = deployment.metadata["name"]
         self.service_name = service.metadata["name"]
         self.register_outputs({
             "issuer": self.issuer, "jwks_uri": self.jwks_uri, "realm": self.realm, "namespace": self.namespace,
             "service_host": self.service_host, "service_port": self.service_port,
             "service_account": self.service_account, "database_service_account": self.database_service_account,
-            "public_host": self.public_host, "admin_password": self.admin_password,
-            "services_client_secret": self.services_client_secret,
+            "reconcile_service_account": self.reconcile_service_account, "public_host": self.public_host,
+            "admin_password": self.admin_password, "services_client_secret": self.services_client_secret,
         })
 
     # ------------------------------------------------------------ pieces
@@ -315,7 +321,8 @@ class Keycloak(pulumi.ComponentResource):
             # The Cloud SQL proxy is a native sidecar (init container, restartPolicy Always) that needs
             # the mesh's sidecar up first: pin Istio's native-sidecar mode rather than rely on its default.
             "sidecar.istio.io/nativeSidecar": "true",
-            # Not a trigger for re-import (an existing realm is skipped): it records what was imported.
+            # Not a trigger for re-import (an existing realm is skipped; the reconcile Job applies
+            # changes): it records what a new database would import.
             "aiwfe.io/realm-sha256": hashlib.sha256(realm_text.encode()).hexdigest()[:16],
         }
 
@@ -395,6 +402,98 @@ class Keycloak(pulumi.ComponentResource):
         spec["initContainers"] = [{**c, "securityContext": podspec.container_security_context()}
                                   for c in init_containers]
         return spec
+
+    def _realm_reconcile(self, name: str, args: KeycloakArgs, ns: Any, deployment: k8s.apps.v1.Deployment,
+                         client_secrets: k8s.core.v1.Secret, service_host: Any) -> pulumi.Output[str]:
+        """A Job that applies the declared realm to the running Keycloak (components/keycloak_reconcile).
+
+        It is replaced, and so runs again, whenever the realm's files change or the client-secrets
+        Secret does (its resourceVersion, never its content, is in the pod template)."""
+        s = args.settings
+        child = pulumi.ResourceOptions(parent=self)
+        files = reconcile.reconcile_files(realm_spec(s))
+        labels = podspec.labels(RECONCILE, "identity")
+        match = podspec.selector_labels(RECONCILE)
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-realm-reconcile-service-account",
+            metadata=podspec.metadata(RECONCILE, ns, labels),
+            automount_service_account_token=False,
+            opts=child,
+        )
+        config = k8s.core.v1.ConfigMap(
+            f"{name}-realm-reconcile-files",
+            metadata=podspec.metadata(RECONCILE, ns, labels),
+            data={**files, reconcile.SCRIPT_NAME: reconcile.SCRIPT},
+            opts=child,
+        )
+
+        def secret(env: str, secret_name: str, key: str) -> dict[str, Any]:
+            return {"name": env, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
+
+        container = {
+            "name": "reconcile",
+            "image": s.image,
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["/bin/bash", f"{RECONCILE_DIR}/{reconcile.SCRIPT_NAME}"],
+            "env": [
+                {"name": reconcile.URL_ENV,
+                 "value": pulumi.Output.concat("http://", service_host, ":", str(HTTP_PORT))},
+                {"name": reconcile.REALM_ENV, "value": s.realm},
+                {"name": reconcile.FILES_ENV, "value": RECONCILE_DIR},
+                {"name": reconcile.KCADM_ENV, "value": reconcile.KCADM},
+                {"name": "HOME", "value": podspec.tmp_mount()["mountPath"]},
+                secret(reconcile.ADMIN_USER_ENV, ADMIN_SECRET, "username"),
+                secret(reconcile.ADMIN_PASSWORD_ENV, ADMIN_SECRET, "password"),
+                secret(SERVICES_SECRET_ENV, CLIENT_SECRETS, "aiwfe-services"),
+                secret(GOOGLE_SECRET_ENV, CLIENT_SECRETS, "google"),
+                secret(GITHUB_SECRET_ENV, CLIENT_SECRETS, "github"),
+            ],
+            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
+                          "limits": {"cpu": "1", "memory": "512Mi"}},
+            "volumeMounts": [{"name": "files", "mountPath": RECONCILE_DIR, "readOnly": True}, podspec.tmp_mount()],
+        }
+        pod = podspec.hardened_pod_spec(
+            containers=[container], service_account=account.metadata["name"], uid=KEYCLOAK_UID,
+            match_labels=match,
+            volumes=[{"name": "files", "configMap": {"name": config.metadata["name"], "defaultMode": 0o444}},
+                     podspec.tmp_volume("64Mi")],
+        )
+        pod["restartPolicy"] = "Never"
+        annotations = {
+            "aiwfe.io/realm-sha256": reconcile.files_digest(files),
+            "aiwfe.io/client-secrets-version": client_secrets.metadata.resource_version.apply(lambda v: v or ""),
+            # The sidecar must not keep the Job running after the script exits.
+            "sidecar.istio.io/nativeSidecar": "true",
+            "proxy.istio.io/config": json.dumps({"holdApplicationUntilProxyStarts": True}, sort_keys=True),
+        }
+        k8s.batch.v1.Job(
+            f"{name}-realm-reconcile",
+            metadata=podspec.metadata(RECONCILE, ns, labels),
+            spec={
+                "backoffLimit": 4,
+                "activeDeadlineSeconds": reconcile.WAIT_SECONDS + 300,
+                "template": {"metadata": {"labels": {**labels, **match}, "annotations": annotations}, "spec": pod},
+            },
+            # Same name, new template: the old Job must go first (a Job's template is immutable).
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment], delete_before_replace=True),
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-realm-reconcile-network-policy",
+            metadata=podspec.metadata(RECONCILE, ns, labels),
+            spec={
+                "podSelector": {"matchLabels": dict(match)},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [],
+                "egress": [
+                    podspec.dns_egress(),
+                    podspec.istiod_egress(args.mesh.istiod_namespace),
+                    {"to": [{"podSelector": {"matchLabels": podspec.selector_labels(APP)}}],
+                     "ports": podspec.tcp_ports(HTTP_PORT)},
+                ],
+            },
+            opts=child,
+        )
+        return account.metadata["name"]
 
     def _cloud_sql(self, name: str, args: KeycloakArgs,
                    db_password: pulumi.Output[str]) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
@@ -490,8 +589,10 @@ class Keycloak(pulumi.ComponentResource):
                     # Only the gateway reaches the HTTP port: every client (the apps' client
                     # credentials, istiod's JWKS fetch) uses the public host, which is what the
                     # mesh's AuthorizationPolicy admits too (the gateway's principal only).
+                    # ... and the realm reconcile Job, which calls the admin API in-cluster.
                     {"from": [podspec.namespace_peer(args.mesh.ingress_gateway_namespace,
-                                                     args.mesh.ingress_gateway_labels)],
+                                                     args.mesh.ingress_gateway_labels),
+                              {"podSelector": {"matchLabels": podspec.selector_labels(RECONCILE)}}],
                      "ports": podspec.tcp_ports(HTTP_PORT)},
                     {"from": [podspec.namespace_peer(args.monitoring_namespace, args.scraper_labels)],
                      "ports": podspec.tcp_ports(MANAGEMENT_PORT, podspec.SIDECAR_METRICS_PORT)},

@@ -76,13 +76,15 @@ class LoadBalancer(pulumi.ComponentResource):
     """A global external Application Load Balancer (EXTERNAL_MANAGED) for the product and auth hosts.
 
     Outputs: `ip_address`, `urls` (product, websocket, auth), `websocket_timeout_seconds` (a plain
-    int: the mesh's idle timeout for WebSockets must be at least this), `websocket_backend`,
+    int: the mesh's idle timeout for WebSockets must be at least this), `web_timeout_seconds` (the
+    frontends' and Keycloak's backend: the mesh's route timeouts stay inside it), `websocket_backend`,
     `web_backend` (self links).
     """
 
     ip_address: pulumi.Output[str]
     urls: dict[str, str]
     websocket_timeout_seconds: int
+    web_timeout_seconds: int
     websocket_backend: pulumi.Output[str]
     web_backend: pulumi.Output[str]
 
@@ -260,12 +262,14 @@ class LoadBalancer(pulumi.ComponentResource):
             "auth": f"https://{args.auth_host}/",
         }
         self.websocket_timeout_seconds = s.websocket_timeout_seconds
+        self.web_timeout_seconds = s.web_timeout_seconds
         self.websocket_backend = pulumi.Output.from_input(websocket_link)
         self.web_backend = pulumi.Output.from_input(web_link)
         self.register_outputs({
             "ip_address": self.ip_address,
             "urls": self.urls,
             "websocket_timeout_seconds": self.websocket_timeout_seconds,
+            "web_timeout_seconds": self.web_timeout_seconds,
             "websocket_backend": self.websocket_backend,
             "web_backend": self.web_backend,
         })

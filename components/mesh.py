@@ -25,9 +25,28 @@ HTTP_RETRIES: dict[str, Any] = {"attempts": 3, "perTryTimeout": "30s",
                                 "retryOn": "5xx,reset,connect-failure,refused-stream"}
 # Without a retry policy the mesh retries twice: a replayed upgrade would open a second socket.
 NO_RETRIES: dict[str, Any] = {"attempts": 0}
-# Keycloak's token endpoint is not idempotent: a replayed code exchange is refused as code reuse (and
-# Keycloak then revokes the session). Retry only what never reached Keycloak.
-TOKEN_RETRIES: dict[str, Any] = {**HTTP_RETRIES, "retryOn": "connect-failure,refused-stream"}
+# Keycloak's POSTs are not idempotent: a replayed code exchange is refused as code reuse (and Keycloak
+# then revokes the session), a replayed login form counts twice against brute-force protection. On
+# routes that carry them, retry only what never reached Keycloak (a connection that was never made,
+# a stream the server refused unprocessed); a per-try timeout is then final (Envoy retries it only
+# under 5xx/gateway-error).
+NEVER_REACHED_RETRY_ON = "connect-failure,refused-stream"
+# Keycloak's reads (discovery, JWKS, login pages, assets) may be retried on any failure.
+KEYCLOAK_READ_RETRY_ON = "5xx,reset,connect-failure,refused-stream"
+KEYCLOAK_READ_ATTEMPTS = 2
+KEYCLOAK_READ_METHODS = ("GET", "HEAD")
+# The mesh answers (504) before the load balancer gives up on the backend (502, and a logged
+# backend timeout): the route's whole budget ends this much earlier.
+LB_MARGIN_SECONDS = 5
+
+
+def keycloak_route_budget(lb_timeout_seconds: int) -> dict[str, int]:
+    """Timeouts of Keycloak's routes inside the load balancer's backend timeout: the route's total,
+    and each read try's so that every try of a read fits in the total."""
+    total = lb_timeout_seconds - LB_MARGIN_SECONDS
+    if total < 2 * (KEYCLOAK_READ_ATTEMPTS + 1):
+        raise ValueError(f"a {lb_timeout_seconds} s load-balancer timeout leaves Keycloak's routes no time")
+    return {"total": total, "read_try": total // (KEYCLOAK_READ_ATTEMPTS + 1)}
 # Istio matches header values case-sensitively; browsers send `websocket`, some clients `WebSocket`.
 UPGRADE_WEBSOCKET = {"regex": "(?i)websocket"}
 WEBSOCKET_PATHS = ("/ws", "/websocket")
@@ -142,6 +161,8 @@ class MeshArgs:
     """connections per pod x max replicas: the WebSocket connection pool never caps below capacity."""
     lb_websocket_timeout_seconds: pulumi.Input[int]
     """The load balancer's WebSocket backend timeout; the mesh's idle timeouts are never shorter."""
+    lb_web_timeout_seconds: int
+    """The load balancer's timeout for the frontends and Keycloak; Keycloak's routes end inside it."""
     jwt_issuer: pulumi.Input[str]
     """Keycloak's realm issuer, exactly as its tokens carry it in `iss`."""
     jwks_uri: pulumi.Input[str]
@@ -158,8 +179,9 @@ class MeshArgs:
     keycloak_database_labels: Mapping[str, str] = field(
         default_factory=lambda: {"app.kubernetes.io/name": "keycloak-postgres"})
     keycloak_database_port: int = 5432
-    keycloak_internal_clients: Sequence[pulumi.Input[str]] = ()
-    """Principals besides the gateway allowed to call Keycloak on its HTTP port (e.g. a realm job)."""
+    keycloak_internal_service_accounts: Sequence[pulumi.Input[str]] = ()
+    """ServiceAccounts in Keycloak's namespace that may call it on its HTTP port besides the gateway
+    (the realm reconcile Job's)."""
     redis_service_account: pulumi.Input[str] = "redis-cluster"
     redis_bootstrap_service_account: pulumi.Input[str] = "redis-cluster-bootstrap"
     redis_labels: Mapping[str, str] = field(default_factory=lambda: {"app.kubernetes.io/name": "redis-cluster"})
@@ -314,6 +336,10 @@ class Mesh(pulumi.ComponentResource):
 
     def _keycloak_routes(self, args: MeshArgs) -> None:
         realm_prefix = pulumi.Output.concat("/realms/", args.keycloak_realm, "/")
+        budget = keycloak_route_budget(args.lb_web_timeout_seconds)
+        destination = [{"destination": {"host": args.keycloak_service_host,
+                                        "port": {"number": args.keycloak_service_port}}}]
+        public = [{"uri": {"prefix": realm_prefix}}, *({"uri": {"prefix": p}} for p in KEYCLOAK_ASSET_PREFIXES)]
         self._resource("keycloak-routes", self.apis.networking, "VirtualService", "keycloak",
                        args.keycloak_namespace, {
                            "hosts": [args.auth_host],
@@ -327,21 +353,26 @@ class Mesh(pulumi.ComponentResource):
                                    "directResponse": {"status": 404},
                                },
                                {
-                                   "name": "keycloak-token",
-                                   "match": [{"uri": {"prefix": pulumi.Output.concat(
-                                       realm_prefix, "protocol/openid-connect/token")}}],
-                                   "route": [{"destination": {"host": args.keycloak_service_host,
-                                                              "port": {"number": args.keycloak_service_port}}}],
-                                   "retries": dict(TOKEN_RETRIES),
+                                   # Discovery, JWKS, login pages and assets: safe to replay.
+                                   "name": "keycloak-reads",
+                                   "match": [{**m, "method": {"regex": "|".join(KEYCLOAK_READ_METHODS)}}
+                                             for m in public],
+                                   "route": destination,
+                                   "timeout": f"{budget['total']}s",
+                                   "retries": {"attempts": KEYCLOAK_READ_ATTEMPTS,
+                                               "perTryTimeout": f"{budget['read_try']}s",
+                                               "retryOn": KEYCLOAK_READ_RETRY_ON},
                                },
                                {
-                                   # The product realm (login, OIDC discovery, JWKS) and assets.
-                                   "name": "keycloak-public",
-                                   "match": [{"uri": {"prefix": realm_prefix}},
-                                             *({"uri": {"prefix": p}} for p in KEYCLOAK_ASSET_PREFIXES)],
-                                   "route": [{"destination": {"host": args.keycloak_service_host,
-                                                              "port": {"number": args.keycloak_service_port}}}],
-                                   "retries": dict(HTTP_RETRIES),
+                                   # Everything else: the token endpoint, login/registration/reset
+                                   # form POSTs, logout. Never replayed once Keycloak saw it.
+                                   "name": "keycloak-forms",
+                                   "match": public,
+                                   "route": destination,
+                                   "timeout": f"{budget['total']}s",
+                                   "retries": {"attempts": KEYCLOAK_READ_ATTEMPTS,
+                                               "perTryTimeout": f"{budget['total']}s",
+                                               "retryOn": NEVER_REACHED_RETRY_ON},
                                },
                            ],
                        })
@@ -449,7 +480,9 @@ class Mesh(pulumi.ComponentResource):
                         {"app.kubernetes.io/name": frontend.service}, [gateway], [FRONTEND_CONTAINER_PORT],
                         methods=["GET", "HEAD"])
         self._allow("keycloak-authorization", "keycloak", args.keycloak_namespace, args.keycloak_labels,
-                    [gateway, *args.keycloak_internal_clients], [args.keycloak_container_port])
+                    [gateway, *(self._principal(args.keycloak_namespace, account)
+                                for account in args.keycloak_internal_service_accounts)],
+                    [args.keycloak_container_port])
         keycloak = self._principal(args.keycloak_namespace, args.keycloak_service_account)
         if args.keycloak_database_service_account is not None:
             # In-cluster PostgreSQL: only Keycloak may open a connection.

@@ -108,6 +108,7 @@ class KeycloakPeer(Protocol):
     service_port: pulumi.Input[int]
     service_account: pulumi.Input[str]
     database_service_account: pulumi.Input[str] | None
+    reconcile_service_account: pulumi.Input[str]
 
 
 class RedisPeer(Protocol):
@@ -120,6 +121,7 @@ class RedisPeer(Protocol):
 
 
 def mesh_args(settings: Settings, app_namespace: pulumi.Input[str], *, lb_websocket_timeout_seconds: int,
+              lb_web_timeout_seconds: int,
               redis: RedisPeer, keycloak: KeycloakPeer) -> MeshArgs:
     """What the mesh gets: its settings, the hosts, the WebSocket capacity, and the Keycloak, Redis
     and load-balancer outputs (JWT issuer and JWKS are Keycloak's realm's, never rebuilt here)."""
@@ -130,6 +132,7 @@ def mesh_args(settings: Settings, app_namespace: pulumi.Input[str], *, lb_websoc
         app_namespace=app_namespace,
         websocket_max_connections=settings.websocket.connections_per_pod * settings.websocket.max_replicas,
         lb_websocket_timeout_seconds=lb_websocket_timeout_seconds,
+        lb_web_timeout_seconds=lb_web_timeout_seconds,
         jwt_issuer=keycloak.issuer,
         jwks_uri=keycloak.jwks_uri,
         keycloak_realm=keycloak.realm,
@@ -138,6 +141,7 @@ def mesh_args(settings: Settings, app_namespace: pulumi.Input[str], *, lb_websoc
         keycloak_service_port=keycloak.service_port,
         keycloak_service_account=keycloak.service_account,
         keycloak_database_service_account=keycloak.database_service_account,
+        keycloak_internal_service_accounts=[keycloak.reconcile_service_account],
         redis_namespace=redis.namespace,
         redis_service_account=redis.service_account,
         redis_bootstrap_service_account=redis.bootstrap_service_account,
@@ -210,6 +214,7 @@ def build(settings: Settings) -> Platform:
     )
     mesh = Mesh("mesh", mesh_args(settings, app_namespace.metadata["name"],
                                   lb_websocket_timeout_seconds=load_balancer.websocket_timeout_seconds,
+                                  lb_web_timeout_seconds=load_balancer.web_timeout_seconds,
                                   redis=redis, keycloak=keycloak),
                 opts=pulumi.ResourceOptions(depends_on=[app_namespace]))
     observability = Observability("observability",

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from components import keycloak as kc
+from components import podspec
 from components.keycloak_options import REMOVED_OPTIONS, SUPPORTED_LINES, build_options, runtime_options
 from components.keycloak_realm import RealmSpec, realm_file_name, realm_representation
 from stacks.settings import parse_settings
@@ -356,12 +357,15 @@ def test_keycloak_network_policy(rendered: dict, stack: str) -> None:
     spec = one(rendered[stack], NETPOL, "keycloak-network-policy")["props"]["spec"]
     ingress = {tuple(p["port"] for p in rule["ports"]): rule["from"] for rule in spec["ingress"]}
     assert set(ingress) == {(8080.0,), (9000.0, 15020.0), (7800.0, 57800.0)}
-    [gateway] = ingress[(8080.0,)]  # the gateway only, as the mesh's AuthorizationPolicy admits
+    # The gateway and the realm reconcile Job only, as the mesh's AuthorizationPolicy admits.
+    [gateway, job] = ingress[(8080.0,)]
     assert gateway["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "istio-ingress"}
+    assert job == {"podSelector": {"matchLabels": podspec.selector_labels(kc.RECONCILE)}}
     mesh_allow = one(rendered[stack], "kubernetes:security.istio.io/v1:AuthorizationPolicy",
                      "mesh-keycloak-authorization")["props"]["spec"]["rules"]
     assert [f["source"]["principals"] for rule in mesh_allow for f in rule["from"]] == \
-        [["cluster.local/ns/istio-ingress/sa/istio-ingressgateway"]]
+        [["cluster.local/ns/istio-ingress/sa/istio-ingressgateway",
+          "cluster.local/ns/keycloak/sa/keycloak-realm-reconcile"]]
     assert ingress[(7800.0, 57800.0)] == [{"podSelector": {"matchLabels": {
         "app.kubernetes.io/name": "keycloak", "app.kubernetes.io/part-of": "aiwfe"}}}]
     egress_ports = {p["port"] for rule in spec["egress"] for p in rule["ports"]}
@@ -382,3 +386,76 @@ def test_outputs_follow_the_contract(tmp_path: Path) -> None:
     assert f"{issuer}/protocol/openid-connect/certs".startswith(issuer)
 
 
+
+
+# ---------------------------------------------------------------- realm reconcile Job
+
+JOB = "kubernetes:batch/v1:Job"
+
+
+def reconcile_job(result: render_tool.RenderResult) -> dict:
+    return one(result, JOB, "keycloak-realm-reconcile")["props"]
+
+
+def test_reconcile_job_applies_the_rendered_realm(rendered: dict, stack: str) -> None:
+    from components import keycloak_reconcile as reconcile
+
+    s = settings_for(stack).keycloak
+    job = reconcile_job(rendered[stack])
+    files = one(rendered[stack], CONFIG_MAP, "keycloak-realm-reconcile-files")["props"]["data"]
+    assert files == {**reconcile.reconcile_files(kc.realm_spec(s)), reconcile.SCRIPT_NAME: reconcile.SCRIPT}
+    # The split files carry exactly what the import file does.
+    [imported] = one(rendered[stack], CONFIG_MAP, "keycloak-realm")["props"]["data"].values()
+    realm = json.loads(imported)
+    assert json.loads(files[reconcile.REALM_FILE]) == {k: v for k, v in realm.items()
+                                                        if k not in ("clients", "identityProviders")}
+    assert [json.loads(files[f"client-{c['clientId']}.json"]) for c in realm["clients"]] == realm["clients"]
+    assert [json.loads(files[f"idp-{p['alias']}.json"]) for p in realm["identityProviders"]] \
+        == realm["identityProviders"]
+
+    pod = job["spec"]["template"]
+    [container] = pod["spec"]["containers"]
+    assert container["image"] == s.image and pod["spec"]["restartPolicy"] == "Never"
+    assert container["command"] == ["/bin/bash", f"{kc.RECONCILE_DIR}/{reconcile.SCRIPT_NAME}"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env[reconcile.URL_ENV]["value"] == f"http://keycloak.{s.namespace}.svc.cluster.local:8080"
+    assert env[reconcile.REALM_ENV]["value"] == s.realm
+    for name in (reconcile.ADMIN_PASSWORD_ENV, *reconcile.SECRET_ENVS):
+        assert "value" not in env[name] and env[name]["valueFrom"]["secretKeyRef"]["name"], name
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["aiwfe.io/realm-sha256"] == reconcile.files_digest(reconcile.reconcile_files(kc.realm_spec(s)))
+    assert "aiwfe.io/client-secrets-version" in annotations
+    assert annotations["sidecar.istio.io/nativeSidecar"] == "true"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_reconcile_job_changes_when_the_realm_does(rendered: dict, stack: str) -> None:
+    """A different realm means a different pod template, so Pulumi replaces the Job and it runs again."""
+    config = render_tool.load_stack_config(stack)
+    keycloak = json.loads(config.values["aiwfe-platform:keycloak"])
+    keycloak["tokens"]["accessTokenLifespan"] = "4m"
+    config.values["aiwfe-platform:keycloak"] = json.dumps(keycloak)
+    registrations = render_tool.run_program(render_tool.platform_program, config)
+    [changed] = [r.props for r in registrations if r.name == "keycloak-realm-reconcile"]
+    before = reconcile_job(rendered[stack])["spec"]["template"]["metadata"]["annotations"]["aiwfe.io/realm-sha256"]
+    assert changed["spec"]["template"]["metadata"]["annotations"]["aiwfe.io/realm-sha256"] != before
+
+
+def test_reconcile_script_is_valid_bash() -> None:
+    import subprocess
+
+    from components.keycloak_reconcile import SCRIPT
+    result = subprocess.run(["bash", "-n"], input=SCRIPT, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+
+
+def test_only_the_reconcile_job_reaches_keycloak_besides_the_gateway(rendered: dict, stack: str) -> None:
+    policy = one(rendered[stack], NETPOL, "keycloak-network-policy")["props"]["spec"]
+    http_from = [rule["from"] for rule in policy["ingress"] if {"protocol": "TCP", "port": 8080.0} in rule["ports"]]
+    assert {"podSelector": {"matchLabels": podspec.selector_labels(kc.RECONCILE)}} in \
+        [peer for peers in http_from for peer in peers]
+    job_policy = one(rendered[stack], NETPOL, "keycloak-realm-reconcile-network-policy")["props"]["spec"]
+    assert job_policy["ingress"] == [] and set(job_policy["policyTypes"]) == {"Ingress", "Egress"}
+    to_keycloak = [rule for rule in job_policy["egress"]
+                   if rule.get("to") == [{"podSelector": {"matchLabels": podspec.selector_labels(kc.APP)}}]]
+    assert [rule["ports"] for rule in to_keycloak] == [[{"protocol": "TCP", "port": 8080.0}]]

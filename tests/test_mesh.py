@@ -39,7 +39,7 @@ def keycloak_peer(s: Settings) -> types.SimpleNamespace:
     return types.SimpleNamespace(
         issuer=issuer, jwks_uri=f"{issuer}/protocol/openid-connect/certs", realm=s.keycloak.realm,
         namespace=s.keycloak.namespace, service_host=f"keycloak.{s.keycloak.namespace}.svc.cluster.local",
-        service_port=8080, service_account="keycloak",
+        service_port=8080, service_account="keycloak", reconcile_service_account="keycloak-realm-reconcile",
         database_service_account="keycloak-postgres" if in_cluster else None)
 
 
@@ -65,13 +65,18 @@ def route_named(virtual_service: dict, name: str) -> dict:
     return found[0]
 
 
-def first_route(virtual_service: dict, path: str, headers: dict[str, str] | None = None) -> dict | None:
+def first_route(virtual_service: dict, path: str, headers: dict[str, str] | None = None,
+                method: str = "GET") -> dict | None:
     """The first http route whose match accepts the request, as Envoy picks it (exact/prefix/regex)."""
     headers = {k.lower(): v for k, v in (headers or {}).items()}
     for route in virtual_service["http"]:
         for match in route.get("match") or [{}]:
             uri = match.get("uri") or {}
             if ("exact" in uri and path != uri["exact"]) or ("prefix" in uri and not path.startswith(uri["prefix"])):
+                continue
+            wanted = match.get("method") or {}
+            if ("exact" in wanted and method != wanted["exact"]) or \
+                    ("regex" in wanted and not re.fullmatch(wanted["regex"], method)):
                 continue
             if all(name in headers and re.fullmatch(m["regex"], headers[name])
                    for name, m in (match.get("headers") or {}).items()):
@@ -153,13 +158,50 @@ def test_frontend_routes_retry_per_requirements(rendered: dict, stack: str) -> N
     assert first_route(product, "/") is None, "nothing else of the product host is routed"
 
 
-def test_keycloak_token_endpoint_is_retried_only_when_it_was_never_reached(rendered: dict, stack: str) -> None:
+def seconds(duration: str) -> float:
+    assert duration.endswith("s"), duration
+    return float(duration[:-1])
+
+
+def test_keycloak_never_replays_what_it_saw(rendered: dict, stack: str) -> None:
+    """Token exchanges and the login, registration and reset-password form POSTs are retried only
+    when they never reached Keycloak; reads may be retried on any failure."""
     realm = settings_for(stack).keycloak.realm
     keycloak = spec(rendered[stack], VS, "mesh-keycloak-routes")
-    token = first_route(keycloak, f"/realms/{realm}/protocol/openid-connect/token")
-    assert token["name"] == "keycloak-token"
-    assert token["retries"]["retryOn"] == "connect-failure,refused-stream"  # never 5xx/reset: no replayed codes
-    assert first_route(keycloak, f"/realms/{realm}/protocol/openid-connect/certs")["name"] == "keycloak-public"
+    never_reached = {"connect-failure", "refused-stream"}
+    for path in (f"/realms/{realm}/protocol/openid-connect/token",
+                 f"/realms/{realm}/login-actions/authenticate?session_code=x",
+                 f"/realms/{realm}/login-actions/registration", f"/realms/{realm}/login-actions/reset-credentials",
+                 f"/realms/{realm}/protocol/openid-connect/logout"):
+        for method in ("POST", "PUT", "DELETE"):
+            route = first_route(keycloak, path, method=method)
+            assert set(route["retries"]["retryOn"].split(",")) <= never_reached, (path, method)
+    for path in (f"/realms/{realm}/protocol/openid-connect/certs", f"/realms/{realm}/.well-known/openid-configuration",
+                 f"/realms/{realm}/protocol/openid-connect/auth", "/resources/x/login/style.css"):
+        route = first_route(keycloak, path, method="GET")
+        assert route["name"] == "keycloak-reads" and "5xx" in route["retries"]["retryOn"], path
+
+
+def test_keycloak_routes_end_inside_the_load_balancer_timeout(rendered: dict, stack: str) -> None:
+    lb_timeout = settings_for(stack).load_balancer.web_timeout_seconds
+    keycloak = spec(rendered[stack], VS, "mesh-keycloak-routes")
+    routed = [r for r in keycloak["http"] if "route" in r]
+    assert routed
+    for route in routed:
+        total, retries = seconds(route["timeout"]), route["retries"]
+        assert total < lb_timeout, route["name"]
+        assert seconds(retries["perTryTimeout"]) <= total, route["name"]
+        if {"5xx", "gateway-error", "reset"} & set(retries["retryOn"].split(",")):
+            # Retried on timeouts too: every try must fit.
+            assert seconds(retries["perTryTimeout"]) * (retries["attempts"] + 1) <= total, route["name"]
+
+
+def test_keycloak_route_budget_follows_the_load_balancer() -> None:
+    from components.mesh import keycloak_route_budget
+    assert keycloak_route_budget(30) == {"total": 25, "read_try": 8}
+    assert keycloak_route_budget(60) == {"total": 55, "read_try": 18}
+    with pytest.raises(ValueError, match="no time"):
+        keycloak_route_budget(8)
 
 
 def test_keycloak_admin_and_internal_paths_never_reach_keycloak(rendered: dict, stack: str) -> None:
@@ -168,14 +210,12 @@ def test_keycloak_admin_and_internal_paths_never_reach_keycloak(rendered: dict, 
     for path in ("/admin", "/admin/master/console/", "/admin/realms/x/users", "/realms/master",
                  "/realms/master/protocol/openid-connect/token", "/metrics", "/health/ready"):
         assert first_route(keycloak, path)["directResponse"] == {"status": 404.0}, path
-    public = route_named(keycloak, "keycloak-public")
+    public = route_named(keycloak, "keycloak-reads")
     for path in (f"/realms/{realm}/.well-known/openid-configuration", f"/realms/{realm}/protocol/openid-connect/certs",
                  f"/realms/{realm}/protocol/openid-connect/auth", "/resources/abc/login/style.css", "/js/keycloak.js"):
         assert first_route(keycloak, path) is public, path
     assert public["route"][0]["destination"] == {"host": "keycloak.keycloak.svc.cluster.local",
                                                  "port": {"number": 8080.0}}
-    product = spec(rendered[stack], VS, "mesh-product-routes")
-    assert public["retries"] == route_named(product, "user-frontend")["retries"]
     assert first_route(keycloak, "/realms/other-realm/account") is None
     assert first_route(keycloak, "/") is None
 
@@ -321,7 +361,10 @@ def test_service_to_service_policies_name_principals(rendered: dict, stack: str)
          "cluster.local/ns/aiwfe-redis/sa/redis-cluster-bootstrap"], ["6379"])
     assert rule("mesh-websocket-authorization") == ({"app.kubernetes.io/name": "websocket"}, [gateway], ["8080"])
     assert rule("mesh-user-frontend-authorization")[1:] == ([gateway], ["8080"])
-    assert rule("mesh-keycloak-authorization") == ({"app.kubernetes.io/name": "keycloak"}, [gateway], ["8080"])
+    # The gateway, and the realm reconcile Job calling the admin API in-cluster.
+    assert rule("mesh-keycloak-authorization") == (
+        {"app.kubernetes.io/name": "keycloak"},
+        [gateway, "cluster.local/ns/keycloak/sa/keycloak-realm-reconcile"], ["8080"])
     database = [r for r in resources_of(rendered[stack], AP) if r["name"] == "mesh-keycloak-database-authorization"]
     if stack == "staging":  # in-cluster PostgreSQL
         assert rule("mesh-keycloak-database-authorization") == (
@@ -350,8 +393,10 @@ def _render_mesh(stack: str, **changes: Any) -> list[render_tool.Registration]:
     settings = dataclasses.replace(settings, mesh=mesh_settings)
 
     def program() -> None:
-        timeout = settings.load_balancer.websocket_timeout_seconds
-        args = dataclasses.replace(platform.mesh_args(settings, "aiwfe", lb_websocket_timeout_seconds=timeout,
+        lb = settings.load_balancer
+        args = dataclasses.replace(platform.mesh_args(settings, "aiwfe",
+                                                      lb_websocket_timeout_seconds=lb.websocket_timeout_seconds,
+                                                      lb_web_timeout_seconds=lb.web_timeout_seconds,
                                                       redis=REDIS_PEER, keycloak=keycloak_peer(settings)),
                                    **changes)
         Mesh("mesh", args)

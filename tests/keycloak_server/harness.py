@@ -44,6 +44,14 @@ LOOPBACK_ADAPTATIONS: dict[str, str] = {
     "JAVA_HOME": "the machine's JDK of the major versions.toml names (the image carries its own)",
     "JAVA_OPTS_APPEND": "JGroups bound to 127.0.0.1 (in the pod: the pod's address)",
 }
+# The same for the realm reconcile Job's script, run here with bash as the Job runs it in the image.
+RECONCILE_ADAPTATIONS: dict[str, str] = {
+    "KEYCLOAK_URL": "the loopback server (in the cluster: the Keycloak Service)",
+    "RECONCILE_DIR": "a temporary folder holding the rendered ConfigMap's files (the Job mounts them)",
+    "KCADM": "kcadm.sh of the test's distribution (the image has it at /opt/keycloak/bin)",
+    "HOME": "a temporary folder",
+    "JAVA_HOME": "the machine's JDK (the image carries its own)",
+}
 # Not environment: the distribution is copied to a temporary home, as the init container copies the
 # image's into an emptyDir, and the rendered home path is replaced by it in commands and mounts.
 
@@ -91,6 +99,13 @@ class RenderedKeycloak:
     secrets: dict[str, dict[str, str]]
     request_authentications: list[dict[str, Any]]
     virtual_service: dict[str, Any]
+    reconcile_job: dict[str, Any]
+    reconcile_files: dict[str, str]
+
+    @property
+    def reconcile_container(self) -> dict[str, Any]:
+        (container,) = self.reconcile_job["spec"]["template"]["spec"]["containers"]
+        return container
 
     def container(self, name: str) -> dict[str, Any]:
         pod = self.deployment["spec"]["template"]["spec"]
@@ -98,8 +113,11 @@ class RenderedKeycloak:
 
     def env(self, container: str) -> dict[str, str]:
         """The container's environment, Secret references resolved from the rendered Secrets."""
+        return self.resolve_env(self.container(container))
+
+    def resolve_env(self, container: dict[str, Any]) -> dict[str, str]:
         resolved: dict[str, str] = {}
-        for item in self.container(container).get("env", []):
+        for item in container.get("env", []):
             if "value" in item:
                 resolved[item["name"]] = item["value"]
             else:
@@ -130,8 +148,11 @@ def rendered_keycloak(stack: str = STACK, config: render.StackConfig | None = No
     kinds = {r.name: r.type for r in registrations}
     secrets = {p["metadata"]["name"]: p.get("stringData", {}) for name, p in props.items()
                if kinds[name] == "kubernetes:core/v1:Secret" and p["metadata"].get("namespace") == "keycloak"}
-    realm_map = next(p for name, p in props.items() if kinds[name] == "kubernetes:core/v1:ConfigMap"
-                     and p["metadata"]["name"] == kc.REALM_CONFIG_MAP)
+    def config_map(object_name: str) -> dict[str, Any]:
+        return next(p for name, p in props.items() if kinds[name] == "kubernetes:core/v1:ConfigMap"
+                    and p["metadata"]["name"] == object_name)
+
+    realm_map = config_map(kc.REALM_CONFIG_MAP)
     return RenderedKeycloak(
         stack=config.stack,
         deployment=props["keycloak-deployment"],
@@ -139,6 +160,9 @@ def rendered_keycloak(stack: str = STACK, config: render.StackConfig | None = No
         secrets=secrets,
         request_authentications=[p for name, p in props.items()
                                  if kinds[name].endswith(":RequestAuthentication")],
+        reconcile_job=next(p for name, p in props.items() if kinds[name] == "kubernetes:batch/v1:Job"
+                           and p["metadata"]["name"] == kc.RECONCILE),
+        reconcile_files=dict(config_map(kc.RECONCILE)["data"]),
         virtual_service=next(p for name, p in props.items() if kinds[name].endswith(":VirtualService")
                              and p["metadata"]["name"] == "keycloak"),
     )
@@ -171,6 +195,7 @@ class KeycloakServer:
     process: subprocess.Popen[bytes]
     env: dict[str, str] = field(repr=False)
     build_env: dict[str, str] = field(repr=False)
+    database_port: int = 0
 
     @property
     def public_url(self) -> str:
@@ -194,6 +219,25 @@ class KeycloakServer:
         session = requests.Session()
         session.mount(self.public_url.rstrip("/") + "/", LoopbackAdapter(self.public_url, self.url))
         return session
+
+    def reconcile(self, rendered: RenderedKeycloak | None = None,
+                  secrets: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the rendered reconcile Job's script and files against this server (the render of
+        `rendered`, default the server's own), with `secrets` overriding Secret-backed variables."""
+        rendered = rendered or self.rendered
+        folder = Path(tempfile.mkdtemp(prefix="aiwfe-reconcile-"))
+        try:
+            for name, text in rendered.reconcile_files.items():
+                (folder / name).write_text(text)
+            container = rendered.reconcile_container
+            env = {**rendered.resolve_env(container), **(secrets or {}),
+                   "KEYCLOAK_URL": self.url, "RECONCILE_DIR": str(folder),
+                   "KCADM": str(self.home / "bin" / "kcadm.sh"), "HOME": str(folder),
+                   "JAVA_HOME": str(self.dist.java_home), "PATH": f"{self.dist.java_home}/bin:/usr/bin:/bin"}
+            command = [part.replace(kc.RECONCILE_DIR, str(folder)) for part in container["command"]]
+            return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def kc_env(self) -> dict[str, str]:
         """The environment kcadm.sh and kc.sh need here (the JDK)."""
@@ -271,7 +315,7 @@ def running_keycloak(dist: toolchain.KeycloakDist, rendered: RenderedKeycloak, d
         server = KeycloakServer(dist=dist, rendered=rendered, home=home, url=f"http://127.0.0.1:{http_port}",
                                 management_url=f"http://127.0.0.1:{management_port}", log_path=log_path,
                                 build_log=build.stdout + build.stderr, process=process, env=server_env,
-                                build_env=build_env)
+                                build_env=build_env, database_port=database_port)
         try:
             _wait(lambda: requests.get(f"{server.management_url}/health/ready", timeout=5).status_code == 200,
                   300, process, log_path)
