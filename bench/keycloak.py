@@ -1,6 +1,6 @@
 """Keycloak's login and token throughput on this machine, against the sizing the capacity rule assumes.
 
-    python -m bench.keycloak [--seconds 20] [--workers 4] [--json]
+    python -m bench.keycloak [--seconds 60] [--workers 4] [--json]
 
 Starts the real Keycloak from the staging render (the test harness: tests/keycloak_server), then
 drives two loads from client threads for `--seconds` each, after a short warm-up:
@@ -36,7 +36,7 @@ from tests.keycloak_server.oidc import Admin, Realm
 from tools import render
 
 PASSWORD = "bench-user-password-42"  # noqa: S105 (a throwaway loopback user's)
-WARM_UP_SECONDS = 5
+WARM_UP_SECONDS = 15
 
 
 def jvm_cpu_seconds(launcher_pid: int) -> float:
@@ -117,7 +117,7 @@ def run(seconds: float, workers: int) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.keycloak", description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per load (default 20)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured seconds per load (default 60)")
     parser.add_argument("--workers", type=int, default=4, help="client threads (default 4)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)

@@ -55,6 +55,28 @@ def realms(resource: Resource) -> Iterator[tuple[str, Any]]:
                 yield str(key), None
 
 
+def secret_bearers(resource: Resource) -> Iterator[tuple[str, Any, list[Any], list[Any]]]:
+    """(data key, parsed document, its clients, its identity providers) for every file of a ConfigMap
+    that can carry client secrets: whole realms (`<realm>-realm.json`, what the import reads) and the
+    reconcile Job's pieces (`client-<id>.json`, `idp-<alias>.json`)."""
+    for key, realm in realms(resource):
+        ok = isinstance(realm, Mapping)
+        yield key, realm, _clients(realm) if ok else [], items(realm.get("identityProviders")) if ok else []
+    data = dig(resource.props, "data")
+    if not isinstance(data, Mapping):
+        return
+    for key, text in data.items():
+        name = str(key)
+        if not name.endswith(".json") or not name.startswith(("client-", "idp-")):
+            continue
+        try:
+            document = json.loads(text)
+        except (TypeError, ValueError):
+            document = None
+        piece = [document] if isinstance(document, Mapping) else []
+        yield (name, document, piece, []) if name.startswith("client-") else (name, document, [], piece)
+
+
 def _realm_problem(realm: Any) -> str | None:
     return None if isinstance(realm, Mapping) else "is not a JSON object"
 
@@ -138,21 +160,23 @@ def public_client_pkce(resource: Resource, _: Context) -> Iterable[str]:
 
 
 @resource_rule("keycloak-realm-disallow-literal-client-secret", types=(CONFIG_MAP,), severity="critical",
-               description="Confidential client and identity-provider secrets in a realm ConfigMap are "
-                           "${ENV} placeholders resolved at import from Secret-backed env, never literals.")
+               description="Confidential client and identity-provider secrets in a realm ConfigMap (the "
+                           "import's realm or the reconcile Job's pieces) are ${ENV} placeholders filled from "
+                           "Secret-backed env, never literals.")
 def no_literal_client_secret(resource: Resource, _: Context) -> Iterable[str]:
-    """In each ConfigMap's `<realm>-realm.json`, every client's `secret` and every identity provider's
-    config.clientSecret is absent, empty, or a whole `${ENV}` or `${ENV:default}` placeholder; any other value is
-    reported as a literal."""
-    for key, realm in realms(resource):
-        if _realm_problem(realm):
-            yield f"{key} {_realm_problem(realm)}"
+    """In each ConfigMap's `<realm>-realm.json`, and in the realm reconcile's `client-*.json` and
+    `idp-*.json` pieces, every client's `secret` and every identity provider's config.clientSecret is
+    absent, empty, or a whole `${ENV}` or `${ENV:default}` placeholder; any other value is reported
+    as a literal."""
+    for key, document, clients, idps in secret_bearers(resource):
+        if _realm_problem(document):
+            yield f"{key} {_realm_problem(document)}"
             continue
-        for client in _clients(realm):
+        for client in clients:
             secret = client.get("secret")
             if secret not in (None, "") and not (isinstance(secret, str) and PLACEHOLDER.match(secret)):
                 yield f"{key}: client {client.get('clientId')} has a literal secret; use a ${{ENV}} placeholder"
-        for idp in items(realm.get("identityProviders")):
+        for idp in idps:
             secret = dig(idp, "config", "clientSecret")
             if secret not in (None, "") and not (isinstance(secret, str) and PLACEHOLDER.match(secret)):
                 yield f"{key}: identity provider {dig(idp, 'alias')} has a literal clientSecret"

@@ -246,3 +246,31 @@ def test_deploy_refuses_when_the_pack_config_cannot_be_written(
     assert h.calls("preview") == [] and h.calls("up") == []
     captured = capsys.readouterr()
     assert "names no policy of the pack" in captured.out + captured.err
+
+
+def test_a_checkout_borrows_the_callers_virtualenvs_when_the_pins_match(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pin file absent on both sides matches (a project without requirements-dev.txt, as the
+    end-to-end tests' copy is); present on one side only does not."""
+    from tools.deploy import commit_checkout
+
+    for key in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
+        monkeypatch.setenv(key, "Ops Test")
+    for key in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.setenv(key, "ops@example.com")
+    repo = tmp_path / "repo"
+    (repo / "policies").mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main")
+    (repo / ".gitignore").write_text(".venv/\npolicies/venv/\n")
+    (repo / "requirements.txt").write_text("pulumi==3.272.0\n")
+    (repo / "policies" / "requirements.txt").write_text("pulumi-policy==1.21.0\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "one")
+    head = git(repo, "rev-parse", "HEAD").strip()
+    (repo / ".venv").mkdir()
+    (repo / "policies" / "venv").mkdir()
+    with commit_checkout(repo, head) as checkout:
+        assert (checkout / ".venv").is_symlink() and (checkout / "policies" / "venv").is_symlink()
+    (repo / "requirements-dev.txt").write_text("pytest==9.2.0\n")  # only in the caller's tree
+    with commit_checkout(repo, head) as checkout:
+        assert not (checkout / ".venv").exists() and (checkout / "policies" / "venv").is_symlink()

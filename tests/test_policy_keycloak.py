@@ -30,6 +30,18 @@ SPEC = RealmSpec(name="aiwfe-production", access_token_lifespan=300, sso_session
 
 # ---------------------------------------------------------------- fixtures
 
+def reconcile_map(edits: dict[str, dict[str, Any]] | None = None) -> list[Wire]:
+    """The reconcile Job's ConfigMap as the component renders it, with dotted-path edits per file."""
+    from components.keycloak_reconcile import SCRIPT, reconcile_files
+
+    pieces = {name: change(json.loads(text), (edits or {}).get(name, {}))
+              for name, text in reconcile_files(SPEC).items()}
+    props = {"apiVersion": "v1", "kind": "ConfigMap",
+             "metadata": {"name": "keycloak-realm-reconcile", "namespace": "keycloak"},
+             "data": {**{name: json.dumps(doc) for name, doc in pieces.items()}, "reconcile.sh": SCRIPT}}
+    return [Wire(CONFIG_MAP, "keycloak-realm-reconcile-files", props)]
+
+
 def realm_map(edits: dict[str, Any] | None = None) -> list[Wire]:
     """The realm ConfigMap as the component renders it, with dotted-path edits to the realm."""
     realm = change(realm_representation(SPEC), edits or {})
@@ -134,6 +146,11 @@ CASES: list[Case] = [
     bad(LITERAL_SECRET, "literal-services-secret", realm_map({SERVICES + "secret": "s3cr3t-value"})),
     bad(LITERAL_SECRET, "literal-google-secret", realm_map({"identityProviders.0.config.clientSecret": "GOCSPX-x"})),
     bad(LITERAL_SECRET, "placeholder-with-trailing-text", realm_map({SERVICES + "secret": "${SECRET}x"})),
+    ok(LITERAL_SECRET, "reconcile-pieces-with-placeholders", reconcile_map()),
+    bad(LITERAL_SECRET, "literal-secret-in-a-reconcile-piece",
+        reconcile_map({"client-aiwfe-services.json": {"secret": "s3cr3t-value"}})),
+    bad(LITERAL_SECRET, "literal-idp-secret-in-a-reconcile-piece",
+        reconcile_map({"idp-github.json": {"config.clientSecret": "ghs_x"}})),
 
     ok(SQL, "protected-with-pitr", sql_instance()),
     ok(SQL, "staging-need-not", sql_instance({"deletionProtection": False, "settings.backupConfiguration": {}},

@@ -72,3 +72,43 @@ def test_a_failed_build_is_fatal_in_ci_and_optional_elsewhere(monkeypatch: pytes
     assert toolchain.main(["build"]) == 2
     monkeypatch.setenv("CI", "true")
     assert toolchain.main(["build", "--optional"]) == 2
+
+
+def test_the_keycloak_pin_is_outside_the_go_builds_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A new Keycloak release is fetched into its own folder; it does not rebuild the Go tools."""
+    before = toolchain.cache_key()
+    spec = toolchain.versions()["keycloak"]
+    copy = tmp_path / "versions.toml"
+    copy.write_text(toolchain.VERSIONS_FILE.read_text().replace(f'version = "{spec["version"]}"',
+                                                                 'version = "26.6.3"'))
+    monkeypatch.setattr(toolchain, "VERSIONS_FILE", copy)
+    assert toolchain.versions()["keycloak"]["version"] == "26.6.3"
+    assert toolchain.cache_key() == before
+    assert toolchain.keycloak_dist().home.parent.name == "26.6.3"
+
+
+def test_find_java_reads_each_jdks_release_file(tmp_path: Path) -> None:
+    for name, version in (("openjdk-17", "17.0.15"), ("temurin-25-jdk", "25.0.1"), ("broken", None)):
+        (tmp_path / name / "bin").mkdir(parents=True)
+        (tmp_path / name / "bin" / "java").write_text("")
+        if version:
+            (tmp_path / name / "release").write_text(f'IMPLEMENTOR="x"\nJAVA_VERSION="{version}"\n')
+    assert toolchain.find_java("25", tmp_path) == tmp_path / "temurin-25-jdk"
+    assert toolchain.find_java("17", tmp_path) == tmp_path / "openjdk-17"
+    assert toolchain.find_java("21", tmp_path) is None
+    assert toolchain.find_java("25", tmp_path / "absent") is None
+
+
+def test_a_missing_maven_names_what_it_was_for(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(toolchain.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(toolchain, "find_java", lambda major, root=None: tmp_path)
+    with pytest.raises(toolchain.ToolchainError, match="mvn not found"):
+        toolchain.fetch_keycloak()
+
+
+def test_a_missing_jdk_names_the_major(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(toolchain.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(toolchain, "find_java", lambda major, root=None: None)
+    with pytest.raises(toolchain.ToolchainError, match=r"no JDK 25 in"):
+        toolchain.fetch_keycloak()

@@ -107,6 +107,13 @@ def commit_exists(repo: Path, commit: str) -> bool:
     return git(repo, "cat-file", "-e", f"{commit}^{{commit}}", check=False).returncode == 0
 
 
+def _same_file(left: Path, right: Path) -> bool:
+    """Both absent, or both present with the same bytes."""
+    if not left.is_file() or not right.is_file():
+        return not left.exists() and not right.exists()
+    return left.read_bytes() == right.read_bytes()
+
+
 @contextmanager
 def commit_checkout(repo: Path, commit: str):
     """A detached worktree of `commit` in a temporary folder, removed afterwards whatever happens."""
@@ -118,8 +125,7 @@ def commit_checkout(repo: Path, commit: str):
         # (PulumiPolicy.yaml): reuse the caller's when that commit pins the same dependencies;
         # otherwise the CLI creates them from the commit's requirements files.
         for venv, pins in VIRTUALENVS.items():
-            same = all((repo / pin).is_file() and (checkout / pin).is_file()
-                       and (repo / pin).read_bytes() == (checkout / pin).read_bytes() for pin in pins)
+            same = all(_same_file(repo / pin, checkout / pin) for pin in pins)
             if (repo / venv).is_dir() and same and not (checkout / venv).exists():
                 (checkout / venv).symlink_to((repo / venv).resolve())
         yield checkout

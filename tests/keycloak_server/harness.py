@@ -42,7 +42,7 @@ LOOPBACK_ADAPTATIONS: dict[str, str] = {
     "KC_DB_URL": "the loopback PostgreSQL started from the rendered config (the Service name does not "
                  "resolve here)",
     "JAVA_HOME": "the machine's JDK of the major versions.toml names (the image carries its own)",
-    "JAVA_OPTS_APPEND": "JGroups bound to 127.0.0.1 (in the pod: the pod's address)",
+    "KC_CACHE_EMBEDDED_NETWORK_BIND_ADDRESS": "JGroups on 127.0.0.1 (in the pod: the pod's address)",
 }
 # The same for the realm reconcile Job's script, run here with bash as the Job runs it in the image.
 RECONCILE_ADAPTATIONS: dict[str, str] = {
@@ -306,7 +306,7 @@ def running_keycloak(dist: toolchain.KeycloakDist, rendered: RenderedKeycloak, d
             "KC_HTTP_PORT": str(http_port),
             "KC_HTTP_MANAGEMENT_PORT": str(management_port),
             "KC_DB_URL": f"jdbc:postgresql://127.0.0.1:{database_port}/{kc.DATABASE}",
-            "JAVA_OPTS_APPEND": "-Djgroups.bind.address=127.0.0.1",
+            "KC_CACHE_EMBEDDED_NETWORK_BIND_ADDRESS": "127.0.0.1",
         }
         log_path = root / "server.log"
         with log_path.open("wb") as log:
