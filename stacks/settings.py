@@ -871,7 +871,7 @@ def parse_settings(
                  f"must be a quoted minor version, one of {', '.join(KUBERNETES_VERSIONS)}")
     domain = top.string("domain", _HOSTNAME, "must be a lower-case DNS name such as 'app.example.com'")
     app_namespace = top.string("appNamespace", _DNS_LABEL, "must be a DNS label (lower-case, digits, '-')")
-    if app_namespace in ("default", "kube-system", "kube-public", "kube-node-lease"):
+    if app_namespace in KUBERNETES_SYSTEM_NAMESPACES:
         top.fail("appNamespace", app_namespace, "must not be a Kubernetes system namespace")
 
     gcp_s = top.section("gcp")
@@ -1022,6 +1022,7 @@ def parse_settings(
     targets = _targets(top)
     policy = _policy(top, environment)
     top.done()
+    _check_owned_namespaces(project, app_namespace, redis, keycloak, mesh, monitoring)
 
     return Settings(
         project=project,
@@ -1043,6 +1044,32 @@ def parse_settings(
         targets=targets,
         policy=policy,
     )
+
+
+KUBERNETES_SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+def _check_owned_namespaces(project: str, app_namespace: str, redis: RedisSettings, keycloak: KeycloakSettings,
+                            mesh: MeshSettings, monitoring: MonitoringSettings) -> None:
+    """The namespaces this program creates (and deletes with the stack, and fences with default-deny
+    policies) are its own: one per component, never Kubernetes', Istio's or the monitoring stack's."""
+    owned = {f"{project}:appNamespace": app_namespace, f"{project}:redis.namespace": redis.namespace,
+             f"{project}:keycloak.namespace": keycloak.namespace}
+    others = {
+        **{name: "a Kubernetes system namespace" for name in KUBERNETES_SYSTEM_NAMESPACES},
+        mesh.istiod_namespace: "istiod's namespace (mesh.istiodNamespace)",
+        mesh.ingress_gateway_namespace: "the ingress gateway's namespace (mesh.ingressGatewayNamespace)",
+        monitoring.namespace: "the monitoring namespace (monitoring.namespace)",
+        GMP_NAMESPACE: "Google Managed Prometheus' namespace",
+    }
+    seen: dict[str, str] = {}
+    for key, namespace in owned.items():
+        if namespace in others:
+            raise SettingsError(key, namespace, f"must be a namespace of its own, not {others[namespace]}")
+        if namespace in seen:
+            raise SettingsError(key, namespace, f"must differ from {seen[namespace]} (each component owns its "
+                                                "namespace)")
+        seen[namespace] = key
 
 
 def _targets(top: _Section) -> CapacityTargets:

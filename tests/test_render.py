@@ -249,3 +249,22 @@ def test_render_replaces_its_own_earlier_output(tmp_path: Path) -> None:
     stale.write_text("kind: Stale\n")
     render_tool.render("staging", tmp_path)
     assert not stale.exists()
+
+
+@pytest.mark.parametrize(("line", "key"), [
+    ("    namespace: aiwfe-redis\n", "redis.namespace"),
+    ("    namespace: keycloak\n", "keycloak.namespace"),
+])
+def test_a_shared_namespace_exits_2_naming_the_key(line: str, key: str, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two components in one namespace used to crash the render (two objects, one file name)."""
+    text = (render_tool.ROOT / "Pulumi.staging.yaml").read_text()
+    assert line in text
+    (tmp_path / "Pulumi.yaml").write_text((render_tool.ROOT / "Pulumi.yaml").read_text())
+    (tmp_path / "Pulumi.staging.yaml").write_text(text.replace(line, "    namespace: aiwfe\n"))
+    monkeypatch.setattr(render_tool, "ROOT", tmp_path)
+    assert render_tool.main(["--stack", "staging", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"aiwfe-platform:{key} = 'aiwfe'" in err[0] and "must differ from" in err[0], err
+    assert not (tmp_path / "out" / "resources.json").exists()
