@@ -43,6 +43,9 @@ MAX_REDIS_HEALTH_TIMEOUT_SECONDS = 3
 REDIS_PORT = 6379
 REDIS_BUS_PORT = 16379
 REDIS_EXPORTER_PORT = 9121
+# Upper bounds of one container (typos like `1Ti` for `1Gi` must not reach a cluster as a request).
+MAX_CONTAINER_MEMORY_BYTES = 256 * 2**30
+MAX_CONTAINER_CPU_MILLIS = 64_000
 # Memory limit = maxmemory x this: a fork for BGSAVE/AOF rewrite copies pages on write (REQUIREMENTS).
 REDIS_MEMORY_HEADROOM = 1.5
 # The volume holds the AOF, its rewrite and the RDB snapshot: at least this many times maxmemory.
@@ -571,6 +574,10 @@ class _Section:
             limits.fail("cpu", cpu_lim, f"must be at least the cpu request ({cpu_req})")
         if parse_memory_bytes(mem_lim) < parse_memory_bytes(mem_req):
             limits.fail("memory", mem_lim, f"must be at least the memory request ({mem_req})")
+        if parse_memory_bytes(mem_lim) > MAX_CONTAINER_MEMORY_BYTES:
+            limits.fail("memory", mem_lim, "must be at most 256Gi (no node of this platform holds more)")
+        if parse_cpu_millis(cpu_lim) > MAX_CONTAINER_CPU_MILLIS:
+            limits.fail("cpu", cpu_lim, "must be at most 64 (no node of this platform has more)")
         return ContainerResources(cpu_req, mem_req, cpu_lim, mem_lim)
 
     def done(self) -> None:
@@ -663,7 +670,6 @@ GCP_HEADER_VARIABLES = frozenset({
 })
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an RFC 7230 token
 _HEADER_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-_CIDR = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})/(\d|[12]\d|3[0-2])$")
 SESSION_AFFINITIES = ("NONE", "CLIENT_IP", "GENERATED_COOKIE")
 SSL_PROFILES = ("MODERN", "RESTRICTED")
 # Cloud Armor accepts only these rate-limit intervals (seconds).
@@ -689,8 +695,8 @@ def header_problem(name: str, value: str) -> str | None:
             return f"{{{variable}}} is not a variable GCP expands; known: {', '.join(sorted(GCP_HEADER_VARIABLES))}"
     if "{" in _HEADER_PLACEHOLDER.sub("", value) or "}" in _HEADER_PLACEHOLDER.sub("", value):
         return "unbalanced braces: variables are written {name}"
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        return "control characters are not allowed in header values"
+    if any(not 32 <= ord(c) < 127 for c in value):
+        return "only printable ASCII is allowed in header values (no control or non-ASCII characters)"
     return None
 
 
@@ -800,10 +806,9 @@ def _parse_load_balancer(top: _Section) -> LoadBalancerSettings:
     if not any(limit.host == "auth" for limit in limits):
         armor_s.fail("rateLimits", raw_limits, "must include a rate limit on host 'auth' (login endpoints)")
     blocked = armor_s._get("blockedSourceRanges", [])
-    if not isinstance(blocked, list) or not all(
-            isinstance(r, str) and (m := _CIDR.fullmatch(r)) and all(int(o) <= 255 for o in m.groups()[:4])
-            for r in blocked):
-        armor_s.fail("blockedSourceRanges", blocked, "must be a list of IPv4 CIDR ranges like 198.51.100.0/24")
+    if not isinstance(blocked, list) or not all(_strict_network(r, version=4) for r in blocked):
+        armor_s.fail("blockedSourceRanges", blocked,
+                     "must be a list of IPv4 CIDR ranges like 198.51.100.0/24 (host bits zero, no leading zeros)")
     armor_s.done()
 
     settings = LoadBalancerSettings(
@@ -870,6 +875,8 @@ def parse_settings(
         top.fail("kubernetesVersion", kubernetes_version,
                  f"must be a quoted minor version, one of {', '.join(KUBERNETES_VERSIONS)}")
     domain = top.string("domain", _HOSTNAME, "must be a lower-case DNS name such as 'app.example.com'")
+    if len(f"auth.{domain}") > 253:
+        top.fail("domain", domain, "must leave room for Keycloak's host auth.<domain> within DNS's 253 characters")
     app_namespace = top.string("appNamespace", _DNS_LABEL, "must be a DNS label (lower-case, digits, '-')")
     if app_namespace in KUBERNETES_SYSTEM_NAMESPACES:
         top.fail("appNamespace", app_namespace, "must not be a Kubernetes system namespace")
@@ -937,6 +944,9 @@ def parse_settings(
     maxmemory = _quantity(redis_s, "maxmemory", _MISSING, parse_memory_bytes)
     if parse_memory_bytes(maxmemory) < 64 * 2**20:
         redis_s.fail("maxmemory", maxmemory, "must be at least 64Mi")
+    if parse_memory_bytes(maxmemory) * REDIS_MEMORY_HEADROOM > MAX_CONTAINER_MEMORY_BYTES:
+        redis_s.fail("maxmemory", maxmemory, f"must be at most {MAX_CONTAINER_MEMORY_BYTES // 2**30 * 2 // 3}Gi "
+                                             f"(its container limit is {REDIS_MEMORY_HEADROOM}x, at most 256Gi)")
     storage_size = _quantity(redis_s, "storageSize", _MISSING, parse_memory_bytes)
     if parse_memory_bytes(storage_size) < REDIS_STORAGE_FACTOR * parse_memory_bytes(maxmemory):
         redis_s.fail("storageSize", storage_size,
@@ -1123,15 +1133,30 @@ def _stack_secret(top: _Section, name: str, secrets: set[str]) -> SecretStr:
     return SecretStr(value)
 
 
-def _cidrs(section: _Section, name: str, default: Any = _MISSING) -> tuple[str, ...]:
-    value = section._get(name, default)
+def _strict_network(value: Any, version: int | None = None) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    """The network a CIDR string names (host bits zero, no leading zeros), or None."""
+    if not isinstance(value, str):
+        return None
     try:
-        ok = isinstance(value, list) and bool(value) and all(
-            isinstance(v, str) and ipaddress.ip_network(v, strict=True) for v in value)
+        network = ipaddress.ip_network(value, strict=True)
     except ValueError:
-        ok = False
-    if not ok:
-        section.fail(name, value, "must be a non-empty list of CIDRs like 10.0.0.0/8 (host bits zero)")
+        return None
+    return network if version is None or network.version == version else None
+
+
+def _internal(network: ipaddress.IPv4Network | ipaddress.IPv6Network | None) -> bool:
+    """A private or loopback range of at most a /8: never the internet, never 'everything'."""
+    return network is not None and (network.is_private or network.is_loopback) and \
+        network.prefixlen >= 8
+
+
+def _cidrs(section: _Section, name: str, default: Any = _MISSING) -> tuple[str, ...]:
+    """Internal CIDRs: what Keycloak trusts X-Forwarded-* from. Anything wider lets any client spoof them."""
+    value = section._get(name, default)
+    if not isinstance(value, list) or not value or not all(_internal(_strict_network(v)) for v in value):
+        section.fail(name, value, "must be a non-empty list of private or loopback CIDRs of /8 or narrower "
+                                  "like 127.0.0.6/32 (host bits zero); a wider range lets clients spoof "
+                                  "X-Forwarded-*")
     return tuple(value)
 
 
@@ -1213,12 +1238,10 @@ def _keycloak_settings(top: _Section, environment: str, domain: str, secrets: se
         )
     else:
         range_ = db_s._get("privateServicesRange", _MISSING)
-        try:
-            if not isinstance(range_, str):
-                raise TypeError(range_)
-            ipaddress.ip_network(range_, strict=True)
-        except (TypeError, ValueError):
-            db_s.fail("privateServicesRange", range_, "must be one CIDR like 10.64.0.0/20 (host bits zero)")
+        if not _internal(_strict_network(range_)):
+            # It opens Keycloak's egress on 3307: a wide range would open it to the internet.
+            db_s.fail("privateServicesRange", range_,
+                      "must be one private CIDR of /8 or narrower like 10.64.0.0/20 (host bits zero)")
         start = db_s._get("backupStartTime", "02:00")
         if not isinstance(start, str) or not _HH_MM.fullmatch(start):
             db_s.fail("backupStartTime", start, "must be a UTC time HH:MM")

@@ -221,6 +221,24 @@ BAD_VALUES = [
      "loadBalancer.cloudArmor.rateLimits", "on host 'auth'"),
     ("loadBalancer.cloudArmor.blockedSourceRanges", ["10.0.0.0/33"], "loadBalancer.cloudArmor.blockedSourceRanges",
      "IPv4 CIDR"),
+    # Hostile input (issue 19): host bits, leading zeros, control and non-ASCII characters, "trust
+    # everyone", "egress anywhere", a typo'd unit, a domain whose auth host no longer fits DNS.
+    ("loadBalancer.cloudArmor.blockedSourceRanges", ["10.0.0.1/8"], "loadBalancer.cloudArmor.blockedSourceRanges",
+     "host bits zero"),
+    ("loadBalancer.cloudArmor.blockedSourceRanges", ["010.0.0.0/8"],
+     "loadBalancer.cloudArmor.blockedSourceRanges", "no leading zeros"),
+    ("loadBalancer.customRequestHeaders", {"X-Geo": "a\u0085b"}, "loadBalancer.customRequestHeaders.X-Geo",
+     "only printable ASCII"),
+    ("loadBalancer.customRequestHeaders", {"X-Geo": "caf\u00e9"}, "loadBalancer.customRequestHeaders.X-Geo",
+     "only printable ASCII"),
+    ("keycloak.trustedProxyAddresses", ["0.0.0.0/0"], "keycloak.trustedProxyAddresses", "spoof X-Forwarded-*"),
+    ("keycloak.trustedProxyAddresses", ["8.8.8.0/24"], "keycloak.trustedProxyAddresses", "private or loopback"),
+    ("keycloak.trustedProxyAddresses", ["10.0.0.0/7"], "keycloak.trustedProxyAddresses", "/8 or narrower"),
+    ("keycloak.database.privateServicesRange", "0.0.0.0/0", "keycloak.database.privateServicesRange",
+     "one private CIDR of /8 or narrower"),
+    ("redis.maxmemory", "1Ti", "redis.maxmemory", "at most 170Gi"),
+    ("websocket.resources.limits", {"memory": "1Ti"}, "websocket.resources.limits.memory", "at most 256Gi"),
+    ("websocket.resources.limits", {"cpu": "500"}, "websocket.resources.limits.cpu", "at most 64"),
     # mesh.* keys of the Mesh component
     ("mesh.istioVersion", "1.20.1", "mesh.istioVersion", "supported Istio release, one of 1.28, 1.29, 1.30"),
     ("mesh.istioVersion", "1.30", "mesh.istioVersion", "Istio release like '1.30.3'"),
@@ -529,3 +547,19 @@ def test_a_trailing_newline_is_refused(path: str) -> None:
     with pytest.raises(SettingsError) as error:
         parse(mutate(values, path, good + "\n"))
     assert f"config {PROJECT}:{path} = " in str(error.value)
+
+
+def test_a_domain_whose_auth_host_exceeds_dns_limits_is_refused() -> None:
+    """253 characters in all (63 per label, which the pattern checks): auth.<domain> must fit too."""
+    longest = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 52]) + ".com"
+    assert len(longest) == 248 and len(f"auth.{longest}") == 253
+    too_long = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 53]) + ".com"
+    with pytest.raises(SettingsError, match=r"config aiwfe-platform:domain = .*auth\.<domain> within DNS's 253"):
+        parse(mutate(stack_values("prod"), "domain", too_long))
+    with pytest.raises(SettingsError, match="DNS name"):
+        parse(mutate(stack_values("prod"), "domain", "a" * 64 + ".com"))
+    # The longest domain that fits gets past the domain check (and fails later, on the redirect URIs
+    # that name the old host, not on the domain).
+    with pytest.raises(SettingsError) as error:
+        parse(mutate(stack_values("prod"), "domain", longest))
+    assert "aiwfe-platform:domain " not in str(error.value)
