@@ -98,9 +98,9 @@ class WebSocketService(pulumi.ComponentResource):
             volumes=[podspec.tmp_volume()],
         )
         proxy_config = {
-            # The sidecar must outlive the app's drain, and start before it; it leaves as soon as
-            # the last connection has closed rather than waiting out the whole drain duration.
-            "terminationDrainDuration": f"{max(s.termination_grace_seconds - 5, 1)}s",
+            # The sidecar starts before the app and outlives its drain: with this flag the agent
+            # waits until the last connection has closed (bounded by the pod's grace period) and
+            # ignores terminationDrainDuration, so none is set (it would only mislead).
             "holdApplicationUntilProxyStarts": True,
             "proxyMetadata": {"EXIT_ON_ZERO_ACTIVE_CONNECTIONS": "true"},
         }

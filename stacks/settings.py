@@ -43,6 +43,8 @@ MAX_REDIS_HEALTH_TIMEOUT_SECONDS = 3
 REDIS_PORT = 6379
 REDIS_BUS_PORT = 16379
 REDIS_EXPORTER_PORT = 9121
+# After its drain the WebSocket process gets this long to exit before the grace period ends.
+SHUTDOWN_EXIT_SECONDS = 5
 # Upper bounds of one container (typos like `1Ti` for `1Gi` must not reach a cluster as a request).
 MAX_CONTAINER_MEMORY_BYTES = 256 * 2**30
 MAX_CONTAINER_CPU_MILLIS = 64_000
@@ -997,9 +999,13 @@ def parse_settings(
     grace = ws_s.duration("terminationGracePeriod", 10, 3600)
     # Kubernetes before 1.33 rejects a preStop sleep of 0 s.
     drain = ws_s.duration("drainDelay", 1, 120, "10s")
-    if drain >= grace:
+    if grace < 2 * drain + SHUTDOWN_EXIT_SECONDS:
+        # The grace period covers the preStop pause, then the app's own drain after SIGTERM
+        # (SHUTDOWN_DRAIN_SECONDS, the same length), then its exit; past it comes SIGKILL.
         ws_s.fail("drainDelay", ws_s.raw.get("drainDelay", "10s"),
-                  f"must be shorter than terminationGracePeriod ({grace}s) so the process still gets SIGTERM")
+                  f"must leave room in terminationGracePeriod ({grace}s) for the preStop pause, the app's drain "
+                  f"after SIGTERM (as long again) and {SHUTDOWN_EXIT_SECONDS}s to exit: at most "
+                  f"{max((grace - SHUTDOWN_EXIT_SECONDS) // 2, 0)}s")
     websocket = WebSocketSettings(
         image=ws_s.image("image"),
         min_replicas=min_replicas,

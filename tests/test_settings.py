@@ -145,7 +145,9 @@ BAD_VALUES = [
     ("websocket.minReplicas", "2", "websocket.minReplicas", "whole number"),
     ("websocket.minReplica", 2, "websocket.minReplica", "unknown key; allowed keys here: "),
     ("websocket.terminationGracePeriod", "2 minutes", "websocket.terminationGracePeriod", "duration"),
-    ("websocket.drainDelay", "120s", "websocket.drainDelay", "shorter than terminationGracePeriod"),
+    ("websocket.drainDelay", "120s", "websocket.drainDelay", "must leave room in terminationGracePeriod (120s)"),
+    # prod's grace is 120 s: 2 x 58 + 5 = 121 does not fit, 57 would.
+    ("websocket.drainDelay", "58s", "websocket.drainDelay", "at most 57s"),
     ("websocket.resources.requests", {"cpu": "lots"}, "websocket.resources.requests.cpu", "cpu like"),
     ("websocket.resources.limits", {"memory": "64Mi"}, "websocket.resources.limits.memory",
      "at least the memory request"),

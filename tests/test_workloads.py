@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from components.redis_cluster import client_url
-from stacks.settings import parse_settings
+from stacks.settings import SHUTDOWN_EXIT_SECONDS, parse_settings
 from tests.conftest import STACKS, one, resources_of
 from tools import render as render_tool
 
@@ -103,9 +103,14 @@ def test_websocket_resources_probes_and_shutdown(rendered: dict, stack: str) -> 
     assert deployment["spec"]["template"]["metadata"]["annotations"][
         "traffic.sidecar.istio.io/excludeInboundPorts"] == "8081"
     proxy = json.loads(deployment["spec"]["template"]["metadata"]["annotations"]["proxy.istio.io/config"])
-    assert int(proxy["terminationDrainDuration"].rstrip("s")) > s.websocket.drain_seconds
-    assert int(proxy["terminationDrainDuration"].rstrip("s")) < s.websocket.termination_grace_seconds
+    # The agent waits for zero connections and ignores terminationDrainDuration: none is set.
     assert proxy["proxyMetadata"] == {"EXIT_ON_ZERO_ACTIVE_CONNECTIONS": "true"}
+    assert "terminationDrainDuration" not in proxy
+    # The grace period holds the preStop pause, the app's drain after SIGTERM, and its exit.
+    config = one(rendered[stack], "kubernetes:core/v1:ConfigMap", "workloads-app-config")["props"]["data"]
+    pre_stop = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pre_stop + int(config["SHUTDOWN_DRAIN_SECONDS"]) + SHUTDOWN_EXIT_SECONDS \
+        <= pod["terminationGracePeriodSeconds"]
 
 
 def test_grace_period_follows_the_stack(rendered: dict) -> None:
