@@ -16,6 +16,8 @@ AUTH_FAILURE_RATIO = 0.05
 """Failed / all authentication events. Wrong passwords count as failures, so well above 0.1 %."""
 WEBSOCKET_UPGRADE_SUCCESS = 0.99
 OUTLIER_EJECTION_FOR = "5m"
+# Stats missing for this long is a configuration gap, not a scrape hiccup.
+OUTLIER_STATS_MISSING_FOR = "30m"
 POD_NOT_READY_FOR = "5m"
 HPA_AT_MAX_FOR = "15m"
 
@@ -65,6 +67,8 @@ def alerts(scope: AlertScope) -> list[Alert]:
     # Outlier detection runs in the caller's Envoy: the gateway and the meshed pods.
     callers = "|".join(sorted({scope.app_namespace, scope.keycloak_namespace, scope.redis_namespace}
                               | ({scope.gateway_namespace} if scope.gateway_namespace else set())))
+    # The gateway calls every ejecting service; the app pods' sidecars carry the annotation.
+    outlier_stat_namespaces = [ns for ns in (scope.gateway_namespace, scope.app_namespace) if ns]
     return [
         Alert(
             "KeycloakAuthFailureRateHigh",
@@ -100,6 +104,14 @@ def alerts(scope: AlertScope) -> list[Alert]:
             OUTLIER_EJECTION_FOR, "warning",
             "Outlier detection has kept hosts ejected for more than 5 minutes",
             "docs/troubleshooting.md#outlier-ejections"),
+        Alert(
+            # The alert above is blind when the proxies drop these stats (Istio's default): say so.
+            "MeshOutlierStatsMissing",
+            " or ".join(f'absent(envoy_cluster_outlier_detection_ejections_active{{namespace="{ns}"}})'
+                        for ns in outlier_stat_namespaces),
+            OUTLIER_STATS_MISSING_FOR, "warning",
+            "No outlier-detection stats from the ingress gateway or the apps: the ejection alert cannot fire",
+            "docs/troubleshooting.md#outlier-stats-missing"),
         Alert(
             "KeycloakPodsNotReady",
             f'sum by (namespace, pod) (kube_pod_status_ready{{{kc}, condition="false"}} {_running(kc)}) > 0',

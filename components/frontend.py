@@ -148,6 +148,8 @@ class Frontend(pulumi.ComponentResource):
                         "labels": podspec.labels(app, "frontend", image_tag(s.image)),
                         "annotations": {
                             "checksum/nginx-config": hashlib.sha256(server_conf.encode()).hexdigest()[:16],
+                            # Its DestinationRule ejects: the sidecar keeps the outlier stats.
+                            "proxy.istio.io/config": podspec.proxy_config(outlier_stats=True),
                         },
                     },
                     "spec": podspec.hardened_pod_spec(

@@ -10,7 +10,6 @@ signed image (no image of our own to build, scan and pin) and a read-only root f
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -317,7 +316,8 @@ class Keycloak(pulumi.ComponentResource):
             # scraper reach the management port directly. The Cloud SQL proxy speaks TLS itself.
             "traffic.sidecar.istio.io/excludeInboundPorts": ",".join(map(str, inbound)),
             "traffic.sidecar.istio.io/excludeOutboundPorts": ",".join(map(str, outbound)),
-            "proxy.istio.io/config": json.dumps({"holdApplicationUntilProxyStarts": True}, sort_keys=True),
+            # Its DestinationRule ejects: the sidecar keeps the outlier stats the alerts read.
+            "proxy.istio.io/config": podspec.proxy_config(outlier_stats=True),
             # The Cloud SQL proxy is a native sidecar (init container, restartPolicy Always) that needs
             # the mesh's sidecar up first: pin Istio's native-sidecar mode rather than rely on its default.
             "sidecar.istio.io/nativeSidecar": "true",
@@ -464,7 +464,7 @@ class Keycloak(pulumi.ComponentResource):
             "aiwfe.io/client-secrets-version": client_secrets.metadata.resource_version.apply(lambda v: v or ""),
             # The sidecar must not keep the Job running after the script exits.
             "sidecar.istio.io/nativeSidecar": "true",
-            "proxy.istio.io/config": json.dumps({"holdApplicationUntilProxyStarts": True}, sort_keys=True),
+            "proxy.istio.io/config": podspec.proxy_config(outlier_stats=False),
         }
         k8s.batch.v1.Job(
             f"{name}-realm-reconcile",

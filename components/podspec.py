@@ -6,6 +6,7 @@ everywhere (and the policy pack checks the same list).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -256,3 +257,19 @@ def cluster_service(resource_name: str, app: str, namespace: Any, object_labels:
     )
     host = pulumi.Output.concat(service.metadata["name"], ".", service.metadata["namespace"], ".svc.cluster.local")
     return service, host
+
+
+# Envoy drops these stats unless asked (Istio's default stats): the circuit-breaker alert, its
+# `absent()` twin and the mesh dashboard read them.
+OUTLIER_STATS = (".*outlier_detection.*", ".*upstream_rq_pending_overflow.*")
+
+
+def proxy_config(*, outlier_stats: bool, **settings: Any) -> str:
+    """The `proxy.istio.io/config` annotation: the sidecar is up before the app starts; with
+    `outlier_stats`, it keeps the outlier-detection and overflow stats (for the workloads whose
+    DestinationRules eject); plus any other ProxyConfig fields."""
+    config: dict[str, Any] = {"holdApplicationUntilProxyStarts": True, **settings}
+    if outlier_stats:
+        config["proxyStatsMatcher"] = {"inclusionRegexps": list(OUTLIER_STATS)}
+    return json.dumps(config, sort_keys=True)
+

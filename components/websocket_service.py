@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -97,13 +96,12 @@ class WebSocketService(pulumi.ComponentResource):
             termination_grace_seconds=s.termination_grace_seconds,
             volumes=[podspec.tmp_volume()],
         )
-        proxy_config = {
-            # The sidecar starts before the app and outlives its drain: with this flag the agent
-            # waits until the last connection has closed (bounded by the pod's grace period) and
-            # ignores terminationDrainDuration, so none is set (it would only mislead).
-            "holdApplicationUntilProxyStarts": True,
-            "proxyMetadata": {"EXIT_ON_ZERO_ACTIVE_CONNECTIONS": "true"},
-        }
+        # The sidecar starts before the app and outlives its drain: with EXIT_ON_ZERO_ACTIVE_CONNECTIONS
+        # the agent waits until the last connection has closed (bounded by the pod's grace period) and
+        # ignores terminationDrainDuration, so none is set (it would only mislead). Its
+        # DestinationRule ejects: the sidecar keeps the outlier stats the alerts read.
+        proxy_config = podspec.proxy_config(outlier_stats=True,
+                                            proxyMetadata={"EXIT_ON_ZERO_ACTIVE_CONNECTIONS": "true"})
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=podspec.metadata(app, args.namespace, object_labels),
@@ -118,7 +116,7 @@ class WebSocketService(pulumi.ComponentResource):
                     "metadata": {
                         "labels": pod_labels,
                         "annotations": {
-                            "proxy.istio.io/config": json.dumps(proxy_config, sort_keys=True),
+                            "proxy.istio.io/config": proxy_config,
                             "checksum/config": args.config_checksum,
                             # The health/metrics port bypasses the sidecar, like Keycloak's 9000 and the
                             # Redis exporter's 9121: under STRICT mTLS a plaintext scrape of it would fail.

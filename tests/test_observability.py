@@ -145,8 +145,8 @@ def test_dashboards_show_what_the_issue_asks_for(name: str) -> None:
 # ---------------------------------------------------------------- alerts
 
 REQUIRED_ALERTS = {"KeycloakAuthFailureRateHigh", "WebSocketUpgradeSuccessLow", "RedisClusterStateNotOk",
-                   "RedisHealthCheckSlow", "MeshOutlierEjectionsPersistent", "KeycloakPodsNotReady",
-                   "RedisPodsNotReady", "WebSocketHpaAtMaxReplicas"}
+                   "RedisHealthCheckSlow", "MeshOutlierEjectionsPersistent", "MeshOutlierStatsMissing",
+                   "KeycloakPodsNotReady", "RedisPodsNotReady", "WebSocketHpaAtMaxReplicas"}
 
 
 def rendered_rules(result: render_tool.RenderResult) -> list[dict]:
@@ -178,6 +178,10 @@ def test_alert_thresholds_follow_the_requirements(rendered: dict) -> None:
     assert rules["WebSocketUpgradeSuccessLow"]["expr"].endswith("< 0.99")
     assert rules["RedisHealthCheckSlow"]["expr"].endswith(">= 3")
     assert rules["MeshOutlierEjectionsPersistent"]["for"] == "5m"
+    # The ejection alert's blind spot is itself alerted on: no stats from the gateway or the apps.
+    assert rules["MeshOutlierStatsMissing"]["expr"] == (
+        'absent(envoy_cluster_outlier_detection_ejections_active{namespace="istio-ingress"}) or '
+        'absent(envoy_cluster_outlier_detection_ejections_active{namespace="aiwfe"})')
     assert 'namespace="keycloak"' in rules["KeycloakPodsNotReady"]["expr"]
     assert 'namespace="aiwfe-redis"' in rules["RedisPodsNotReady"]["expr"]
     assert "kube_horizontalpodautoscaler_spec_max_replicas" in rules["WebSocketHpaAtMaxReplicas"]["expr"]
@@ -265,3 +269,22 @@ def test_monitoring_schemas_reject_a_misspelt_field(rendered: dict) -> None:
     manifest["spec"]["podMetricEndpoints"] = manifest["spec"].pop("podMetricsEndpoints")
     with pytest.raises(jsonschema.ValidationError):
         monitoring_schemas.validate(manifest)
+
+
+def test_workloads_whose_destination_rules_eject_keep_the_outlier_stats(rendered: dict, stack: str) -> None:
+    """Istio drops envoy_cluster_outlier_detection_* unless the proxy asks for them."""
+    ejecting = {r["props"]["spec"]["host"].split(".")[0] for r in resources_of(
+        rendered[stack], "kubernetes:networking.istio.io/v1:DestinationRule")
+        if "outlierDetection" in r["props"]["spec"].get("trafficPolicy", {})}
+    assert ejecting == {"websocket", "user-frontend", "admin-frontend", "keycloak"}
+    for r in resources_of(rendered[stack], "kubernetes:apps/v1:Deployment"):
+        template = r["props"]["spec"]["template"]
+        name = template["metadata"]["labels"]["app.kubernetes.io/name"]
+        if name not in ejecting:
+            continue
+        config = json.loads(template["metadata"]["annotations"]["proxy.istio.io/config"])
+        regexps = config["proxyStatsMatcher"]["inclusionRegexps"]
+        for stat in ("cluster.outbound|8080||websocket.aiwfe.svc.cluster.local.outlier_detection.ejections_active",
+                     "cluster.outbound|80||user-frontend.aiwfe.svc.cluster.local.upstream_rq_pending_overflow"):
+            assert any(re.fullmatch(rx, stat) for rx in regexps), (name, stat)
+        assert config["holdApplicationUntilProxyStarts"] is True
