@@ -1,18 +1,24 @@
-"""The frontends' nginx `server {}` block, run in a real nginx on 127.0.0.1.
+"""The frontends' nginx configuration, run by a real nginx the way the pods run it.
 
-The ConfigMap each stack deploys is checked to be exactly `render_nginx_server_conf(prefix)`, so
-serving the function's output (on a free loopback port, from a temporary static root) tests
-what the pods run. The main config wrapped around it mirrors the nginx-unprivileged image's
-`nginx.conf`: everything writable lives under the test's own temporary folder.
+The ConfigMap each stack deploys is checked to be exactly the program's main config and server
+block. The tests then run that main config, unchanged, with the pod's command, as the pod's user
+(uid 10101), on a read-only root filesystem with a tmpfs on /tmp (the pod's emptyDir): a mount
+namespace the test makes (`unshare --mount`, `mount -o remount,ro`, `setpriv`). The ConfigMap's
+files are bind-mounted where the pod mounts them and a test site over the image's html root. The
+one difference from the pod: the server block listens on a free loopback port instead of 8080.
+nginx's stdout and stderr are files the pod's user owns, as a container runtime's log streams are
+(the main config logs to /dev/stdout and stderr).
 """
 
 from __future__ import annotations
 
 import http.client
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,16 +26,70 @@ from pathlib import Path
 
 import pytest
 
-from components.frontend import render_nginx_server_conf
+from components.frontend import (
+    CONF_DIR,
+    FRONTEND_GID,
+    FRONTEND_UID,
+    MAIN_CONF_KEY,
+    NGINX_COMMAND,
+    STATIC_ROOT,
+    WRITABLE_DIR,
+    render_nginx_main_conf,
+    render_nginx_server_conf,
+)
 from tests.conftest import STACKS, one, require_tool
 
 PREFIXES = ("/user", "/admin")
 CONFIG_MAPS = {"/user": "user-frontend-nginx-config", "/admin": "admin-frontend-nginx-config"}
-MIME_TYPES = Path("/etc/nginx/mime.types")
 JS_TYPES = {"application/javascript", "text/javascript", "application/x-javascript"}
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 HTTP_TIMEOUT = 5.0
+
+# The pod, as a mount namespace: the ConfigMap and the site where the pod has them (read-only), the
+# root read-only, a fresh tmpfs on /tmp, then the command as the pod's user.
+SANDBOX = f"""set -e
+mount --make-rprivate /
+mount --bind "$1" {CONF_DIR}
+mount --bind "$2" {STATIC_ROOT}
+mount -o remount,bind,ro {CONF_DIR}
+mount -o remount,bind,ro {STATIC_ROOT}
+mount -o remount,bind,ro /
+mount -t tmpfs -o mode=1777,size=16m tmpfs {WRITABLE_DIR}
+shift 2
+exec setpriv --reuid={FRONTEND_UID} --regid={FRONTEND_GID} --clear-groups --no-new-privs "$@"
+"""
+
+
+def require_sandbox() -> None:
+    """Mount namespaces need root, `unshare` and `setpriv`, and the nginx package's folders to mount
+    over; in CI their absence fails the test, elsewhere it skips."""
+    for tool in ("nginx", "unshare", "setpriv"):
+        require_tool(tool)
+    missing = [d for d in (CONF_DIR, STATIC_ROOT, "/etc/nginx/mime.types") if not os.path.exists(d)]
+    problem = "the read-only sandbox needs root" if os.geteuid() != 0 else \
+        (f"missing {missing} (apt-get install nginx)" if missing else None)
+    if problem:
+        if os.environ.get("CI") == "true":
+            pytest.fail(problem)
+        pytest.skip(problem)
+
+
+def sandboxed(conf_dir: Path, html_dir: Path, command: list[str]) -> list[str]:
+    return ["unshare", "--mount", "sh", "-c", SANDBOX, "sandbox", str(conf_dir), str(html_dir), *command]
+
+
+def world_readable_dir() -> Path:
+    """Outside pytest's 0700 folders: uid 10101 must read the config and the site."""
+    folder = Path(tempfile.mkdtemp(prefix="aiwfe-nginx-"))
+    folder.chmod(0o755)
+    return folder
+
+
+def write_config(conf_dir: Path, server_block: str) -> None:
+    conf_dir.mkdir(mode=0o755)
+    (conf_dir / MAIN_CONF_KEY).write_text(render_nginx_main_conf())
+    (conf_dir / "default.conf").write_text(server_block)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -40,7 +100,23 @@ HTTP_TIMEOUT = 5.0
 @pytest.mark.parametrize("prefix", PREFIXES)
 def test_config_map_is_the_rendered_server_block(rendered, result_stack: str, prefix: str) -> None:
     config_map = one(rendered[result_stack], "kubernetes:core/v1:ConfigMap", CONFIG_MAPS[prefix])
-    assert config_map["props"]["data"]["default.conf"] == render_nginx_server_conf(prefix)
+    assert config_map["props"]["data"] == {MAIN_CONF_KEY: render_nginx_main_conf(),
+                                           "default.conf": render_nginx_server_conf(prefix)}
+
+
+@pytest.mark.parametrize("result_stack", STACKS)
+def test_pods_run_the_rendered_main_config(rendered, result_stack: str) -> None:
+    """The pod runs the program's main config as uid 10101 on a read-only root, the ConfigMap mounted
+    where the main config includes the server block from."""
+    for deployment in ("user-frontend-deployment", "admin-frontend-deployment"):
+        spec = one(rendered[result_stack], "kubernetes:apps/v1:Deployment", deployment)["props"]["spec"]
+        pod = spec["template"]["spec"]
+        [container] = pod["containers"]
+        assert container["command"] == list(NGINX_COMMAND)
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert pod["securityContext"]["runAsUser"] == FRONTEND_UID
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        assert mounts[CONF_DIR]["readOnly"] is True and WRITABLE_DIR in mounts
 
 
 @pytest.mark.parametrize("bad", ["user", "/user/", "/us er", "", "/"])
@@ -57,56 +133,6 @@ def free_loopback_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def main_conf(work: Path, server_conf: Path) -> str:
-    """A main config like the image's: pid, logs and temp paths writable by the test, the server
-    block included inside `http {}`."""
-    lines = []
-    if os.geteuid() == 0:
-        # As root the workers would drop to `nobody`, who cannot read pytest's 0700 tmp folders.
-        lines.append("user root;")
-    lines += [
-        "worker_processes 1;",
-        f"pid {work / 'nginx.pid'};",
-        f"error_log {work / 'error.log'} notice;",
-        "events { worker_connections 64; }",
-        "http {",
-        f"    client_body_temp_path {work / 'client_temp'};",
-        f"    proxy_temp_path {work / 'proxy_temp'};",
-        f"    fastcgi_temp_path {work / 'fastcgi_temp'};",
-        f"    uwsgi_temp_path {work / 'uwsgi_temp'};",
-        f"    scgi_temp_path {work / 'scgi_temp'};",
-        f"    include {MIME_TYPES};" if MIME_TYPES.exists()
-        else "    types { text/html html; text/javascript js; }",
-        "    default_type application/octet-stream;",
-        f"    access_log {work / 'access.log'};",
-        "    sendfile on;",
-        "    keepalive_timeout 65;",
-        f"    include {server_conf};",
-        "}",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def write_main_conf(work: Path, server_block: str) -> Path:
-    work.mkdir(parents=True, exist_ok=True)
-    server_conf = work / "default.conf"
-    server_conf.write_text(server_block)
-    conf = work / "nginx.conf"
-    conf.write_text(main_conf(work, server_conf))
-    return conf
-
-
-def nginx_cmd(nginx: str, conf: Path, *extra: str) -> list[str]:
-    work = conf.parent
-    # -p and -e keep nginx away from its compiled-in prefix and /var/log before it reads the config.
-    return [nginx, "-p", f"{work}/", "-e", str(work / "error.log"), "-c", str(conf), *extra]
-
-
-def nginx_test_config(nginx: str, conf: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(nginx_cmd(nginx, conf, "-t", "-q"), capture_output=True, text=True,
-                          timeout=10, check=False)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -127,6 +153,7 @@ class Site:
     index_html: bytes
     app_js: bytes
     work: Path
+    pid: int
 
 
 @dataclass(frozen=True)
@@ -146,12 +173,11 @@ def get(site: Site, path: str) -> Reply:
         conn.close()
 
 
-def wait_until_listening(proc: subprocess.Popen[bytes], port: int, work: Path) -> None:
+def wait_until_listening(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            log = (work / "error.log").read_text() if (work / "error.log").exists() else ""
-            pytest.fail(f"nginx exited with {proc.returncode} before listening:\n{log}")
+            pytest.fail(f"nginx exited with {proc.returncode} before listening:\n{log.read_text()}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -161,40 +187,79 @@ def wait_until_listening(proc: subprocess.Popen[bytes], port: int, work: Path) -
 
 
 @pytest.fixture(scope="module", params=PREFIXES, ids=lambda p: p.strip("/"))
-def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    nginx = require_tool("nginx")
+def site(request: pytest.FixtureRequest) -> Iterator[Site]:
+    require_sandbox()
     prefix: str = request.param
     name = prefix.strip("/")
-    base = tmp_path_factory.mktemp(f"nginx-{name}")
+    base = world_readable_dir()
     root = base / "html"
     (root / "assets").mkdir(parents=True)
+    for folder in (root, root / "assets"):
+        folder.chmod(0o755)
     index_html = f"<!doctype html><title>{name}</title><p>index of the {name} app</p>\n".encode()
     app_js = f"console.log('{name} app bundle');\n".encode()
     (root / "index.html").write_bytes(index_html)
     (root / "assets" / "app.js").write_bytes(app_js)
 
     port = free_loopback_port()
-    work = base / "nginx"
-    conf = write_main_conf(work, render_nginx_server_conf(prefix, listen_port=port, root=str(root)))
-    checked = nginx_test_config(nginx, conf)
-    assert checked.returncode == 0, f"nginx -t rejected the config:\n{checked.stderr}"
+    write_config(base / "conf", render_nginx_server_conf(prefix, listen_port=port))
+    checked = base / "check.log"
+    checked.touch()
+    os.chown(checked, FRONTEND_UID, FRONTEND_GID)
+    with checked.open("w") as check_out:
+        result = subprocess.run(sandboxed(base / "conf", root, [*NGINX_COMMAND, "-t"]), stdout=check_out,
+                                stderr=subprocess.STDOUT, timeout=30)
+    assert result.returncode == 0, f"nginx -t rejected the config:\n{checked.read_text()}"
 
-    proc = subprocess.Popen(nginx_cmd(nginx, conf, "-g", "daemon off;"),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = base / "nginx.log"
+    for stream in (log, base / "access.log"):
+        # Like the container runtime's log streams, the pod's user may reopen them (/dev/stdout).
+        stream.touch()
+        os.chown(stream, FRONTEND_UID, FRONTEND_GID)
+    with log.open("wb") as err, (base / "access.log").open("wb") as out:
+        proc = subprocess.Popen(sandboxed(base / "conf", root, list(NGINX_COMMAND)),
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=err)
     try:
-        wait_until_listening(proc, port, work)
-        yield Site(prefix=prefix, port=port, index_html=index_html, app_js=app_js, work=work)
+        wait_until_listening(proc, port, log)
+        yield Site(prefix=prefix, port=port, index_html=index_html, app_js=app_js, work=base, pid=proc.pid)
     finally:
         stop(proc)
+        shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.mark.parametrize("prefix", PREFIXES)
-def test_deployed_config_passes_nginx_t(tmp_path: Path, prefix: str) -> None:
-    """The block exactly as deployed (port 8080, the image's html root) is valid nginx."""
-    nginx = require_tool("nginx")
-    conf = write_main_conf(tmp_path / "nginx", render_nginx_server_conf(prefix))
-    checked = nginx_test_config(nginx, conf)
-    assert checked.returncode == 0, checked.stderr
+def uids(pid: int) -> set[int]:
+    """Real and effective uids of a process and its children (the workers)."""
+    found = set()
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for each in [pid, *map(int, children)]:
+        for line in Path(f"/proc/{each}/status").read_text().splitlines():
+            if line.startswith("Uid:"):
+                found |= set(map(int, line.split()[1:3]))
+    return found
+
+
+def test_runs_as_the_pod_user_writing_only_to_tmp(site: Site) -> None:
+    assert uids(site.pid) == {FRONTEND_UID}
+    # Its pid file is on the sandbox's /tmp, as the rendered main config says.
+    assert (Path(f"/proc/{site.pid}/root") / WRITABLE_DIR.lstrip("/") / "nginx.pid").read_text().strip() \
+        == str(site.pid)
+    assert "emerg" not in (site.work / "nginx.log").read_text()
+
+
+def test_the_sandbox_refuses_writes_outside_tmp(tmp_path: Path) -> None:
+    """The harness can fail: nginx's packaged config (pid and logs under /run and /var/log, port 80,
+    a `user` directive) does not start as uid 10101 on the read-only root."""
+    require_sandbox()
+    base = world_readable_dir()
+    try:
+        write_config(base / "conf", render_nginx_server_conf("/user", listen_port=free_loopback_port()))
+        (base / "html").mkdir(mode=0o755)
+        result = subprocess.run(sandboxed(base / "conf", base / "html", ["nginx", "-g", "daemon off;"]),
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode != 0
+        assert "Read-only file system" in result.stderr or "Permission denied" in result.stderr, result.stderr
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_health_endpoint(site: Site) -> None:
