@@ -52,5 +52,5 @@ def add_websocket_services(count: int) -> None:
     for index in range(1, count + 1):
         name = synthetic_name(index)
         args = websocket_service_args(args_of_workloads, pulumi.Output.from_input(APP_CONFIG),
-                                      pulumi.Output.from_input(APP_SECRETS), name=name)
+                                      pulumi.Output.from_input(APP_SECRETS), "synthetic", name=name)
         WebSocketService(name, args)

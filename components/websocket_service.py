@@ -27,6 +27,9 @@ class WebSocketServiceArgs:
     config_checksum: pulumi.Input[str]
     """Changes when the ConfigMap's data changes, so pods roll and pick up the new values."""
     secret_name: pulumi.Input[str]
+    secret_version: pulumi.Input[str]
+    """Changes when the Secret's content does (never the content, nor its unsalted hash), so a
+    rotated password rolls the pods: environment variables are read only at container start."""
     redis_password_key: str
     redis_namespace: str
     redis_port: int
@@ -118,6 +121,7 @@ class WebSocketService(pulumi.ComponentResource):
                         "annotations": {
                             "proxy.istio.io/config": proxy_config,
                             "checksum/config": args.config_checksum,
+                            "aiwfe.io/app-secrets-version": args.secret_version,
                             # The health/metrics port bypasses the sidecar, like Keycloak's 9000 and the
                             # Redis exporter's 9121: under STRICT mTLS a plaintext scrape of it would fail.
                             # Its NetworkPolicy admits only the scraper (kubelet probes are not policed).

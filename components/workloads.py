@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from components import podspec
 from components.frontend import Frontend, FrontendArgs
@@ -67,6 +69,14 @@ def config_checksum(data: dict[str, pulumi.Input[str]]) -> pulumi.Output[str]:
         lambda values: hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16])
 
 
+def secret_version(salt: str, secret_values: Mapping[str, str]) -> str:
+    """A version of the Secret's content for the pod template: an HMAC keyed with a generated salt,
+    so it changes with every rotation yet tells nothing about the values (no unsalted hash a
+    password guess could be checked against)."""
+    message = json.dumps(dict(secret_values), sort_keys=True).encode()
+    return hmac.new(salt.encode(), message, hashlib.sha256).hexdigest()[:16]
+
+
 def app_peers(args: WorkloadsArgs) -> podspec.AppPeers:
     return podspec.AppPeers(
         ingress_gateway_namespace=args.mesh.ingress_gateway_namespace,
@@ -78,7 +88,7 @@ def app_peers(args: WorkloadsArgs) -> podspec.AppPeers:
 
 
 def websocket_service_args(args: WorkloadsArgs, config_map_name: pulumi.Input[str], secret_name: pulumi.Input[str],
-                           name: str = "websocket") -> WebSocketServiceArgs:
+                           secret_version: pulumi.Input[str], name: str = "websocket") -> WebSocketServiceArgs:
     """The WebSocket service's wiring to the shared ConfigMap, Secret and peers."""
     config_data = app_config_data(args)
     return WebSocketServiceArgs(
@@ -88,6 +98,7 @@ def websocket_service_args(args: WorkloadsArgs, config_map_name: pulumi.Input[st
         config_keys=tuple(config_data),
         config_checksum=config_checksum(config_data),
         secret_name=secret_name,
+        secret_version=secret_version,
         redis_password_key=REDIS_PASSWORD_KEY,
         redis_namespace=args.redis_namespace,
         redis_port=args.redis_port,
@@ -122,10 +133,14 @@ class Workloads(pulumi.ComponentResource):
             opts=child,
         )
         podspec.default_deny(f"{name}-default-deny", ns, shared_labels, child)
+        salt = random.RandomPassword(f"{name}-app-secrets-version-salt", length=32, special=False, opts=child)
+        # Derived from secrets with a secret key, it reveals neither: plain, so the pod template stays plain.
+        version = pulumi.Output.unsecret(pulumi.Output.all(salt.result, args.redis_password).apply(
+            lambda values: secret_version(values[0], {REDIS_PASSWORD_KEY: values[1]})))
 
         websocket = WebSocketService(
             "websocket",
-            websocket_service_args(args, config_map.metadata["name"], secret.metadata["name"]),
+            websocket_service_args(args, config_map.metadata["name"], secret.metadata["name"], version),
             opts=child,
         )
         peers = app_peers(args)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from components.redis_cluster import client_url
+from components.workloads import REDIS_PASSWORD_KEY
 from stacks.settings import SHUTDOWN_EXIT_SECONDS, parse_settings
 from tests.conftest import STACKS, one, resources_of
 from tools import render as render_tool
@@ -319,3 +320,54 @@ def test_resource_overrides_reach_the_containers(tmp_path) -> None:
         "cpu": "250m", "memory": "128Mi"}
     assert container(one(result, DEPLOYMENT, "user-frontend-deployment"))["resources"]["limits"] == {
         "cpu": "100m", "memory": "128Mi"}
+
+
+# ---------------------------------------------------------------- rotation rolls the pods
+
+class RotatedRedisPassword(render_tool.EchoMocks):
+    """The offline engine, with the Redis password generated anew (what replacing it does)."""
+
+    def new_resource(self, args):
+        resource_id, outputs = super().new_resource(args)
+        if args.typ == "random:index/randomPassword:RandomPassword" and "redis" in args.name:
+            outputs = {**outputs, "result": "Rotated0" + outputs["result"][8:]}
+        return resource_id, outputs
+
+
+def websocket_template(registrations: list) -> dict:
+    [deployment] = [render_tool.reveal_secrets(r.props) for r in registrations if r.name == "websocket-deployment"]
+    return deployment["spec"]["template"]
+
+
+def app_secret(registrations: list) -> str:
+    [secret] = [render_tool.reveal_secrets(r.props) for r in registrations if r.name == "workloads-app-secrets"]
+    return secret["stringData"][REDIS_PASSWORD_KEY]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_rotated_redis_password_rolls_the_websocket_pods(stack: str) -> None:
+    config = render_tool.load_stack_config(stack)
+    before = render_tool.run_program(render_tool.platform_program, config)
+    after = render_tool.run_program(render_tool.platform_program, config,
+                                    monitor=render_tool.RecordingMonitor(RotatedRedisPassword()))
+    assert app_secret(before) != app_secret(after)
+    old, new = websocket_template(before), websocket_template(after)
+    version = "aiwfe.io/app-secrets-version"
+    assert old["metadata"]["annotations"][version] != new["metadata"]["annotations"][version]
+    # Nothing else of the template changes: the password is read from the Secret by reference.
+    del old["metadata"]["annotations"][version], new["metadata"]["annotations"][version]
+    assert old == new
+
+
+def test_the_secret_version_tells_nothing_about_the_secret() -> None:
+    import hashlib
+
+    from components.workloads import secret_version
+    salt, password = "s" * 32, "correct-horse-battery-staple-42"
+    version = secret_version(salt, {"redis-password": password})
+    assert version != secret_version(salt, {"redis-password": password + "x"})
+    assert version != secret_version("t" * 32, {"redis-password": password}), "keyed by the salt"
+    assert version == secret_version(salt, {"redis-password": password}), "stable while nothing changes"
+    unsalted = [hashlib.sha256(v.encode()).hexdigest() for v in
+                (password, json.dumps({"redis-password": password}, sort_keys=True))]
+    assert password not in version and not any(h.startswith(version) for h in unsalted)
