@@ -57,6 +57,8 @@ CLIENT_SECRETS = "keycloak-client-secrets"
 REALM_CONFIG_MAP = "keycloak-realm"
 RECONCILE = "keycloak-realm-reconcile"
 RECONCILE_DIR = "/opt/reconcile"
+RECONCILE_DEADLINE_SECONDS = 900
+JOB_AWAIT = "20m"
 DB_PASSWORD_KEY = "password"  # noqa: S105 (a key name)
 
 def realm_spec(settings: KeycloakSettings) -> RealmSpec:
@@ -468,14 +470,18 @@ class Keycloak(pulumi.ComponentResource):
         }
         k8s.batch.v1.Job(
             f"{name}-realm-reconcile",
-            metadata=podspec.metadata(RECONCILE, ns, labels),
+            # A failed run is replaced by the next `pulumi up`, not awaited forever.
+            metadata=podspec.metadata(RECONCILE, ns, labels, annotations={"pulumi.com/replaceUnready": "true"}),
             spec={
                 "backoffLimit": 4,
-                "activeDeadlineSeconds": reconcile.WAIT_SECONDS + 300,
+                "activeDeadlineSeconds": RECONCILE_DEADLINE_SECONDS,
                 "template": {"metadata": {"labels": {**labels, **match}, "annotations": annotations}, "spec": pod},
             },
             # Same name, new template: the old Job must go first (a Job's template is immutable).
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment], delete_before_replace=True),
+            # Pulumi waits for the Job longer than the Job may run (its deadline), never less.
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[deployment], delete_before_replace=True,
+                custom_timeouts=pulumi.CustomTimeouts(create=JOB_AWAIT, update=JOB_AWAIT)),
         )
         k8s.networking.v1.NetworkPolicy(
             f"{name}-realm-reconcile-network-policy",

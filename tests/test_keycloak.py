@@ -427,6 +427,20 @@ def test_reconcile_job_applies_the_rendered_realm(rendered: dict, stack: str) ->
     assert "aiwfe.io/client-secrets-version" in annotations
     assert annotations["sidecar.istio.io/nativeSidecar"] == "true"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # A failed run is replaced by the next `pulumi up`; Pulumi waits longer than the Job may run.
+    assert job["metadata"]["annotations"]["pulumi.com/replaceUnready"] == "true"
+    assert job["spec"]["activeDeadlineSeconds"] == kc.RECONCILE_DEADLINE_SECONDS
+    assert int(kc.JOB_AWAIT.removesuffix("m")) * 60 > kc.RECONCILE_DEADLINE_SECONDS
+    assert reconcile.WAIT_SECONDS < kc.RECONCILE_DEADLINE_SECONDS
+
+
+def test_a_changed_script_reruns_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    from components import keycloak_reconcile as reconcile
+
+    files = reconcile.reconcile_files(kc.realm_spec(settings_for("prod").keycloak))
+    before = reconcile.files_digest(files)
+    monkeypatch.setattr(reconcile, "SCRIPT", reconcile.SCRIPT + "# a fix\n")
+    assert reconcile.files_digest(files) != before
 
 
 def test_reconcile_job_changes_when_the_realm_does(rendered: dict, stack: str) -> None:

@@ -12,7 +12,9 @@ from tests.keycloak_server.harness import KeycloakServer, require_keycloak, runn
 from tools import render
 
 
-@pytest.fixture(scope="session")
+# Package scope: the server stops when this folder's tests are done, not at the end of the session
+# (its JVM's listeners must not linger beside the other suites' loopback servers).
+@pytest.fixture(scope="package")
 def keycloak() -> Iterator[KeycloakServer]:
     dist = require_keycloak()
     rendered = staging_keycloak()

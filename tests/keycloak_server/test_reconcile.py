@@ -119,6 +119,34 @@ def test_a_missing_secret_stops_the_reconcile_before_it_writes(keycloak: Keycloa
     assert differences(snapshot(admin, keycloak.rendered.realm_name), original) == []
 
 
+def test_refused_admin_credentials_stop_the_reconcile_at_once(keycloak: KeycloakServer, admin: Admin,
+                                                              original: dict[str, Any]) -> None:
+    """A wrong admin password is not "Keycloak still starting": the Job fails, saying why."""
+    result = keycloak.reconcile(secrets={"KC_CLI_PASSWORD": "not-the-admin-password"})
+    assert result.returncode != 0
+    assert "Keycloak refused the admin login" in result.stderr and "waiting for Keycloak" not in result.stderr
+    assert "not-the-admin-password" not in result.stderr
+    assert differences(snapshot(admin, keycloak.rendered.realm_name), original) == []
+
+
+def test_settings_the_stack_does_not_declare_survive_a_reconcile(keycloak: KeycloakServer, admin: Admin,
+                                                                original: dict[str, Any]) -> None:
+    """Realm settings and identity-provider options set in the console but not declared (WebAuthn
+    policy, an IdP's display name) are merged around, not reset."""
+    realm = keycloak.rendered.realm_name
+    admin.call("PUT", f"/{realm}", json={"webAuthnPolicyRpEntityName": "aiwfe-console-choice"})
+    google = admin.get(f"/{realm}/identity-provider/instances/google")
+    admin.call("PUT", f"/{realm}/identity-provider/instances/google", json={**google, "displayName": "Google SSO"})
+    try:
+        reconciled(keycloak)
+        assert admin.get(f"/{realm}")["webAuthnPolicyRpEntityName"] == "aiwfe-console-choice"
+        assert admin.get(f"/{realm}/identity-provider/instances/google")["displayName"] == "Google SSO"
+    finally:
+        before = original["realm"]["webAuthnPolicyRpEntityName"]
+        admin.call("PUT", f"/{realm}", json={"webAuthnPolicyRpEntityName": before})
+        admin.call("PUT", f"/{realm}/identity-provider/instances/google", json={**google})
+
+
 def test_stack_changes_reach_the_running_realm(keycloak: KeycloakServer, admin: Admin, realm: Realm, user: str,
                                                original: dict[str, Any]) -> None:
     old_redirect = original["clients"][WEBAPP_CLIENT]["redirectUris"]
