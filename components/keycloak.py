@@ -483,20 +483,11 @@ class Keycloak(pulumi.ComponentResource):
                 parent=self, depends_on=[deployment], delete_before_replace=True,
                 custom_timeouts=pulumi.CustomTimeouts(create=JOB_AWAIT, update=JOB_AWAIT)),
         )
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-realm-reconcile-network-policy",
-            metadata=podspec.metadata(RECONCILE, ns, labels),
-            spec={
-                "podSelector": {"matchLabels": dict(match)},
-                "policyTypes": ["Ingress", "Egress"],
-                "ingress": [],
-                "egress": [
-                    podspec.dns_egress(),
-                    podspec.istiod_egress(args.mesh.istiod_namespace),
-                    {"to": [{"podSelector": {"matchLabels": podspec.selector_labels(APP)}}],
-                     "ports": podspec.tcp_ports(HTTP_PORT)},
-                ],
-            },
+        podspec.workload_network_policy(
+            f"{name}-realm-reconcile-network-policy", RECONCILE, ns, labels, match,
+            istiod_namespace=args.mesh.istiod_namespace,
+            egress=[{"to": [{"podSelector": {"matchLabels": podspec.selector_labels(APP)}}],
+                     "ports": podspec.tcp_ports(HTTP_PORT)}],
             opts=child,
         )
         return account.metadata["name"]
@@ -585,36 +576,29 @@ class Keycloak(pulumi.ComponentResource):
             # Workload Identity tokens from the GKE metadata server.
             google = [{"to": [{"ipBlock": {"cidr": "169.254.169.254/32"}}, {"ipBlock": {"cidr": "169.254.169.252/32"}}],
                        "ports": podspec.tcp_ports(80, 988)}]
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-network-policy",
-            metadata=podspec.metadata(APP, ns, object_labels),
-            spec={
-                "podSelector": {"matchLabels": dict(match)},
-                "policyTypes": ["Ingress", "Egress"],
-                "ingress": [
-                    # Only the gateway reaches the HTTP port: every client (the apps' client
-                    # credentials, istiod's JWKS fetch) uses the public host, which is what the
-                    # mesh's AuthorizationPolicy admits too (the gateway's principal only).
-                    # ... and the realm reconcile Job, which calls the admin API in-cluster.
-                    {"from": [podspec.namespace_peer(args.mesh.ingress_gateway_namespace,
-                                                     args.mesh.ingress_gateway_labels),
-                              {"podSelector": {"matchLabels": podspec.selector_labels(RECONCILE)}}],
-                     "ports": podspec.tcp_ports(HTTP_PORT)},
-                    {"from": [podspec.namespace_peer(args.monitoring_namespace, args.scraper_labels)],
-                     "ports": podspec.tcp_ports(MANAGEMENT_PORT, podspec.SIDECAR_METRICS_PORT)},
-                    {"from": keycloak_pods, "ports": podspec.tcp_ports(JGROUPS_PORT, JGROUPS_FD_PORT)},
-                ],
-                "egress": [
-                    podspec.dns_egress(),
-                    podspec.istiod_egress(args.mesh.istiod_namespace),
-                    database_egress,
-                    {"to": keycloak_pods, "ports": podspec.tcp_ports(JGROUPS_PORT, JGROUPS_FD_PORT)},
-                    # Token exchange with Google and GitHub (and Google's APIs): the internet on 443.
-                    {"to": [{"ipBlock": {"cidr": "0.0.0.0/0",
-                                         "except": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]}}],
-                     "ports": podspec.tcp_ports(443)},
-                    *google,
-                ],
-            },
+        podspec.workload_network_policy(
+            f"{name}-network-policy", APP, ns, object_labels, match,
+            istiod_namespace=args.mesh.istiod_namespace,
+            ingress=[
+                # Only the gateway and the realm reconcile Job (the admin API, in-cluster) reach the
+                # HTTP port: every other client (the apps' client credentials, istiod's JWKS fetch)
+                # uses the public host; the mesh's AuthorizationPolicy admits the same two principals.
+                {"from": [podspec.namespace_peer(args.mesh.ingress_gateway_namespace,
+                                                 args.mesh.ingress_gateway_labels),
+                          {"podSelector": {"matchLabels": podspec.selector_labels(RECONCILE)}}],
+                 "ports": podspec.tcp_ports(HTTP_PORT)},
+                {"from": [podspec.namespace_peer(args.monitoring_namespace, args.scraper_labels)],
+                 "ports": podspec.tcp_ports(MANAGEMENT_PORT, podspec.SIDECAR_METRICS_PORT)},
+                {"from": keycloak_pods, "ports": podspec.tcp_ports(JGROUPS_PORT, JGROUPS_FD_PORT)},
+            ],
+            egress=[
+                database_egress,
+                {"to": keycloak_pods, "ports": podspec.tcp_ports(JGROUPS_PORT, JGROUPS_FD_PORT)},
+                # Token exchange with Google and GitHub (and Google's APIs): the internet on 443.
+                {"to": [{"ipBlock": {"cidr": "0.0.0.0/0",
+                                     "except": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]}}],
+                 "ports": podspec.tcp_ports(443)},
+                *google,
+            ],
             opts=opts,
         )

@@ -193,28 +193,40 @@ def default_deny(resource_name: str, namespace: Any, object_labels: Mapping[str,
     )
 
 
-def app_network_policy(resource_name: str, app: str, namespace: Any, object_labels: Mapping[str, str],
-                       match: Mapping[str, str], peers: AppPeers, *, app_ports: Sequence[int],
-                       metrics_ports: Sequence[int] = (), extra_egress: Sequence[dict[str, Any]] = (),
-                       opts: pulumi.ResourceOptions | None = None) -> k8s.networking.v1.NetworkPolicy:
-    """Ingress from the gateway to `app_ports` and from the scraper to the metrics ports; egress to
-    DNS, istiod and `extra_egress` only. Everything else stays denied."""
+def workload_network_policy(resource_name: str, app: str, namespace: Any, object_labels: Mapping[str, str],
+                            match: Mapping[str, str], *, istiod_namespace: Any,
+                            ingress: Sequence[dict[str, Any]] = (), egress: Sequence[dict[str, Any]] = (),
+                            opts: pulumi.ResourceOptions | None = None) -> k8s.networking.v1.NetworkPolicy:
+    """The pods `match` selects admit only `ingress` and reach only DNS, istiod and `egress`
+    (the namespace's default-deny closes everything else)."""
     return k8s.networking.v1.NetworkPolicy(
         resource_name,
         metadata=metadata(app, namespace, object_labels),
         spec={
             "podSelector": {"matchLabels": dict(match)},
             "policyTypes": ["Ingress", "Egress"],
-            "ingress": [
-                {"from": [namespace_peer(peers.ingress_gateway_namespace, peers.ingress_gateway_labels)],
-                 "ports": tcp_ports(*app_ports)},
-                {"from": [namespace_peer(peers.monitoring_namespace, peers.scraper_labels)],
-                 "ports": tcp_ports(*metrics_ports, SIDECAR_METRICS_PORT)},
-            ],
-            "egress": [dns_egress(), istiod_egress(peers.istiod_namespace), *extra_egress],
+            "ingress": list(ingress),
+            "egress": [dns_egress(), istiod_egress(istiod_namespace), *egress],
         },
         opts=opts,
     )
+
+
+def app_network_policy(resource_name: str, app: str, namespace: Any, object_labels: Mapping[str, str],
+                       match: Mapping[str, str], peers: AppPeers, *, app_ports: Sequence[int],
+                       metrics_ports: Sequence[int] = (), extra_egress: Sequence[dict[str, Any]] = (),
+                       opts: pulumi.ResourceOptions | None = None) -> k8s.networking.v1.NetworkPolicy:
+    """Ingress from the gateway to `app_ports` and from the scraper to the metrics ports; egress to
+    DNS, istiod and `extra_egress` only. Everything else stays denied."""
+    return workload_network_policy(
+        resource_name, app, namespace, object_labels, match, istiod_namespace=peers.istiod_namespace,
+        ingress=[
+            {"from": [namespace_peer(peers.ingress_gateway_namespace, peers.ingress_gateway_labels)],
+             "ports": tcp_ports(*app_ports)},
+            {"from": [namespace_peer(peers.monitoring_namespace, peers.scraper_labels)],
+             "ports": tcp_ports(*metrics_ports, SIDECAR_METRICS_PORT)},
+        ],
+        egress=extra_egress, opts=opts)
 
 
 def disruption_budget(resource_name: str, app: str, namespace: Any, object_labels: Mapping[str, str],

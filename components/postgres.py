@@ -246,16 +246,10 @@ class KeycloakPostgres(pulumi.ComponentResource):
             },
             opts=keep,
         )
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-network-policy",
-            metadata=podspec.metadata(APP, ns, object_labels),
-            spec={
-                "podSelector": {"matchLabels": match},
-                "policyTypes": ["Ingress", "Egress"],
-                "ingress": [{"from": [{"podSelector": {"matchLabels": dict(args.keycloak_labels)}}],
-                             "ports": podspec.tcp_ports(POSTGRES_PORT)}],
-                "egress": [podspec.dns_egress(), podspec.istiod_egress(args.istiod_namespace)],
-            },
+        podspec.workload_network_policy(
+            f"{name}-network-policy", APP, ns, object_labels, match, istiod_namespace=args.istiod_namespace,
+            ingress=[{"from": [{"podSelector": {"matchLabels": dict(args.keycloak_labels)}}],
+                      "ports": podspec.tcp_ports(POSTGRES_PORT)}],
             opts=child,
         )
         self.host = pulumi.Output.concat(headless.metadata["name"], ".", headless.metadata["namespace"],

@@ -724,35 +724,23 @@ class RedisCluster(pulumi.ComponentResource):
         redis_pods = {"podSelector": {"matchLabels": dict(match)}}
         bootstrap_pods = {"podSelector": {"matchLabels": podspec.selector_labels(BOOTSTRAP)}}
         podspec.default_deny(f"{name}-default-deny", ns, object_labels, child)
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-network-policy",
-            metadata=podspec.metadata(APP, ns, object_labels),
-            spec={
-                "podSelector": {"matchLabels": dict(match)},
-                "policyTypes": ["Ingress", "Egress"],
-                "ingress": [
-                    {"from": [podspec.namespace_peer(args.client_namespace, args.client_pod_labels)],
-                     "ports": podspec.tcp_ports(REDIS_PORT)},
-                    {"from": [redis_pods], "ports": podspec.tcp_ports(REDIS_PORT, REDIS_BUS_PORT)},
-                    {"from": [bootstrap_pods], "ports": podspec.tcp_ports(REDIS_PORT)},
-                    {"from": [podspec.namespace_peer(args.monitoring_namespace, args.scraper_labels)],
-                     "ports": podspec.tcp_ports(REDIS_EXPORTER_PORT, podspec.SIDECAR_METRICS_PORT)},
-                ],
-                "egress": [podspec.dns_egress(), podspec.istiod_egress(args.istiod_namespace),
-                           {"to": [redis_pods], "ports": podspec.tcp_ports(REDIS_PORT, REDIS_BUS_PORT)}],
-            },
+        podspec.workload_network_policy(
+            f"{name}-network-policy", APP, ns, object_labels, match, istiod_namespace=args.istiod_namespace,
+            ingress=[
+                {"from": [podspec.namespace_peer(args.client_namespace, args.client_pod_labels)],
+                 "ports": podspec.tcp_ports(REDIS_PORT)},
+                {"from": [redis_pods], "ports": podspec.tcp_ports(REDIS_PORT, REDIS_BUS_PORT)},
+                {"from": [bootstrap_pods], "ports": podspec.tcp_ports(REDIS_PORT)},
+                {"from": [podspec.namespace_peer(args.monitoring_namespace, args.scraper_labels)],
+                 "ports": podspec.tcp_ports(REDIS_EXPORTER_PORT, podspec.SIDECAR_METRICS_PORT)},
+            ],
+            egress=[{"to": [redis_pods], "ports": podspec.tcp_ports(REDIS_PORT, REDIS_BUS_PORT)}],
             opts=child,
         )
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-bootstrap-network-policy",
-            metadata=podspec.metadata(BOOTSTRAP, ns, podspec.labels(BOOTSTRAP, "session-store")),
-            spec={
-                "podSelector": {"matchLabels": podspec.selector_labels(BOOTSTRAP)},
-                "policyTypes": ["Ingress", "Egress"],
-                "ingress": [],
-                "egress": [podspec.dns_egress(), podspec.istiod_egress(args.istiod_namespace),
-                           {"to": [redis_pods], "ports": podspec.tcp_ports(REDIS_PORT)}],
-            },
+        podspec.workload_network_policy(
+            f"{name}-bootstrap-network-policy", BOOTSTRAP, ns, podspec.labels(BOOTSTRAP, "session-store"),
+            podspec.selector_labels(BOOTSTRAP), istiod_namespace=args.istiod_namespace,
+            egress=[{"to": [redis_pods], "ports": podspec.tcp_ports(REDIS_PORT)}],
             opts=child,
         )
 

@@ -213,30 +213,29 @@ def _replace_secure(value: Any) -> Any:
     return value
 
 
+def _replace_secrets(value: Any, replace: Callable[[Any], Any]) -> Any:
+    """Wire-form props with each secret's wrapper replaced by `replace(its value)`."""
+    if isinstance(value, dict):
+        if value.get(_SECRET_SIG_KEY) == _SECRET_SIG:
+            return replace(value.get("value"))
+        return {k: _replace_secrets(v, replace) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_secrets(v, replace) for v in value]
+    return value
+
+
 def mask_secrets(value: Any) -> Any:
     """Replace every value inside a secret by the marker (nothing secret is ever written out).
 
     The shape of a secret map or list is kept (its keys are not secret), so a masked Kubernetes
     Secret still validates and shows which keys it carries."""
-    if isinstance(value, dict):
-        if value.get(_SECRET_SIG_KEY) == _SECRET_SIG:
-            return _mask_leaves(value.get("value"))
-        return {k: mask_secrets(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask_secrets(v) for v in value]
-    return value
+    return _replace_secrets(value, _mask_leaves)
 
 
 def reveal_secrets(value: Any) -> Any:
     """Wire-form props with each secret replaced by its value (for tests that start real servers
     with what the cluster's Secrets would hold; never written out)."""
-    if isinstance(value, dict):
-        if value.get(_SECRET_SIG_KEY) == _SECRET_SIG:
-            return reveal_secrets(value.get("value"))
-        return {k: reveal_secrets(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [reveal_secrets(v) for v in value]
-    return value
+    return _replace_secrets(value, reveal_secrets)
 
 
 def _mask_leaves(value: Any) -> Any:
