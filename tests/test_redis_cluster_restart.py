@@ -29,7 +29,10 @@ from tools.redis_local import FakeResolver, LocalCluster, Node, prod_conf_params
 from tools.resp import ClusterClient, Connection, cluster_nodes, parse_info
 
 PASSWORD = "TestOnlyPassword0123456789abcdef"
-NODE_TIMEOUT_MS = 1500
+# Short, so the failure cases are quick, but not so short that a node coming up a moment after its
+# replica during a parallel start (a loaded 2-core CI machine) counts as failed: 1.5 s swapped a
+# master and its replica in one full run. Prod uses 5 s.
+NODE_TIMEOUT_MS = 3000
 ZONES = ("test-zone-b", "test-zone-c", "test-zone-d")
 KEYS = {f"ws:session:restart-{i}": f"value-{i}" for i in range(60)}
 
