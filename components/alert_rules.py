@@ -19,6 +19,10 @@ OUTLIER_EJECTION_FOR = "5m"
 # Stats missing for this long is a configuration gap, not a scrape hiccup.
 OUTLIER_STATS_MISSING_FOR = "30m"
 POD_NOT_READY_FOR = "5m"
+# Longer than a failover and a rejoin (node timeout, election, full sync of a replica).
+REDIS_MEMBERSHIP_FOR = "5m"
+REDIS_NODE_DOWN_FOR = "2m"
+REDIS_REPLICA_UNSYNCED_FOR = "10m"
 HPA_AT_MAX_FOR = "15m"
 
 
@@ -44,11 +48,21 @@ class Alert:
 
 
 @dataclass(frozen=True)
+class RedisLayoutCounts:
+    """The Redis cluster as planned: what every node must agree on."""
+
+    nodes: int
+    masters: int
+    replicas_per_master: int
+
+
+@dataclass(frozen=True)
 class AlertScope:
     app_namespace: str
     keycloak_namespace: str
     redis_namespace: str
     redis_health_timeout_seconds: int
+    redis_layout: RedisLayoutCounts
     gateway_namespace: str | None = None
     """The ingress gateway's namespace: its Envoy applies the DestinationRules' outlier detection
     to the apps it routes to, so its ejections count too."""
@@ -63,6 +77,7 @@ def alerts(scope: AlertScope) -> list[Alert]:
     kc = f'namespace="{scope.keycloak_namespace}"'
     app = f'namespace="{scope.app_namespace}"'
     rd = f'namespace="{scope.redis_namespace}"'
+    layout = scope.redis_layout
     auth_events = f'{kc}, event=~"login|code_to_token|refresh_token|client_login"'
     # Outlier detection runs in the caller's Envoy: the gateway and the meshed pods.
     callers = "|".join(sorted({scope.app_namespace, scope.keycloak_namespace, scope.redis_namespace}
@@ -89,6 +104,37 @@ def alerts(scope: AlertScope) -> list[Alert]:
             f"min(redis_cluster_state{{{rd}}}) < 1 or absent(redis_cluster_state{{{rd}}})",
             "2m", "critical",
             "Redis reports cluster_state other than ok (or no exporter answers)",
+            "docs/troubleshooting.md#redis-failover"),
+        Alert(
+            # cluster_state stays ok when a shard's slots point at an identity whose address another
+            # node took (noaddr) or at a failed master: count the nodes and shards every node sees.
+            "RedisClusterMembershipWrong",
+            " or ".join(f"{agg}(redis_cluster_{field}{{{rd}}}) != {count}"
+                        for field, count in (("known_nodes", layout.nodes), ("size", layout.masters))
+                        for agg in ("max", "min"))
+            + f" or max(redis_cluster_slots_fail{{{rd}}} + redis_cluster_slots_pfail{{{rd}}}) > 0",
+            REDIS_MEMBERSHIP_FOR, "critical",
+            f"Redis nodes do not all see {layout.nodes} nodes and {layout.masters} serving masters, or slots "
+            "are served by a failing master",
+            "docs/troubleshooting.md#redis-failover"),
+        Alert(
+            # The exporter answers while its Redis does not: a node that crash-loops on its data or
+            # holds its start until its shard is served by another node.
+            "RedisNodeDown",
+            f"max by (namespace, pod) (redis_up{{{rd}}}) == 0 or sum by (namespace, pod) "
+            f'(increase(kube_pod_container_status_restarts_total{{{rd}, container="redis"}}[15m])) > 2',
+            REDIS_NODE_DOWN_FOR, "critical",
+            "A Redis node does not answer or keeps restarting",
+            "docs/troubleshooting.md#redis-failover"),
+        Alert(
+            "RedisReplicasNotSynced",
+            f"max by (namespace, pod) (redis_master_link_up{{{rd}}}) == 0 or max by (namespace, pod) "
+            f"(redis_master_sync_in_progress{{{rd}}}) == 1"
+            + (f" or sum by (namespace, pod) (redis_connected_slaves{{{rd}}} and on (namespace, pod) "
+               f'redis_instance_info{{{rd}, role="master"}}) < {layout.replicas_per_master}'
+               if layout.replicas_per_master else ""),
+            REDIS_REPLICA_UNSYNCED_FOR, "warning",
+            "A Redis replica has no live link to its master, or a master has fewer replicas than planned",
             "docs/troubleshooting.md#redis-failover"),
         Alert(
             "RedisHealthCheckSlow",

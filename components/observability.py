@@ -19,7 +19,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import podspec
-from components.alert_rules import AlertScope, alerts
+from components.alert_rules import AlertScope, RedisLayoutCounts, alerts
 from components.dashboards import DashboardScope, all_dashboards
 from stacks.settings import MonitoringSettings
 
@@ -55,6 +55,8 @@ class ObservabilityArgs:
     keycloak_namespace: str
     redis_namespace: str
     redis_health_timeout_seconds: int
+    redis_layout: RedisLayoutCounts
+    """The Redis cluster's planned nodes and shards (its component's outputs)."""
     keycloak_realm: str | None = None
     gateway_namespace: str | None = None
     """The ingress gateway's namespace: its proxy is scraped like a sidecar (outlier ejections of
@@ -108,7 +110,7 @@ class Observability(pulumi.ComponentResource):
                               object_labels, child)
 
         alert_list = alerts(AlertScope(args.app_namespace, args.keycloak_namespace, args.redis_namespace,
-                                       args.redis_health_timeout_seconds, args.gateway_namespace))
+                                       args.redis_health_timeout_seconds, args.redis_layout, args.gateway_namespace))
         groups = [{"name": "aiwfe-platform", "interval": "60s",
                    "rules": [a.rule(mon.runbook_base_url) for a in alert_list]}]
         rule_name = "aiwfe-platform-alerts"

@@ -11,6 +11,7 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from components import podspec
+from components.alert_rules import RedisLayoutCounts
 from components.keycloak import Keycloak, KeycloakArgs
 from components.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.mesh import Mesh, MeshArgs
@@ -112,12 +113,15 @@ class KeycloakPeer(Protocol):
 
 
 class RedisPeer(Protocol):
-    """What the mesh needs of the Redis cluster (a `RedisCluster`'s outputs)."""
+    """What the mesh and the alerts need of the Redis cluster (a `RedisCluster`'s outputs)."""
 
     namespace: pulumi.Input[str]
     service_account: pulumi.Input[str]
     bootstrap_service_account: pulumi.Input[str]
     client_port: pulumi.Input[int]
+    node_count: int
+    master_count: int
+    replicas_per_master: int
 
 
 def mesh_args(settings: Settings, app_namespace: pulumi.Input[str], *, lb_websocket_timeout_seconds: int,
@@ -173,6 +177,7 @@ def observability_args(settings: Settings, app_namespace: pulumi.Input[str], *, 
         keycloak_namespace=settings.keycloak.namespace,
         redis_namespace=settings.redis.namespace,
         redis_health_timeout_seconds=settings.sessions.redis_health_timeout_seconds,
+        redis_layout=RedisLayoutCounts(redis.node_count, redis.master_count, redis.replicas_per_master),
         keycloak_realm=settings.keycloak.realm,
         gateway_namespace=settings.mesh.ingress_gateway_namespace,
     )

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from components import dashboards
-from components.alert_rules import AlertScope, alerts
+from components.alert_rules import AlertScope, RedisLayoutCounts, alerts
 from stacks.settings import parse_settings
 from tests import monitoring_schemas
 from tests.conftest import one, resources_of
@@ -39,7 +39,9 @@ KNOWN_METRICS: dict[str, set[str]] = {
     # oliver006/redis_exporter (exporter/metrics and the README's metric list), :9121/metrics.
     "redis_exporter": {"redis_up", "redis_cluster_state", "redis_memory_used_bytes", "redis_memory_max_bytes",
                        "redis_evicted_keys_total", "redis_commands_duration_seconds_total", "redis_commands_total",
-                       "redis_connected_clients"},
+                       "redis_connected_clients", "redis_cluster_known_nodes", "redis_cluster_size",
+                       "redis_cluster_slots_fail", "redis_cluster_slots_pfail", "redis_master_link_up",
+                       "redis_master_sync_in_progress", "redis_connected_slaves", "redis_instance_info"},
     # Istio "Istio Standard Metrics" (istio_requests_total, istio_request_duration_milliseconds) and Envoy's
     # cluster statistics (outlier_detection.*, upstream_rq_pending_overflow) as the sidecar's Prometheus
     # endpoint names them; the envoy_cluster_* ones need proxyStatsMatcher inclusion (docs/observability.md).
@@ -48,7 +50,7 @@ KNOWN_METRICS: dict[str, set[str]] = {
               "envoy_cluster_outlier_detection_ejections_active",
               "envoy_cluster_outlier_detection_ejections_enforced_total", "envoy_cluster_upstream_rq_pending_overflow"},
     # kube-state-metrics docs/metrics/workload/pod-metrics.md and horizontalpodautoscaler-metrics.md.
-    "kube_state_metrics": {"kube_pod_status_ready", "kube_pod_status_phase",
+    "kube_state_metrics": {"kube_pod_status_ready", "kube_pod_status_phase", "kube_pod_container_status_restarts_total",
                            "kube_horizontalpodautoscaler_status_current_replicas",
                            "kube_horizontalpodautoscaler_spec_max_replicas"},
     # This project's contract for the WebSocket service's own /metrics on :8081 (docs/observability.md,
@@ -146,7 +148,8 @@ def test_dashboards_show_what_the_issue_asks_for(name: str) -> None:
 
 REQUIRED_ALERTS = {"KeycloakAuthFailureRateHigh", "WebSocketUpgradeSuccessLow", "RedisClusterStateNotOk",
                    "RedisHealthCheckSlow", "MeshOutlierEjectionsPersistent", "MeshOutlierStatsMissing",
-                   "KeycloakPodsNotReady", "RedisPodsNotReady", "WebSocketHpaAtMaxReplicas"}
+                   "KeycloakPodsNotReady", "RedisPodsNotReady", "WebSocketHpaAtMaxReplicas",
+                   "RedisClusterMembershipWrong", "RedisNodeDown", "RedisReplicasNotSynced"}
 
 
 def rendered_rules(result: render_tool.RenderResult) -> list[dict]:
@@ -173,6 +176,17 @@ def test_alerts_parse_use_known_metrics_and_link_existing_runbooks(rendered: dic
         assert anchor in anchors, f"{rule['alert']}: no heading for #{anchor} in {path}"
 
 
+def test_redis_alerts_compare_every_node_with_the_planned_layout(rendered: dict, stack: str) -> None:
+    """REQUIREMENTS: 3 masters + 3 replicas, in both stacks; a node that sees a seventh identity (a
+    volume lost at the same IP leaves one, tests/test_redis_faults.py) or two shards must fire."""
+    rules = {r["alert"]: r for r in rendered_rules(rendered[stack])}
+    membership = rules["RedisClusterMembershipWrong"]["expr"]
+    for agg in ("max", "min"):
+        assert f'{agg}(redis_cluster_known_nodes{{namespace="aiwfe-redis"}}) != 6' in membership
+        assert f'{agg}(redis_cluster_size{{namespace="aiwfe-redis"}}) != 3' in membership
+    assert "< 1" in rules["RedisReplicasNotSynced"]["expr"], "a master without its one replica"
+
+
 def test_alert_thresholds_follow_the_requirements(rendered: dict) -> None:
     rules = {r["alert"]: r for r in rendered_rules(rendered["prod"])}
     assert rules["WebSocketUpgradeSuccessLow"]["expr"].endswith("< 0.99")
@@ -192,7 +206,8 @@ def test_runbook_anchor_check_would_catch_a_missing_heading() -> None:
     text = (ROOT / "docs" / "troubleshooting.md").read_text()
     anchors = {github_anchor(h) for h in re.findall(r"^#{1,6} (.+)$", text, re.MULTILINE)}
     assert "redis-failover" in anchors and "redis-fail-over" not in anchors
-    assert {a.runbook.split("#")[1] for a in alerts(AlertScope("a", "k", "r", 3))} <= anchors
+    scope = AlertScope("a", "k", "r", 3, RedisLayoutCounts(6, 3, 1))
+    assert {a.runbook.split("#")[1] for a in alerts(scope)} <= anchors
 
 
 # ---------------------------------------------------------------- scrape config

@@ -18,6 +18,7 @@ from components.redis_cluster import (
     render_bootstrap_script,
     render_redis_conf,
     render_start_script,
+    seed_addresses,
 )
 from policies.redis import parse_conf
 from stacks.settings import parse_memory_bytes
@@ -116,6 +117,10 @@ def test_config_has_cluster_persistence_eviction_and_no_secret(rendered: dict, s
     assert c["cluster-preferred-endpoint-type"] == [["hostname"]]
     assert (c["port"], c["cluster-port"]) == ([["6379"]], [["16379"]])
     assert (c["appendonly"], c["appendfsync"]) == ([["yes"]], [["everysec"]])
+    # A cut-off AOF stops the server; start.sh lets the replica take over (tests/test_redis_faults.py).
+    assert c["aof-load-truncated"] == [["no"]]
+    # Redis's default (10) stays: a replica that never finished a sync is never promoted by a vote.
+    assert "cluster-replica-validity-factor" not in c
     assert c["save"] == [["3600", "1", "300", "100", "60", "10000"]]
     assert c["maxmemory-policy"] == [["allkeys-lru"]]
     assert "requirepass" not in c and "masterauth" not in c
@@ -150,6 +155,10 @@ def test_ports_probes_and_sidecar_exclusions(rendered: dict, stack: str) -> None
     # Started through start.sh (peers' addresses refreshed), which execs redis-server with the args.
     assert c["redis"]["command"] == ["sh", "/etc/redis/start.sh"]
     assert c["redis"]["args"][:2] == ["/etc/redis/redis.conf", "--cluster-announce-hostname"]
+    # start.sh asks the other nodes whether they know this one (a lost volume): every node's address.
+    env = {e["name"]: e.get("value") for e in c["redis"]["env"]}
+    assert env["REDIS_PEERS"].split() == seed_addresses(settings_for(stack).redis,
+                                                         settings_for(stack).gcp.zones)
     data = one(rendered[stack], CONFIG_MAP, "redis-cluster-config")["props"]["data"]
     assert data["start.sh"] == render_start_script() and 'exec redis-server "$@"' in data["start.sh"]
     annotations = statefulset(rendered, stack)["props"]["spec"]["template"]["metadata"]["annotations"]
@@ -304,11 +313,15 @@ def run_start_script(tmp_path: Path, conf: str, answers: dict[str, str], pod_ip:
     (bin_dir / "getent").write_text(f'#!/bin/sh\n[ "$1" = ahostsv4 ] || exit 2\ncase "$2" in\n{hosts}\n'
                                     '*) exit 2 ;;\nesac\n')
     (bin_dir / "redis-server").write_text('#!/bin/sh\necho "redis-server $*"\n')
+    # The data checks run on real servers (tests/test_redis_faults.py): here the AOF is sound.
+    (bin_dir / "redis-check-aof").write_text('#!/bin/sh\nexit 0\n')
+    (tmp_path / "appendonlydir").mkdir(exist_ok=True)
+    (tmp_path / "appendonlydir" / "appendonly.aof.manifest").write_text("")
     for tool in bin_dir.iterdir():
         tool.chmod(0o755)
     (tmp_path / "nodes.conf").write_text(conf)
     (tmp_path / "start.sh").write_text(render_start_script())
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "REDIS_NODES_CONF": str(tmp_path / "nodes.conf"),
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "REDIS_DATA_DIR": str(tmp_path),
            "REDIS_PEER_WAIT_SECONDS": str(wait), **({"POD_IP": pod_ip} if pod_ip else {})}
     result = subprocess.run(["sh", str(tmp_path / "start.sh"), "/etc/redis/redis.conf", "--port", "6379"],
                             env=env, capture_output=True, text=True, timeout=30)

@@ -125,12 +125,14 @@ def test_an_interrupted_bootstrap_is_completed_with_the_planned_pairs(cluster: L
 
 
 def wipe(cluster: LocalCluster, node: Node) -> None:
-    """The node comes back with an empty volume: a new identity, no data."""
+    """The node comes back with an empty volume: a new identity, no data. It starts without
+    start.sh, which would rejoin it by itself (tests/test_redis_faults.py): these tests make the
+    states the bootstrap must repair when that did not happen (an `add-node` interrupted halfway)."""
     cluster.stop(node, signal.SIGKILL)
     for path in sorted(node.dir.rglob("*"), reverse=True):
         if path.name not in ("redis.conf", "auth.conf", "redis.log"):
             path.rmdir() if path.is_dir() else path.unlink()
-    cluster.start(node)
+    cluster.start(node, refresh_peers=False)
 
 
 def shard_of(cluster: LocalCluster, node: Node) -> set[str]:

@@ -110,6 +110,8 @@ class Node:
     """The IP the node binds to (and is reached at)."""
     name: str = HOST
     """The hostname it announces and the bootstrap names it by (stands in for the pod's DNS name)."""
+    netns: str | None = None
+    """A network namespace to run the server in (`ip netns exec`), for partition tests."""
     process: subprocess.Popen | None = None
 
     @property
@@ -181,18 +183,26 @@ class LocalCluster:
                 "REDISCLI_AUTH": self.password}
 
     def start(self, node: Node, timeout: float = 15.0, refresh_peers: bool = True, wait: bool = True,
-              peer_wait_seconds: int = 0) -> None:
-        """Start one node through the component's start script (which refreshes the addresses in
-        nodes.conf, then execs redis-server: the pid is the server's), and wait for PING unless
-        `wait` is off. `refresh_peers=False` runs redis-server directly, as a node without that step
-        would; `peer_wait_seconds` is how long start.sh may wait for a peer's name to resolve."""
+              peer_wait_seconds: int = 0, takeover_wait_seconds: int = 60) -> None:
+        """Start one node through the component's start script (which checks the node's data and
+        identity and refreshes the addresses in nodes.conf, then execs redis-server: the pid is the
+        server's), and wait for PING unless `wait` is off. `refresh_peers=False` runs redis-server
+        directly, as a node without the script would; `peer_wait_seconds` is how long start.sh may
+        wait for a peer's name to resolve, `takeover_wait_seconds` how long a node that lost its
+        data waits for its shard to be served by another node."""
         server = ["sh", str(self.root / "start.sh")] if refresh_peers else [self.server]
+        if node.netns:
+            # `ip netns exec` execs the command: the pid stays the server's.
+            server = ["ip", "netns", "exec", node.netns, *server]
         log = open(node.dir / "redis.log", "ab")  # noqa: SIM115 (handed to the child)
         node.process = subprocess.Popen(
             [*server, str(node.dir / "redis.conf"), "--cluster-announce-hostname", node.name],
             stdout=log, stderr=subprocess.STDOUT, cwd=node.dir,
-            env={**self.script_env(), "REDIS_NODES_CONF": str(node.dir / "nodes.conf"), "POD_IP": node.host,
-                 "REDIS_PEER_WAIT_SECONDS": str(peer_wait_seconds)})
+            env={**self.script_env(), "REDIS_DATA_DIR": str(node.dir), "POD_IP": node.host,
+                 "REDIS_LOCAL_HOST": node.host, "REDIS_PORT": str(node.port),
+                 "REDIS_PEERS": " ".join(n.endpoint for n in self.nodes),
+                 "REDIS_PEER_WAIT_SECONDS": str(peer_wait_seconds),
+                 "REDIS_TAKEOVER_WAIT_SECONDS": str(takeover_wait_seconds)})
         log.close()
         if wait:
             self.wait_started(node, timeout)
