@@ -15,11 +15,10 @@ from components.redis_cluster import (
     client_url,
     layout,
     render_auth_conf,
-    render_bootstrap_script,
     render_redis_conf,
-    render_start_script,
     seed_addresses,
 )
+from components.redis_scripts import render_bootstrap_script, render_start_script
 from policies.redis import parse_conf
 from stacks.settings import parse_memory_bytes
 from tests.conftest import one, resources_of

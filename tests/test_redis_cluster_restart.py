@@ -22,8 +22,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from components.redis_cluster import render_bootstrap_script
 from components.redis_layout import plan_layout
+from components.redis_scripts import render_bootstrap_script
 from tests.conftest import require_tool
 from tools.redis_local import FakeResolver, LocalCluster, Node, prod_conf_params, wait_for
 from tools.resp import ClusterClient, Connection, cluster_nodes, parse_info
@@ -245,12 +245,16 @@ def test_restarting_every_node_on_new_ips_without_the_refresh_strands_them(clust
     cluster.wait_settled()  # the replicas' first sync is over: WAIT 1 can be acknowledged
     write_keys(cluster)
     restart_everywhere(cluster, 2, refresh_peers=False)
+
+    # Whether any node has received a single cluster-bus message since it started. (Not the
+    # `link` column: it says "connected" while an outgoing connect is still pending, for the
+    # moment before it is refused.)
+    def heard_from_a_peer() -> bool:
+        return any(int(parse_info(str(call(n, "CLUSTER", "INFO"))).get("cluster_stats_messages_received", 0)) > 0
+                   for n in cluster.nodes)
     # Give the nodes two node timeouts and more: nobody can reach a peer at its recorded IP.
     with pytest.raises(TimeoutError):
-        wait_for(lambda: any(e["link"] == "connected" for n in cluster.nodes for e in view(n)
-                             if "myself" not in e["flags"]), 2 * NODE_TIMEOUT_MS / 1000 + 2,
-                 "expected: no node reaches a peer")
-    assert all(e["link"] == "disconnected" for n in cluster.nodes for e in view(n) if "myself" not in e["flags"])
+        wait_for(heard_from_a_peer, 2 * NODE_TIMEOUT_MS / 1000 + 2, "expected: no node reaches a peer")
 
 
 def test_restarting_every_node_on_new_ips_with_the_refresh_finds_the_cluster(cluster: LocalCluster) -> None:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from components.redis_cluster import layout, render_liveness_script, render_readiness_script
+from components.redis_cluster import layout
 from components.redis_layout import plan_layout
+from components.redis_scripts import render_liveness_script, render_readiness_script
 from tests.conftest import require_tool
 from tools.redis_local import HOST, LocalCluster, Node, prod_conf_params, wait_for
 from tools.resp import ClusterClient, Connection, RespError, cluster_nodes, parse_info

@@ -21,15 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from components.redis_cluster import (
-    RedisConfParams,
-    conf_params,
-    render_auth_conf,
-    render_bootstrap_script,
-    render_redis_conf,
-    render_start_script,
-)
+from components.redis_cluster import RedisConfParams, conf_params, render_auth_conf, render_redis_conf
 from components.redis_layout import ClusterLayout, NodeSlot, plan_layout
+from components.redis_scripts import render_bootstrap_script, render_start_script
 from tools.resp import Connection, RespError, parse_info
 
 if TYPE_CHECKING:
