@@ -479,6 +479,7 @@ join() {{
     address=$(resolve "$peer") || continue
     cli "$address" cluster forget "$old" >/dev/null || true
   done
+  rm -f "$data/.rejoining"
   say "joined the shard of slot $slot as a replica of $leader; forgot the old identity $old"
 }}
 
@@ -625,15 +626,21 @@ if [ -s "$conf" ]; then
     rm -f "$conf.refresh"
   fi
 fi
-if [ -n "$rejoin_id" ]; then join "$rejoin_id" "$rejoin_slot" & fi
+# Until the join is done the node is alone: the readiness probe must not take it for a fresh one.
+rm -f "$data/.rejoining"
+if [ -n "$rejoin_id" ]; then
+  : > "$data/.rejoining"
+  join "$rejoin_id" "$rejoin_slot" &
+fi
 exec redis-server "$@"
 """
 
 
 def render_readiness_script() -> str:
     """Ready when the node answers and either is still fresh (before the bootstrap forms the
-    cluster) or sees the cluster ok and, as a replica, has its link to the master up. A rolling
-    update waits on this, so it never restarts the next node while the cluster is recovering."""
+    cluster; not while start.sh rejoins it after a lost volume) or sees the cluster ok and, as a
+    replica, has its link to the master up. A rolling update waits on this, so it never restarts the
+    next node while the cluster is recovering."""
     return """\
 #!/bin/sh
 # Rendered by components/redis_scripts.py. Needs REDISCLI_AUTH; REDIS_PORT defaults to 6379.
@@ -643,7 +650,9 @@ cli() { redis-cli --no-auth-warning -e -p "$port" "$@" | tr -d '\\r'; }
 [ "$(cli ping)" = PONG ] || exit 1
 info=$(cli cluster info)
 known=$(echo "$info" | sed -n 's/^cluster_known_nodes://p')
-[ "$known" = 1 ] && exit 0
+# Alone: a fresh node (ready, so the bootstrap can form the cluster), unless start.sh is still
+# joining it to its shard after a lost volume (not ready until it has synced as a replica).
+if [ "$known" = 1 ]; then [ ! -e "${REDIS_DATA_DIR:-/data}/.rejoining" ]; exit; fi
 [ "$(echo "$info" | sed -n 's/^cluster_state://p')" = ok ] || exit 1
 replication=$(cli info replication)
 if [ "$(echo "$replication" | sed -n 's/^role://p')" = slave ]; then

@@ -246,8 +246,9 @@ def test_probe_scripts_judge_real_nodes(cluster: LocalCluster, tmp_path: Path) -
     readiness.write_text(render_readiness_script())
     liveness.write_text(render_liveness_script())
 
-    def run(script: Path, port: int, password: str) -> int:
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "REDIS_PORT": str(port), "REDISCLI_AUTH": password}
+    def run(script: Path, port: int, password: str, data: Path | None = None) -> int:
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "REDIS_PORT": str(port), "REDISCLI_AUTH": password,
+               "REDIS_DATA_DIR": str(data or tmp_path / "no-data")}
         return subprocess.run(["sh", str(script)], env=env, capture_output=True, timeout=10).returncode
 
     for node in cluster.nodes:
@@ -260,6 +261,9 @@ def test_probe_scripts_judge_real_nodes(cluster: LocalCluster, tmp_path: Path) -
     with fresh:
         fresh.start_all()
         assert run(readiness, fresh.nodes[0].port, PASSWORD) == 0, "a node before the bootstrap is ready"
+        # start.sh marks a node it is rejoining to its shard: alone then means "not synced yet".
+        (fresh.nodes[0].dir / ".rejoining").write_text("")
+        assert run(readiness, fresh.nodes[0].port, PASSWORD, fresh.nodes[0].dir) == 1
     assert run(liveness, fresh.nodes[0].port, PASSWORD) == 1, "a stopped node is not alive"
 
 

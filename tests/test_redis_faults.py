@@ -418,6 +418,7 @@ def test_a_masters_volume_wiped_same_ip(cluster: LocalCluster) -> None:
     me = myself(master)
     assert me["id"] != old_id and me["master"] == myself(replica)["id"]
     assert "its volume was lost" in log_of(master)
+    assert not (master.dir / ".rejoining").exists(), "the join is over: readiness judges it as a replica again"
 
 
 def test_a_masters_volume_wiped_new_ip_while_the_bootstrap_runs(cluster: LocalCluster) -> None:
