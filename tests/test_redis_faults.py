@@ -30,11 +30,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from components.redis_cluster import RedisConfParams
 from components.redis_layout import plan_layout
 from components.redis_scripts import render_bootstrap_script
 from tests.conftest import require_tool
@@ -246,19 +248,18 @@ def heal_and_check(cluster: LocalCluster, writer: Writer, scenario: str, since: 
     return outcome
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    server = require_tool("redis-server")
-    require_tool("redis-cli")
-    require_tool("redis-check-aof")
-    _, params = prod_conf_params(64 * 2**20, NODE_TIMEOUT_MS)
-    root = tmp_path_factory.mktemp("redis-faults")
-    REPORT.unlink(missing_ok=True)
+@contextmanager
+def formed_cluster(root: Path, server: str, params: RedisConfParams, hosts: list[str], domain: str,
+                   netns: list[str] | None = None) -> Iterator[LocalCluster]:
+    """3 masters + 3 replicas on `hosts` (optionally each in a network namespace), announcing
+    pod-like names under `domain`, formed by the bootstrap; stopped on exit."""
     layout = plan_layout(ZONES, 3, 1)
-    names = [f"redis-cluster-{s.zone_suffix}-{s.ordinal}.redis-cluster-headless.faults" for s in layout.nodes]
+    names = [f"redis-cluster-{s.zone_suffix}-{s.ordinal}.redis-cluster-headless.{domain}" for s in layout.nodes]
     resolver = FakeResolver(root)
-    local = LocalCluster(root, params, PASSWORD, layout=layout, server=server,
-                         hosts=[f"127.0.5.{i + 1}" for i in range(len(names))], names=names, resolver=resolver)
+    local = LocalCluster(root, params, PASSWORD, layout=layout, server=server, hosts=hosts, names=names,
+                         resolver=resolver)
+    for node, space in zip(local.nodes, netns or [None] * len(local.nodes), strict=True):
+        node.netns = space
     resolver.set({n.name: n.host for n in local.nodes})
     try:
         local.start_all()
@@ -268,6 +269,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         yield local
     finally:
         local.stop_all()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    server = require_tool("redis-server")
+    require_tool("redis-cli")
+    require_tool("redis-check-aof")
+    _, params = prod_conf_params(64 * 2**20, NODE_TIMEOUT_MS)
+    root = tmp_path_factory.mktemp("redis-faults")
+    REPORT.unlink(missing_ok=True)
+    with formed_cluster(root, server, params, [f"127.0.5.{i + 1}" for i in range(6)], "faults") as local:
+        yield local
 
 
 def victim_master(cluster: LocalCluster) -> tuple[Node, Node, str]:
@@ -524,24 +537,10 @@ def partitioned_cluster(tmp_path: Path) -> Iterator[tuple[LocalCluster, Namespac
             pytest.fail("network namespaces need root; CI runs as root")
         pytest.skip("network namespaces need root")
     _, params = prod_conf_params(64 * 2**20, NODE_TIMEOUT_MS)
-    layout = plan_layout(ZONES, 3, 1)
-    names = [f"redis-cluster-{s.zone_suffix}-{s.ordinal}.redis-cluster-headless.netns" for s in layout.nodes]
-    spaces = Namespaces(len(names))
+    spaces = Namespaces(6)
     try:
-        resolver = FakeResolver(tmp_path)
-        local = LocalCluster(tmp_path, params, PASSWORD, layout=layout, server=server, hosts=spaces.addresses,
-                             names=names, resolver=resolver)
-        for node, space in zip(local.nodes, spaces.names, strict=True):
-            node.netns = space
-        resolver.set({n.name: n.host for n in local.nodes})
-        try:
-            local.start_all()
-            result = local.bootstrap()
-            assert result.returncode == 0, result.stdout + result.stderr
-            wait_for(lambda: whole(local), 60, "the cluster did not form")
+        with formed_cluster(tmp_path, server, params, spaces.addresses, "netns", spaces.names) as local:
             yield local, spaces
-        finally:
-            local.stop_all()
     finally:
         spaces.close()
 
