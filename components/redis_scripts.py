@@ -469,6 +469,8 @@ join() {{
     leader=${{leader%% *}}
     bus=$(printf '%s\\n' "$view" | awk '$3 ~ /myself/ {{ split($2, a, "@"); split(a[2], b, ","); print b[1] }}')
     if [ -z "$leader" ] || [ "$leader" = "$old" ] || [ -z "$bus" ]; then sleep 1; continue; fi
+    # The server this script exec'd, not a later one at the same address (after a restart).
+    [ "$(cli "$me" info server | sed -n 's/^process_id://p')" = "$$" ] || return 0
     if cli "$me" cluster info | grep -qx 'cluster_known_nodes:1'; then
       cli "$me" cluster meet "${{peer%:*}}" "${{peer##*:}}" "$bus" >/dev/null
     fi
