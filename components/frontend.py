@@ -9,7 +9,18 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import podspec
-from stacks.settings import FRONTEND_CONTAINER_PORT, FRONTEND_SERVICE_PORT, FrontendSettings, image_tag
+from components.values import ContainerResources
+from policies.contract import FRONTEND_CONTAINER_PORT, FRONTEND_SERVICE_PORT, image_tag
+
+
+@dataclass(frozen=True)
+class FrontendSettings:
+    """One static nginx frontend (user or admin)."""
+
+    image: str
+    replicas: int
+    resources: ContainerResources
+
 
 # The pods run nginx as this user with a read-only root filesystem; everything nginx writes is
 # under /tmp (an emptyDir), as the main config the program renders says.

@@ -29,12 +29,56 @@ from components.keycloak_realm import (
     realm_file_name,
     realm_json,
 )
+from components.mesh import MeshSettings
 from components.postgres import APP as POSTGRES_APP
-from components.postgres import POSTGRES_PORT, KeycloakPostgres, KeycloakPostgresArgs, jdbc_url
-from stacks.settings import (
-    KeycloakSettings,
-    MeshSettings,
+from components.postgres import (
+    POSTGRES_PORT,
+    KeycloakDatabaseSettings,
+    KeycloakPostgres,
+    KeycloakPostgresArgs,
+    jdbc_url,
 )
+from components.values import ContainerResources, SecretStr
+
+
+@dataclass(frozen=True)
+class KeycloakSizing:
+    """The mix of Keycloak's authentication load (its HA sizing guide prices each kind); the rate is
+    `targets.authenticationsPerMinute`."""
+
+    password_login_percent: int
+    client_credentials_percent: int
+    refresh_percent: int
+
+
+@dataclass(frozen=True)
+class KeycloakSettings:
+    """The identity service: version, size, realm facts, database."""
+
+    namespace: str
+    version: str
+    replicas: int
+    resources: ContainerResources
+    realm: str
+    access_token_lifespan_seconds: int
+    sso_session_idle_seconds: int
+    sso_session_max_seconds: int
+    client_session_idle_seconds: int
+    webapp_redirect_uris: tuple[str, ...]
+    webapp_web_origins: tuple[str, ...]
+    google_client_id: str
+    github_client_id: str
+    google_client_secret: SecretStr
+    github_client_secret: SecretStr
+    trusted_proxy_addresses: tuple[str, ...]
+    database: KeycloakDatabaseSettings
+    sizing: KeycloakSizing
+
+    @property
+    def image(self) -> str:
+        """The official image of the pinned release."""
+        return f"quay.io/keycloak/keycloak:{self.version}"
+
 
 APP = "keycloak"
 HTTP_PORT = 8080

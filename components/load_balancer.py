@@ -20,7 +20,52 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp.compute as compute
 
-from stacks.settings import GOOGLE_LB_SOURCE_RANGES, LoadBalancerSettings, RateLimitRule
+from policies.contract import GOOGLE_LB_SOURCE_RANGES
+
+
+@dataclass(frozen=True)
+class RateLimitRule:
+    """One Cloud Armor rate limit, per client IP, on one of the LB's hosts."""
+
+    host: str
+    """`auth` or `product`."""
+    requests: int
+    interval_seconds: int
+    action: str
+    """`throttle` (429 above the rate) or `rate_based_ban` (429 for `ban_seconds` once exceeded)."""
+    ban_seconds: int
+
+
+@dataclass(frozen=True)
+class CloudArmorSettings:
+    """The security policy on both backends: rate limits, blocked ranges, then default allow."""
+
+    rate_limits: tuple[RateLimitRule, ...]
+    blocked_source_ranges: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LoadBalancerSettings:
+    """The GCP HTTPS load balancer in front of the Istio ingress gateway."""
+
+    websocket_timeout_seconds: int
+    """Backend service timeout of `websocket`: the longest a WebSocket can live."""
+    web_timeout_seconds: int
+    draining_timeout_seconds: int
+    session_affinity: str
+    log_sample_rate: float
+    neg_name: str
+    """The gateway's standalone NEG, one per zone of `gcp.zones` (GKE names them alike)."""
+    gateway_http_port: int
+    """The gateway pods' container port behind Service port 80 (what NEG endpoints point at)."""
+    gateway_health_port: int
+    max_rate_per_endpoint: int
+    ssl_profile: str
+    node_tags: tuple[str, ...]
+    """Network tags of the GKE nodes; empty applies the firewall rule to the whole VPC."""
+    custom_request_headers: Mapping[str, str]
+    cloud_armor: CloudArmorSettings
+
 
 # The WebSocket paths of the product host; everything else of it, and the auth host, is `web`.
 WEBSOCKET_PATHS = ("/ws", "/ws/*", "/websocket", "/websocket/*")

@@ -16,7 +16,43 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import podspec
-from stacks.settings import FRONTEND_CONTAINER_PORT, FRONTEND_SERVICE_PORT, WEBSOCKET_PORT, MeshSettings
+from policies.contract import FRONTEND_CONTAINER_PORT, FRONTEND_SERVICE_PORT, WEBSOCKET_PORT
+
+
+@dataclass(frozen=True)
+class MeshSettings:
+    """How the application namespaces join the Istio mesh, and where its ingress gateway runs."""
+
+    istio_revision: str | None
+    """A revision label (`istio.io/rev`) for canary control planes; None uses `istio-injection`."""
+    cni: bool
+    """Istio CNI plugin installed: pods need no NET_ADMIN init container (decides Pod Security)."""
+    istiod_namespace: str
+    ingress_gateway_namespace: str
+    ingress_gateway_labels: Mapping[str, str]
+    # Istio resources (the Mesh component): versions, mTLS, gateway identity, telemetry.
+    istio_version: str = "1.30.3"
+    """The Istio release installed on the cluster; decides the API versions the program declares."""
+    mtls_mode: str = "STRICT"
+    """PeerAuthentication mode of the meshed namespaces: STRICT (prod always), PERMISSIVE in staging only."""
+    ingress_gateway_service_account: str = "istio-ingressgateway"
+    """The ingress gateway's ServiceAccount: its SPIFFE principal is the only caller the apps admit."""
+    trust_domain: str = "cluster.local"
+    tracing_sampling_percent: float = 1.0
+    access_logging: bool = True
+
+    @property
+    def istio_minor(self) -> int:
+        return int(self.istio_version.split(".")[1])
+
+    def principal(self, namespace: str, service_account: str) -> str:
+        """The SPIFFE identity (without `spiffe://`) AuthorizationPolicies match a workload by."""
+        return f"{self.trust_domain}/ns/{namespace}/sa/{service_account}"
+
+    @property
+    def ingress_gateway_principal(self) -> str:
+        return self.principal(self.ingress_gateway_namespace, self.ingress_gateway_service_account)
+
 
 # ---------------------------------------------------------------- facts the rules are built from
 
@@ -56,6 +92,7 @@ BACKEND_OUTLIER_DETECTION: dict[str, Any] = {"consecutive5xxErrors": 5, "interva
                                              "maxEjectionPercent": 50, "minHealthPercent": 50}
 WEBSOCKET_OUTLIER_DETECTION: dict[str, Any] = {"consecutive5xxErrors": 5, "interval": "30s",
                                                "baseEjectionTime": "30s", "maxEjectionPercent": 50}
+
 
 # JWT locations. Browsers cannot set Authorization on a WebSocket; they offer the subprotocols
 # ["jwt-auth", "jwt.<token>"], sent as `Sec-WebSocket-Protocol: jwt-auth, jwt.<token>`. Envoy finds

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -21,7 +22,32 @@ import pulumi_kubernetes as k8s
 from components import podspec
 from components.alert_rules import AlertScope, RedisLayoutCounts, alerts
 from components.dashboards import DashboardScope, all_dashboards
-from stacks.settings import MonitoringSettings
+
+# The Grafana chart's dashboard sidecar loads ConfigMaps with this label by default.
+DASHBOARD_LABELS = {"grafana_dashboard": "1"}
+
+
+@dataclass(frozen=True)
+class MonitoringSettings:
+    """Where the metrics scraper runs (the only peer allowed to reach metrics ports), which scrape
+    and rule API it reads, and where dashboards go."""
+
+    namespace: str
+    scraper_labels: Mapping[str, str] | None
+    """Labels of the scraper's pods; None admits any pod of the monitoring namespace."""
+    provider: str = "prometheus-operator"
+    """`prometheus-operator` (PodMonitor + PrometheusRule) or `managed-prometheus` (GMP PodMonitoring +
+    ClusterRules)."""
+    resource_labels: Mapping[str, str] | None = None
+    """Extra labels on PodMonitors/PrometheusRules so the operator's Prometheus selects them."""
+    dashboard_namespace: str = ""
+    """Where the Grafana dashboard ConfigMaps go (default: `namespace`)."""
+    dashboard_labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType(dict(DASHBOARD_LABELS)))
+    """The label the Grafana sidecar watches for."""
+    runbook_base_url: str | None = None
+    """Prefix of alert runbook links (e.g. the repository's web URL + `/blob/main/`); None keeps repo paths."""
+    scrape_interval_seconds: int = 30
+
 
 OPERATOR_API = "monitoring.coreos.com/v1"
 GMP_API = "monitoring.googleapis.com/v1"

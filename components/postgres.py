@@ -11,7 +11,35 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import podspec
-from stacks.settings import KeycloakDatabaseSettings, image_tag, parse_memory_bytes
+from components.values import ContainerResources
+from policies.contract import image_tag, parse_memory_bytes
+
+
+@dataclass(frozen=True)
+class KeycloakDatabaseSettings:
+    """Where Keycloak keeps its data: an in-cluster PostgreSQL 15 (staging) or Cloud SQL (prod)."""
+
+    mode: str
+    """`in-cluster` or `cloudsql`."""
+    # in-cluster
+    postgres_image: str | None = None
+    storage_size: str | None = None
+    storage_class: str | None = None
+    postgres_resources: ContainerResources | None = None
+    # cloudsql
+    tier: str | None = None
+    disk_size_gb: int = 0
+    backup_start_time: str | None = None
+    retained_backups: int = 0
+    log_retention_days: int = 0
+    private_services_range: str | None = None
+    """CIDR of the VPC's private services access range (Cloud SQL's private IPs): NetworkPolicy egress."""
+    proxy_image: str | None = None
+
+    @property
+    def in_cluster(self) -> bool:
+        return self.mode == "in-cluster"
+
 
 APP = "keycloak-postgres"
 POSTGRES_PORT = 5432

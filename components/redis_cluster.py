@@ -39,13 +39,53 @@ from components.redis_scripts import (
     render_readiness_script,
     render_start_script,
 )
-from stacks.settings import (
+from policies.contract import (
     REDIS_BUS_PORT,
     REDIS_EXPORTER_PORT,
+    REDIS_MEMORY_HEADROOM,
     REDIS_PORT,
-    RedisSettings,
     image_tag,
+    parse_memory_bytes,
 )
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """The Redis Cluster for sessions: its namespace, size, images, memory and storage."""
+
+    namespace: str
+    masters: int
+    replicas_per_master: int
+    image: str
+    """The official `redis` 7.x image, pinned."""
+    exporter_image: str
+    """The Prometheus exporter sidecar (oliver006/redis_exporter), pinned."""
+    maxmemory: str
+    """Data memory per node (Kubernetes quantity); the container limit adds the fork headroom."""
+    cpu_request: str
+    cpu_limit: str
+    storage_class: str
+    storage_size: str
+    cluster_node_timeout_ms: int
+    """How long a master may be unreachable before its replica is promoted."""
+
+    @property
+    def nodes(self) -> int:
+        return self.masters * (1 + self.replicas_per_master)
+
+    @property
+    def port(self) -> int:
+        return REDIS_PORT
+
+    @property
+    def maxmemory_bytes(self) -> int:
+        return parse_memory_bytes(self.maxmemory)
+
+    @property
+    def memory_limit(self) -> str:
+        """The container memory limit: maxmemory x REDIS_MEMORY_HEADROOM, in whole MiB."""
+        return f"{-(-int(self.maxmemory_bytes * REDIS_MEMORY_HEADROOM) // 2**20)}Mi"
+
 
 APP = "redis-cluster"
 HEADLESS_SERVICE = "redis-cluster-headless"

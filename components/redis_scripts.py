@@ -12,7 +12,7 @@ import re
 import shlex
 from collections.abc import Sequence
 
-from stacks.settings import REDIS_PORT
+from policies.contract import REDIS_PORT
 
 DATA_DIR = "/data"
 AOF_DIR_NAME = "appendonlydir"

@@ -9,7 +9,25 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import podspec
-from stacks.settings import HEALTH_PORT, WEBSOCKET_PORT, WebSocketSettings, image_tag
+from components.values import ContainerResources
+from policies.contract import HEALTH_PORT, WEBSOCKET_PORT, image_tag
+
+
+@dataclass(frozen=True)
+class WebSocketSettings:
+    """Sizing and rollout behaviour of the WebSocket service."""
+
+    image: str
+    min_replicas: int
+    max_replicas: int
+    cpu_target_percent: int
+    memory_target_percent: int
+    termination_grace_seconds: int
+    drain_seconds: int
+    """preStop pause so endpoints are withdrawn before the process gets SIGTERM."""
+    connections_per_pod: int
+    resources: ContainerResources
+
 
 # The service's own uid inside its image.
 WEBSOCKET_UID = 10001

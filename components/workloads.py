@@ -13,15 +13,20 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import podspec
-from components.frontend import Frontend, FrontendArgs
-from components.websocket_service import WebSocketService, WebSocketServiceArgs
-from stacks.settings import (
-    CONNECTIONS_PER_POD_ENV,
-    FrontendSettings,
-    MeshSettings,
-    SessionSettings,
-    WebSocketSettings,
-)
+from components.frontend import Frontend, FrontendArgs, FrontendSettings
+from components.mesh import MeshSettings
+from components.websocket_service import WebSocketService, WebSocketServiceArgs, WebSocketSettings
+from policies.contract import CONNECTIONS_PER_POD_ENV
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """Application facts the platform passes through as config (it does not implement them)."""
+
+    session_ttl_seconds: int
+    connection_ttl_seconds: int
+    redis_health_timeout_seconds: int
+
 
 APP_CONFIG = "app-config"
 APP_SECRETS = "app-secrets"

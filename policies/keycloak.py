@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from policies.contract import KEYCLOAK_TOKEN_BOUNDS
 from policies.engine import Context, Resource, resource_rule, stack_rule
 from policies.kubernetes import (
     DEPLOYMENT,
@@ -24,7 +25,6 @@ from policies.kubernetes import (
     number,
     pod_template_labels,
 )
-from stacks.settings import KEYCLOAK_TOKEN_BOUNDS
 
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 VIRTUAL_SERVICE = "kubernetes:networking.istio.io/v1:VirtualService"

@@ -17,9 +17,9 @@ from types import MappingProxyType
 from typing import Any
 
 from policies import gcp, istio, keycloak
+from policies.contract import HEALTH_PORT, MIN_WEBSOCKET_TIMEOUT_SECONDS, PROTECTED_HEADERS, WEBSOCKET_PORT
 from policies.engine import Context, Resource, stack_rule
 from policies.kubernetes import DEPLOYMENT, SERVICE, dig, items, number, pod_spec, pod_template_labels
-from stacks.settings import HEALTH_PORT, MIN_WEBSOCKET_TIMEOUT_SECONDS, PROTECTED_HEADERS, WEBSOCKET_PORT
 
 ENVOY_FILTER = "EnvoyFilter"
 # The request a browser's WebSocket handshake makes, as the mesh matches it.

@@ -1,10 +1,12 @@
-"""Typed, validated stack settings.
+"""Reading and validating a stack's config.
 
-Every value that differs between stacks is read here, once, from the stack's Pulumi config.
-`parse_settings` is a pure function over the raw config map (key -> string, structured values
-as JSON, the way Pulumi hands them to a program), so it can be tested without an engine.
-Any bad value raises one `SettingsError` naming the key, the value and what is allowed, before
-a single resource is declared. Components never read `pulumi.Config`: they get these objects.
+Every value that differs between stacks is read here, once, from the stack's Pulumi config, into
+the typed settings each component declares beside itself (`components/*`); facts shared with the
+policy pack come from `policies/contract.py`. `parse_settings` is a pure function over the raw
+config map (key -> string, structured values as JSON, the way Pulumi hands them to a program), so
+it can be tested without an engine. Any bad value raises one `SettingsError` naming the key, the
+value and what is allowed, before a single resource is declared. Components never read
+`pulumi.Config`: they get these objects.
 """
 
 from __future__ import annotations
@@ -13,9 +15,34 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NoReturn
+
+from components.frontend import FrontendSettings
+from components.keycloak import KeycloakSettings, KeycloakSizing
+from components.load_balancer import CloudArmorSettings, LoadBalancerSettings, RateLimitRule
+from components.mesh import MeshSettings
+from components.observability import DASHBOARD_LABELS, MonitoringSettings
+from components.postgres import KeycloakDatabaseSettings
+from components.redis_cluster import RedisSettings
+from components.values import ContainerResources, SecretStr
+from components.websocket_service import WebSocketSettings
+from components.workloads import SessionSettings
+from policies.contract import (
+    DEFAULT_TARGET_AUTHENTICATIONS_PER_MINUTE,
+    DEFAULT_TARGET_CONCURRENT_CONNECTIONS,
+    DEFAULT_TARGET_SESSION_DATA,
+    GCP_HEADER_VARIABLES,
+    IMAGE_REFERENCE,
+    KEYCLOAK_TOKEN_BOUNDS,
+    MIN_WEBSOCKET_TIMEOUT_SECONDS,
+    PROTECTED_HEADERS,
+    REDIS_MEMORY_HEADROOM,
+    parse_cpu_millis,
+    parse_duration_seconds,
+    parse_memory_bytes,
+)
 
 PROJECT = "aiwfe-platform"
 
@@ -26,39 +53,19 @@ ENVIRONMENTS = ("staging", "prod")
 # kubernetes-validate bundles schemas up to 1.37; native preStop `sleep` needs 1.30+.
 KUBERNETES_VERSIONS = tuple(f"1.{minor}" for minor in range(30, 38))
 
-# Ports are facts of the WebSocket service image, not per-stack choices.
-WEBSOCKET_PORT = 8080
-HEALTH_PORT = 8081
-FRONTEND_CONTAINER_PORT = 8080
-FRONTEND_SERVICE_PORT = 80
-# The env var that tells a WebSocket pod how many connections it holds (the policy pack reads it).
-CONNECTIONS_PER_POD_ENV = "MAX_CONNECTIONS_PER_POD"
 # Istio minor releases the program supports (all serve networking/security/telemetry .../v1, new in
 # 1.22); older ones are out of support. Extend when a release is tested against its CRD schemas.
 SUPPORTED_ISTIO_MINORS = (28, 29, 30)
 MTLS_MODES = ("STRICT", "PERMISSIVE")
 # REQUIREMENTS: a Redis health check must time out in 3 s at most.
 MAX_REDIS_HEALTH_TIMEOUT_SECONDS = 3
-# Redis Cluster ports are part of the shared contract (mesh rules, NetworkPolicies, exporter scrape).
-REDIS_PORT = 6379
-REDIS_BUS_PORT = 16379
-REDIS_EXPORTER_PORT = 9121
 # After its drain the WebSocket process gets this long to exit before the grace period ends.
 SHUTDOWN_EXIT_SECONDS = 5
 # Upper bounds of one container (typos like `1Ti` for `1Gi` must not reach a cluster as a request).
 MAX_CONTAINER_MEMORY_BYTES = 256 * 2**30
 MAX_CONTAINER_CPU_MILLIS = 64_000
-# Memory limit = maxmemory x this: a fork for BGSAVE/AOF rewrite copies pages on write (REQUIREMENTS).
-REDIS_MEMORY_HEADROOM = 1.5
 # The volume holds the AOF, its rewrite and the RDB snapshot: at least this many times maxmemory.
 REDIS_STORAGE_FACTOR = 3
-# REQUIREMENTS' capacity targets, which the policy pack judges the declared sizes against (the
-# defaults of `targets` and of the pack's options): 10 pods x 1000+ connections, 10,000
-# authentications/min. Session data: 3 masters x 8 GB are sized for it with one master's worth of
-# slack for uneven slots.
-DEFAULT_TARGET_CONCURRENT_CONNECTIONS = 10_000
-DEFAULT_TARGET_AUTHENTICATIONS_PER_MINUTE = 10_000
-DEFAULT_TARGET_SESSION_DATA = "16Gi"
 
 
 class SettingsError(ValueError):
@@ -86,46 +93,12 @@ def _show(value: Any) -> str:
 _MISSING: Any = object()
 
 
-class SecretStr:
-    """A secret config value. Its repr never shows the value; `reveal()` is explicit."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "SecretStr('[secret]')"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SecretStr) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
 # ---------------------------------------------------------------- value parsers
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
-# registry/path[:tag][@sha256:digest]
-_IMAGE = re.compile(
-    r"^(?P<repo>[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*)"
-    r"(:(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
-    r"(@(?P<digest>sha256:[a-f0-9]{64}))?$"
-)
-_CPU = re.compile(r"^(?P<num>\d+(\.\d+)?)(?P<unit>m?)$")
-_MEMORY = re.compile(r"^(?P<num>\d+(\.\d+)?)(?P<unit>Ki|Mi|Gi|Ti|k|M|G|T)?$")
-_MEMORY_FACTORS = {
-    None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
-}
-_DURATION = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 _GCP_PROJECT = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
 _GCP_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 _GCP_NETWORK = re.compile(r"^([a-z]([-a-z0-9]{0,61}[a-z0-9])?|projects/[a-z][-a-z0-9]{4,28}[a-z0-9]/global/networks/"
@@ -134,95 +107,7 @@ _ISTIO_VERSION = re.compile(r"^1\.(?P<minor>\d+)\.(?P<patch>\d+)$")
 _TRUST_DOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
-def parse_cpu_millis(text: str) -> int:
-    """'100m' -> 100, '0.5' -> 500, '2' -> 2000. Raises ValueError when malformed."""
-    match = _CPU.fullmatch(text) if isinstance(text, str) else None
-    if not match:
-        raise ValueError(text)
-    number = float(match["num"])
-    return round(number if match["unit"] else number * 1000)
-
-
-def parse_memory_bytes(text: str) -> int:
-    """'128Mi' -> 134217728, '1G' -> 10**9. Raises ValueError when malformed."""
-    match = _MEMORY.fullmatch(text) if isinstance(text, str) else None
-    if not match:
-        raise ValueError(text)
-    return round(float(match["num"]) * _MEMORY_FACTORS[match["unit"]])
-
-
-def parse_duration_seconds(value: Any) -> int:
-    """'90s', '5m', '24h', '1h30m' or a whole number of seconds -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError(value)
-    if isinstance(value, int):
-        return value
-    match = _DURATION.fullmatch(value) if isinstance(value, str) and value else None
-    if not match or not any(match.groupdict().values()):
-        raise ValueError(value)
-    parts = {k: int(v) if v else 0 for k, v in match.groupdict().items()}
-    return parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
-
-
-def image_tag(image: str) -> str:
-    """The tag of a validated image reference, or the short digest when it has no tag."""
-    match = _IMAGE.fullmatch(image)
-    assert match, image
-    return match["tag"] or (match["digest"] or "")[7:19]
-
-
 # ---------------------------------------------------------------- typed settings
-
-
-@dataclass(frozen=True)
-class ContainerResources:
-    """Requests and limits of one container, as Kubernetes quantities."""
-
-    cpu_request: str
-    memory_request: str
-    cpu_limit: str
-    memory_limit: str
-
-    def as_k8s(self) -> dict[str, dict[str, str]]:
-        return {
-            "requests": {"cpu": self.cpu_request, "memory": self.memory_request},
-            "limits": {"cpu": self.cpu_limit, "memory": self.memory_limit},
-        }
-
-
-@dataclass(frozen=True)
-class MeshSettings:
-    """How the application namespaces join the Istio mesh, and where its ingress gateway runs."""
-
-    istio_revision: str | None
-    """A revision label (`istio.io/rev`) for canary control planes; None uses `istio-injection`."""
-    cni: bool
-    """Istio CNI plugin installed: pods need no NET_ADMIN init container (decides Pod Security)."""
-    istiod_namespace: str
-    ingress_gateway_namespace: str
-    ingress_gateway_labels: Mapping[str, str]
-    # Istio resources (the Mesh component): versions, mTLS, gateway identity, telemetry.
-    istio_version: str = "1.30.3"
-    """The Istio release installed on the cluster; decides the API versions the program declares."""
-    mtls_mode: str = "STRICT"
-    """PeerAuthentication mode of the meshed namespaces: STRICT (prod always), PERMISSIVE in staging only."""
-    ingress_gateway_service_account: str = "istio-ingressgateway"
-    """The ingress gateway's ServiceAccount: its SPIFFE principal is the only caller the apps admit."""
-    trust_domain: str = "cluster.local"
-    tracing_sampling_percent: float = 1.0
-    access_logging: bool = True
-
-    @property
-    def istio_minor(self) -> int:
-        return int(self.istio_version.split(".")[1])
-
-    def principal(self, namespace: str, service_account: str) -> str:
-        """The SPIFFE identity (without `spiffe://`) AuthorizationPolicies match a workload by."""
-        return f"{self.trust_domain}/ns/{namespace}/sa/{service_account}"
-
-    @property
-    def ingress_gateway_principal(self) -> str:
-        return self.principal(self.ingress_gateway_namespace, self.ingress_gateway_service_account)
 
 
 @dataclass(frozen=True)
@@ -240,145 +125,15 @@ class GcpSettings:
 MONITORING_PROVIDERS = ("prometheus-operator", "managed-prometheus")
 # Google Managed Prometheus runs its collectors in this namespace (managed collection).
 GMP_NAMESPACE = "gmp-system"
-# The Grafana chart's dashboard sidecar loads ConfigMaps with this label by default.
-DASHBOARD_LABELS = {"grafana_dashboard": "1"}
 _URL_PREFIX = re.compile(r"^https://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:\d{1,5})?(/[-A-Za-z0-9._~%/]*)?/$")
-
-
-@dataclass(frozen=True)
-class MonitoringSettings:
-    """Where the metrics scraper runs (the only peer allowed to reach metrics ports), which scrape
-    and rule API it reads, and where dashboards go."""
-
-    namespace: str
-    scraper_labels: Mapping[str, str] | None
-    """Labels of the scraper's pods; None admits any pod of the monitoring namespace."""
-    provider: str = "prometheus-operator"
-    """`prometheus-operator` (PodMonitor + PrometheusRule) or `managed-prometheus` (GMP PodMonitoring +
-    ClusterRules)."""
-    resource_labels: Mapping[str, str] | None = None
-    """Extra labels on PodMonitors/PrometheusRules so the operator's Prometheus selects them."""
-    dashboard_namespace: str = ""
-    """Where the Grafana dashboard ConfigMaps go (default: `namespace`)."""
-    dashboard_labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType(dict(DASHBOARD_LABELS)))
-    """The label the Grafana sidecar watches for."""
-    runbook_base_url: str | None = None
-    """Prefix of alert runbook links (e.g. the repository's web URL + `/blob/main/`); None keeps repo paths."""
-    scrape_interval_seconds: int = 30
-
-
-@dataclass(frozen=True)
-class RedisSettings:
-    """The Redis Cluster for sessions: its namespace, size, images, memory and storage."""
-
-    namespace: str
-    masters: int
-    replicas_per_master: int
-    image: str
-    """The official `redis` 7.x image, pinned."""
-    exporter_image: str
-    """The Prometheus exporter sidecar (oliver006/redis_exporter), pinned."""
-    maxmemory: str
-    """Data memory per node (Kubernetes quantity); the container limit adds the fork headroom."""
-    cpu_request: str
-    cpu_limit: str
-    storage_class: str
-    storage_size: str
-    cluster_node_timeout_ms: int
-    """How long a master may be unreachable before its replica is promoted."""
-
-    @property
-    def nodes(self) -> int:
-        return self.masters * (1 + self.replicas_per_master)
-
-    @property
-    def port(self) -> int:
-        return REDIS_PORT
-
-    @property
-    def maxmemory_bytes(self) -> int:
-        return parse_memory_bytes(self.maxmemory)
-
-    @property
-    def memory_limit(self) -> str:
-        """The container memory limit: maxmemory x REDIS_MEMORY_HEADROOM, in whole MiB."""
-        return f"{-(-int(self.maxmemory_bytes * REDIS_MEMORY_HEADROOM) // 2**20)}Mi"
-
-
-@dataclass(frozen=True)
-class SessionSettings:
-    """Application facts the platform passes through as config (it does not implement them)."""
-
-    session_ttl_seconds: int
-    connection_ttl_seconds: int
-    redis_health_timeout_seconds: int
-
-
-@dataclass(frozen=True)
-class WebSocketSettings:
-    """Sizing and rollout behaviour of the WebSocket service."""
-
-    image: str
-    min_replicas: int
-    max_replicas: int
-    cpu_target_percent: int
-    memory_target_percent: int
-    termination_grace_seconds: int
-    drain_seconds: int
-    """preStop pause so endpoints are withdrawn before the process gets SIGTERM."""
-    connections_per_pod: int
-    resources: ContainerResources
-
-
-@dataclass(frozen=True)
-class FrontendSettings:
-    """One static nginx frontend (user or admin)."""
-
-    image: str
-    replicas: int
-    resources: ContainerResources
 
 
 # ---------------------------------------------------------------- Keycloak
 
-# Token lifespans (seconds) the realm may use: REQUIREMENTS want a 5 min access token and a 30 min
-# SSO idle (refresh tokens die with the session). The policy pack judges the rendered realm with them.
-KEYCLOAK_TOKEN_BOUNDS: Mapping[str, tuple[int, int]] = MappingProxyType({
-    "accessTokenLifespan": (60, 900),
-    "ssoSessionIdleTimeout": (300, 3600),
-    "ssoSessionMaxLifespan": (1800, 86400),
-    "clientSessionIdleTimeout": (0, 3600),
-})
 KEYCLOAK_DATABASE_MODES = ("in-cluster", "cloudsql")
 # Istio's sidecar hands inbound connections to the app from this address: the only direct peer
 # Keycloak ever sees, so it is the proxy whose X-Forwarded-* headers may be trusted.
 ISTIO_INBOUND_PASSTHROUGH = "127.0.0.6/32"
-
-
-@dataclass(frozen=True)
-class KeycloakDatabaseSettings:
-    """Where Keycloak keeps its data: an in-cluster PostgreSQL 15 (staging) or Cloud SQL (prod)."""
-
-    mode: str
-    """`in-cluster` or `cloudsql`."""
-    # in-cluster
-    postgres_image: str | None = None
-    storage_size: str | None = None
-    storage_class: str | None = None
-    postgres_resources: ContainerResources | None = None
-    # cloudsql
-    tier: str | None = None
-    disk_size_gb: int = 0
-    backup_start_time: str | None = None
-    retained_backups: int = 0
-    log_retention_days: int = 0
-    private_services_range: str | None = None
-    """CIDR of the VPC's private services access range (Cloud SQL's private IPs): NetworkPolicy egress."""
-    proxy_image: str | None = None
-
-    @property
-    def in_cluster(self) -> bool:
-        return self.mode == "in-cluster"
 
 
 @dataclass(frozen=True)
@@ -396,45 +151,6 @@ class PolicySettings:
     """How the policy pack judges this stack: the rules that only warn here (none in prod)."""
 
     advisory: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class KeycloakSizing:
-    """The mix of Keycloak's authentication load (its HA sizing guide prices each kind); the rate is
-    `targets.authenticationsPerMinute`."""
-
-    password_login_percent: int
-    client_credentials_percent: int
-    refresh_percent: int
-
-
-@dataclass(frozen=True)
-class KeycloakSettings:
-    """The identity service: version, size, realm facts, database."""
-
-    namespace: str
-    version: str
-    replicas: int
-    resources: ContainerResources
-    realm: str
-    access_token_lifespan_seconds: int
-    sso_session_idle_seconds: int
-    sso_session_max_seconds: int
-    client_session_idle_seconds: int
-    webapp_redirect_uris: tuple[str, ...]
-    webapp_web_origins: tuple[str, ...]
-    google_client_id: str
-    github_client_id: str
-    google_client_secret: SecretStr
-    github_client_secret: SecretStr
-    trusted_proxy_addresses: tuple[str, ...]
-    database: KeycloakDatabaseSettings
-    sizing: KeycloakSizing
-
-    @property
-    def image(self) -> str:
-        """The official image of the pinned release."""
-        return f"quay.io/keycloak/keycloak:{self.version}"
 
 
 @dataclass(frozen=True)
@@ -540,7 +256,7 @@ class _Section:
 
     def image(self, name: str) -> str:
         value = self._get(name, _MISSING)
-        match = _IMAGE.fullmatch(value) if isinstance(value, str) else None
+        match = IMAGE_REFERENCE.fullmatch(value) if isinstance(value, str) else None
         if not match or not (match["tag"] or match["digest"]) or match["tag"] == "latest":
             self.fail(name, value,
                       "must be an image reference pinned by a tag other than 'latest' or by an @sha256 digest")
@@ -644,17 +360,7 @@ def _decode(key: str, raw: str, expect_object: bool, secret: bool) -> Any:
 
 # ---------------------------------------------------------------- load balancer (issue 6)
 
-# The backend service timeout is the whole lifetime of a WebSocket behind a GCP Application LB
-# (the default 30 s cuts every socket after 30 s). Settings and the policy pack both enforce this.
-MIN_WEBSOCKET_TIMEOUT_SECONDS = 3600
 MAX_BACKEND_TIMEOUT_SECONDS = 7 * 86400
-# Google's health-check probes and its front ends (global external Application LB, zonal
-# GCE_VM_IP_PORT NEGs) connect from these ranges; there is no proxy-only subnet for this LB type.
-GOOGLE_LB_SOURCE_RANGES = ("35.191.0.0/16", "130.211.0.0/22")
-# Request headers the LB must pass through untouched: browsers send the token in
-# Sec-WebSocket-Protocol, other clients in Authorization; Upgrade/Connection carry the handshake.
-PROTECTED_HEADERS = frozenset({"authorization", "sec-websocket-protocol", "sec-websocket-key",
-                               "sec-websocket-version", "sec-websocket-extensions", "upgrade", "connection"})
 # GCP refuses these names in custom headers (hop-by-hop, or reserved by Google).
 GCP_REJECTED_HEADERS = frozenset({"connection", "upgrade", "keep-alive", "te", "trailer", "transfer-encoding",
                                   "proxy-authorization", "proxy-authenticate", "x-user-ip", "cdn-loop", "host",
@@ -662,14 +368,6 @@ GCP_REJECTED_HEADERS = frozenset({"connection", "upgrade", "keep-alive", "te", "
 # Per backend service, GCP takes at most this many custom request headers.
 GCP_MAX_CUSTOM_REQUEST_HEADERS = 16
 GCP_REJECTED_HEADER_PREFIXES = ("x-google", "x-goog-", "x-gfe", "x-amz-")
-# `{variable}` placeholders the global external Application LB expands in custom header values
-# (GCP's "custom headers" page). Anything else, and nginx's `$http_*`, would be sent literally.
-GCP_HEADER_VARIABLES = frozenset({
-    "client_rtt_msec", "client_region", "client_region_subdivision", "client_city", "client_city_lat_long",
-    "client_encrypted", "client_protocol", "tls_sni_hostname", "tls_version", "tls_cipher_suite",
-    "tls_ja3_fingerprint", "tls_ja4_fingerprint", "device_request_type", "user_agent_family",
-    "cdn_cache_id", "cdn_cache_status", "origin_request_header",
-})
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an RFC 7230 token
 _HEADER_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 SESSION_AFFINITIES = ("NONE", "CLIENT_IP", "GENERATED_COOKIE")
@@ -700,50 +398,6 @@ def header_problem(name: str, value: str) -> str | None:
     if any(not 32 <= ord(c) < 127 for c in value):
         return "only printable ASCII is allowed in header values (no control or non-ASCII characters)"
     return None
-
-
-@dataclass(frozen=True)
-class RateLimitRule:
-    """One Cloud Armor rate limit, per client IP, on one of the LB's hosts."""
-
-    host: str
-    """`auth` or `product`."""
-    requests: int
-    interval_seconds: int
-    action: str
-    """`throttle` (429 above the rate) or `rate_based_ban` (429 for `ban_seconds` once exceeded)."""
-    ban_seconds: int
-
-
-@dataclass(frozen=True)
-class CloudArmorSettings:
-    """The security policy on both backends: rate limits, blocked ranges, then default allow."""
-
-    rate_limits: tuple[RateLimitRule, ...]
-    blocked_source_ranges: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class LoadBalancerSettings:
-    """The GCP HTTPS load balancer in front of the Istio ingress gateway."""
-
-    websocket_timeout_seconds: int
-    """Backend service timeout of `websocket`: the longest a WebSocket can live."""
-    web_timeout_seconds: int
-    draining_timeout_seconds: int
-    session_affinity: str
-    log_sample_rate: float
-    neg_name: str
-    """The gateway's standalone NEG, one per zone of `gcp.zones` (GKE names them alike)."""
-    gateway_http_port: int
-    """The gateway pods' container port behind Service port 80 (what NEG endpoints point at)."""
-    gateway_health_port: int
-    max_rate_per_endpoint: int
-    ssl_profile: str
-    node_tags: tuple[str, ...]
-    """Network tags of the GKE nodes; empty applies the firewall rule to the whole VPC."""
-    custom_request_headers: Mapping[str, str]
-    cloud_armor: CloudArmorSettings
 
 
 def _float(section: _Section, name: str, low: float, high: float, default: float) -> float:
@@ -1232,7 +886,7 @@ def _keycloak_settings(top: _Section, environment: str, domain: str, secrets: se
         db_s.fail("mode", mode, f"must be one of {', '.join(KEYCLOAK_DATABASE_MODES)}")
     if mode == "in-cluster":
         image = db_s.image("image")
-        match = _IMAGE.fullmatch(image)
+        match = IMAGE_REFERENCE.fullmatch(image)
         if not match or match["repo"].rsplit("/", 1)[-1] != "postgres" or not (match["tag"] or "").startswith("15."):
             db_s.fail("image", image, "must be the official PostgreSQL 15 image pinned by tag, like postgres:15.15")
         database = KeycloakDatabaseSettings(

@@ -19,7 +19,7 @@ import pytest
 
 from components import keycloak as kc
 from components import postgres as pg
-from stacks.settings import KeycloakSettings
+from components.keycloak import KeycloakSettings
 from tests.conftest import require_tool
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from components.load_balancer import LoadBalancer
-from stacks.settings import GOOGLE_LB_SOURCE_RANGES, MIN_WEBSOCKET_TIMEOUT_SECONDS, PROTECTED_HEADERS
+from policies.contract import GOOGLE_LB_SOURCE_RANGES, MIN_WEBSOCKET_TIMEOUT_SECONDS, PROTECTED_HEADERS
 from tests.conftest import one, resources_of
 from tools import render as render_tool
 from tools import urlmap

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from policies.contract import MIN_WEBSOCKET_TIMEOUT_SECONDS
 from policies.gcp import (
     BACKEND_SERVICE,
     GLOBAL_FORWARDING_RULE,
@@ -14,7 +15,6 @@ from policies.gcp import (
     TARGET_HTTPS_PROXY,
     URL_MAP,
 )
-from stacks.settings import MIN_WEBSOCKET_TIMEOUT_SECONDS
 from tests.policy_cases import Case, bad, ok
 from tests.policy_fixtures import BASE, DELETE, Wire, change, gcp_backend
 
