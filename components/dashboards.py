@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from policies.contract import WEBSOCKET_CONNECTIONS_METRIC as CONNECTIONS
+
 SCHEMA_VERSION = 39
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
@@ -100,8 +102,8 @@ def websocket(scope: DashboardScope) -> dict[str, Any]:
     ns = f'namespace="{scope.app_namespace}"'
     return _dashboard("aiwfe-websocket", "AIWFE / WebSocket", [
         Panel("Open connections", [
-            (f"sum(websocket_connections_active{{{ns}}})", "total"),
-            (f"sum by (pod) (websocket_connections_active{{{ns}}})", "{{pod}}")]),
+            (f"sum({CONNECTIONS}{{{ns}}})", "total"),
+            (f"sum by (pod) ({CONNECTIONS}{{{ns}}})", "{{pod}}")]),
         Panel("Upgrade success ratio", [
             (f'sum(rate(websocket_upgrades_total{{{ns}, result="success"}}[5m])) / '
              f"clamp_min(sum(rate(websocket_upgrades_total{{{ns}}}[5m])), 1e-9)", "success")], unit="percentunit"),

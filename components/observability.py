@@ -89,6 +89,16 @@ class ObservabilityArgs:
     the apps it routes to are counted there; its installation must include those stats)."""
 
 
+def custom_metric_name(provider: str, metric: str) -> str:
+    """The name an HPA asks the custom metrics API for, to get a Prometheus gauge per pod.
+
+    prometheus-adapter's default rules keep the series name; Google's custom-metrics adapter serves
+    Managed Prometheus series as `prometheus.googleapis.com|<name>|<kind>`."""
+    if provider == "managed-prometheus":
+        return f"prometheus.googleapis.com|{metric}|gauge"
+    return metric
+
+
 class Observability(pulumi.ComponentResource):
     """Scrape config, alert rules and dashboards, for the provider the stack's settings choose.
 

@@ -21,12 +21,18 @@ class WebSocketSettings:
     min_replicas: int
     max_replicas: int
     cpu_target_percent: int
+    """Of the app container's CPU request (the sidecar is not counted)."""
     memory_target_percent: int
+    """Of the app container's memory request."""
     termination_grace_seconds: int
     drain_seconds: int
     """preStop pause so endpoints are withdrawn before the process gets SIGTERM."""
     connections_per_pod: int
     resources: ContainerResources
+    scale_on_connections: bool = False
+    """Scale on open connections per pod first (needs a custom metrics adapter in the cluster)."""
+    connections_target_percent: int = 70
+    """Of `connections_per_pod`: the average the HPA keeps each pod at when scaling on connections."""
 
 
 # The service's own uid inside its image.
@@ -52,6 +58,9 @@ class WebSocketServiceArgs:
     redis_namespace: str
     redis_port: int
     peers: podspec.AppPeers
+    connections_metric: str | None = None
+    """The name the cluster's custom metrics API serves the pods' open-connection gauge under
+    (the monitoring stack's adapter); None when the platform has no adapter."""
     name: str = "websocket"
 
 
@@ -165,10 +174,7 @@ class WebSocketService(pulumi.ComponentResource):
                 "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment.metadata["name"]},
                 "minReplicas": s.min_replicas,
                 "maxReplicas": s.max_replicas,
-                "metrics": [
-                    _utilization("cpu", s.cpu_target_percent),
-                    _utilization("memory", s.memory_target_percent),
-                ],
+                "metrics": hpa_metrics(app, s, args.connections_metric),
                 "behavior": {
                     # Double (or +4 pods) every 15 s with no stabilisation: new capacity well within 60 s.
                     "scaleUp": {
@@ -212,6 +218,17 @@ class WebSocketService(pulumi.ComponentResource):
         })
 
 
-def _utilization(resource: str, percent: int) -> dict:
-    return {"type": "Resource",
-            "resource": {"name": resource, "target": {"type": "Utilization", "averageUtilization": percent}}}
+def hpa_metrics(container: str, s: WebSocketSettings, connections_metric: str | None) -> list[dict]:
+    """What the HPA scales on: open connections per pod first when an adapter serves them, then the
+    app container's own CPU and memory (`ContainerResource`: a `Resource` metric would add the
+    istio-proxy's usage and requests to the pod's and scale on the sidecar's share)."""
+    metrics = []
+    if s.scale_on_connections and connections_metric:
+        per_pod = max(1, s.connections_per_pod * s.connections_target_percent // 100)
+        metrics.append({"type": "Pods", "pods": {"metric": {"name": connections_metric},
+                                                 "target": {"type": "AverageValue", "averageValue": str(per_pod)}}})
+    for resource, percent in (("cpu", s.cpu_target_percent), ("memory", s.memory_target_percent)):
+        metrics.append({"type": "ContainerResource", "containerResource": {
+            "name": resource, "container": container,
+            "target": {"type": "Utilization", "averageUtilization": percent}}})
+    return metrics

@@ -52,6 +52,9 @@ class WorkloadsArgs:
     redis_port: int
     redis_password: pulumi.Input[str]
     """Must be a Pulumi secret; it only ever lands in the `app-secrets` Secret."""
+    connections_metric: str | None = None
+    """The custom metrics API's name for the WebSocket pods' open-connection gauge (see
+    `WebSocketServiceArgs.connections_metric`)."""
 
 
 def app_config_data(args: WorkloadsArgs) -> dict[str, pulumi.Input[str]]:
@@ -108,6 +111,7 @@ def websocket_service_args(args: WorkloadsArgs, config_map_name: pulumi.Input[st
         redis_namespace=args.redis_namespace,
         redis_port=args.redis_port,
         peers=app_peers(args),
+        connections_metric=args.connections_metric,
         name=name,
     )
 

@@ -27,6 +27,8 @@ REDIS_EXPORTER_PORT = 9121
 
 # The env var that tells a WebSocket pod how many connections it holds (the policy pack reads it).
 CONNECTIONS_PER_POD_ENV = "MAX_CONNECTIONS_PER_POD"
+# The gauge of open WebSockets each pod exports on its health port (dashboards, alerts, autoscaling).
+WEBSOCKET_CONNECTIONS_METRIC = "websocket_connections_active"
 # Memory limit = maxmemory x this: a fork for BGSAVE/AOF rewrite copies pages on write (REQUIREMENTS).
 REDIS_MEMORY_HEADROOM = 1.5
 # REQUIREMENTS' capacity targets, which the policy pack judges the declared sizes against (the

@@ -15,9 +15,10 @@ from components.alert_rules import RedisLayoutCounts
 from components.keycloak import Keycloak, KeycloakArgs
 from components.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.mesh import Mesh, MeshArgs
-from components.observability import Observability, ObservabilityArgs, ScrapeTarget
+from components.observability import Observability, ObservabilityArgs, ScrapeTarget, custom_metric_name
 from components.redis_cluster import RedisCluster, RedisClusterArgs
 from components.workloads import Workloads, WorkloadsArgs
+from policies.contract import WEBSOCKET_CONNECTIONS_METRIC
 from stacks.settings import Settings, load_settings
 
 
@@ -95,6 +96,8 @@ def workloads_args(settings: Settings, namespace: pulumi.Input[str], redis_url: 
         redis_namespace=settings.redis.namespace,
         redis_port=settings.redis.port,
         redis_password=redis_password,
+        # The adapter serves the service's own gauge under a name its provider decides.
+        connections_metric=custom_metric_name(settings.monitoring.provider, WEBSOCKET_CONNECTIONS_METRIC),
     )
 
 

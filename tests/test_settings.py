@@ -44,8 +44,10 @@ def test_committed_stacks_parse(stack: str) -> None:
     assert s.sessions.redis_health_timeout_seconds <= 3
     assert s.sessions.session_ttl_seconds == 3600
     assert s.sessions.connection_ttl_seconds == 24 * 3600
+    # Requests at the steady state (tests/test_hpa_decision.py), REQUIREMENTS' limits.
     assert s.websocket.resources.as_k8s() == {
-        "requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}
+        "requests": {"cpu": "200m", "memory": "256Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}
+    assert s.websocket.scale_on_connections is False
     assert s.user_frontend.resources.as_k8s() == {
         "requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "100m", "memory": "128Mi"}}
     assert s.redis.masters >= 3 and s.redis.replicas_per_master >= 1

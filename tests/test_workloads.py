@@ -89,7 +89,8 @@ def test_websocket_resources_probes_and_shutdown(rendered: dict, stack: str) -> 
     s = settings_for(stack)
     deployment = one(rendered[stack], DEPLOYMENT, "websocket-deployment")["props"]
     c = container(one(rendered[stack], DEPLOYMENT, "websocket-deployment"))
-    assert c["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"},
+    # Requests are the steady state under normal load (the HPA's base), limits REQUIREMENTS'.
+    assert c["resources"] == {"requests": {"cpu": "200m", "memory": "256Mi"},
                               "limits": {"cpu": "500m", "memory": "512Mi"}}
     assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http-health"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http-health"}
@@ -144,8 +145,11 @@ def test_hpa_bounds_targets_and_fast_scale_up(rendered: dict, stack: str) -> Non
     spec = one(rendered[stack], HPA, "websocket-autoscaler")["props"]["spec"]
     assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "websocket"}
     assert (spec["minReplicas"], spec["maxReplicas"]) == (s.websocket.min_replicas, s.websocket.max_replicas)
-    targets = {m["resource"]["name"]: m["resource"]["target"]["averageUtilization"] for m in spec["metrics"]}
-    assert targets == {"cpu": 70.0, "memory": 80.0}
+    # The app container's own usage: the sidecar's is not the service's load.
+    assert {m["type"] for m in spec["metrics"]} == {"ContainerResource"}
+    targets = {(m["containerResource"]["name"], m["containerResource"]["container"]):
+               m["containerResource"]["target"]["averageUtilization"] for m in spec["metrics"]}
+    assert targets == {("cpu", "websocket"): 70.0, ("memory", "websocket"): 80.0}
     up = spec["behavior"]["scaleUp"]
     assert replicas_after(60, spec["minReplicas"], up, spec["maxReplicas"]) == spec["maxReplicas"]
 
@@ -308,14 +312,14 @@ def test_children_are_parented_to_their_component(rendered: dict, stack: str) ->
 def test_resource_overrides_reach_the_containers(tmp_path) -> None:
     config = render_tool.load_stack_config("staging")
     websocket = json.loads(config.values["aiwfe-platform:websocket"])
-    websocket["resources"] = {"requests": {"cpu": "200m"}, "limits": {"memory": "1Gi"}}
+    websocket["resources"] = {"requests": {"cpu": "300m"}, "limits": {"memory": "1Gi"}}
     config.values["aiwfe-platform:websocket"] = json.dumps(websocket)
     frontends = json.loads(config.values["aiwfe-platform:frontends"])
     frontends["admin"]["resources"] = {"limits": {"cpu": "250m"}}
     config.values["aiwfe-platform:frontends"] = json.dumps(frontends)
     result = render_tool.render("staging", tmp_path, config=config)
     assert container(one(result, DEPLOYMENT, "websocket-deployment"))["resources"] == {
-        "requests": {"cpu": "200m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "1Gi"}}
+        "requests": {"cpu": "300m", "memory": "256Mi"}, "limits": {"cpu": "500m", "memory": "1Gi"}}
     assert container(one(result, DEPLOYMENT, "admin-frontend-deployment"))["resources"]["limits"] == {
         "cpu": "250m", "memory": "128Mi"}
     assert container(one(result, DEPLOYMENT, "user-frontend-deployment"))["resources"]["limits"] == {
