@@ -68,6 +68,9 @@ class RedisSettings:
     storage_size: str
     cluster_node_timeout_ms: int
     """How long a master may be unreachable before its replica is promoted."""
+    layout_migrated: bool = False
+    """The operator migrated the live cluster to this layout by hand (docs/upgrades.md, Redis step 4):
+    the one deploy that records a changed layout."""
 
     @property
     def nodes(self) -> int:
@@ -212,6 +215,16 @@ def node_address(slot: NodeSlot, namespace: str) -> str:
     return f"{pod_host(slot, namespace)}:{REDIS_PORT}"
 
 
+REDIS_CLUSTER_TYPE = "aiwfe:platform:RedisCluster"
+
+
+def layout_record(settings: RedisSettings, zones: Sequence[str]) -> dict[str, Any]:
+    """What decides which pods exist and which master each replica follows: the stack exports it,
+    and the next deploy compares its settings with it (the program cannot reshard a live cluster)."""
+    return {"masters": settings.masters, "replicas_per_master": settings.replicas_per_master,
+            "zones": list(zones)}
+
+
 def seed_addresses(settings: RedisSettings, zones: Sequence[str]) -> list[str]:
     """Every node's stable address on the client port (cluster clients take several seeds)."""
     return [node_address(slot, settings.namespace) for slot in layout(settings, zones).nodes]
@@ -263,7 +276,7 @@ class RedisCluster(pulumi.ComponentResource):
     """
 
     def __init__(self, name: str, args: RedisClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("aiwfe:platform:RedisCluster", name, None, opts)
+        super().__init__(REDIS_CLUSTER_TYPE, name, None, opts)
         s = args.settings
         child = pulumi.ResourceOptions(parent=self)
         object_labels = podspec.labels(APP, "session-store")
@@ -357,6 +370,7 @@ class RedisCluster(pulumi.ComponentResource):
         self.node_count = len(plan.nodes)
         self.master_count = len(plan.shards)
         self.replicas_per_master = s.replicas_per_master
+        self.layout = layout_record(s, args.zones)
         self.register_outputs({
             "namespace": self.namespace,
             "client_url": self.client_url,
@@ -371,6 +385,7 @@ class RedisCluster(pulumi.ComponentResource):
             "node_count": self.node_count,
             "master_count": self.master_count,
             "replicas_per_master": self.replicas_per_master,
+            "layout": self.layout,
         })
 
     # ------------------------------------------------------------ pieces

@@ -19,6 +19,7 @@ from components.observability import Observability, ObservabilityArgs, ScrapeTar
 from components.redis_cluster import RedisCluster, RedisClusterArgs
 from components.workloads import Workloads, WorkloadsArgs
 from policies.contract import WEBSOCKET_CONNECTIONS_METRIC
+from stacks.deployed import REDIS_LAYOUT_OUTPUT, last_deployed_layout, refuse_layout_change
 from stacks.settings import Settings, load_settings
 
 
@@ -253,6 +254,8 @@ def keycloak_args(settings: Settings) -> KeycloakArgs:
 def main() -> None:
     """The program: validate config (before any resource), build, export."""
     settings = load_settings()
+    # Before any resource: a layout change the cluster cannot take stops here, not half-applied.
+    refuse_layout_change(settings, last_deployed_layout())
     platform = build(settings)
     pulumi.export("environment", settings.environment)
     pulumi.export("app_namespace", platform.app_namespace.metadata["name"])
@@ -267,6 +270,7 @@ def main() -> None:
     pulumi.export("mesh_jwt_issuer", platform.mesh.jwt_issuer)
     pulumi.export("mesh_mtls_mode", platform.mesh.mtls_mode)
     pulumi.export("redis_namespace", platform.redis.namespace)
+    pulumi.export(REDIS_LAYOUT_OUTPUT, platform.redis.layout)
     pulumi.export("redis_client_url", platform.redis.client_url)
     pulumi.export("redis_password_secret_name", platform.redis.password_secret_name)
     pulumi.export("redis_password", platform.redis.password)  # a Pulumi secret: encrypted in state

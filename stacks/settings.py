@@ -636,6 +636,7 @@ def parse_settings(
         storage_class=redis_s.string("storageClass", _DNS_LABEL, "must be a StorageClass name"),
         storage_size=storage_size,
         cluster_node_timeout_ms=node_timeout * 1000,
+        layout_migrated=redis_s.boolean("layoutMigrated", False),
     )
     if not re.match(r"^(docker\.io/)?(library/)?redis:7\.", redis.image):
         redis_s.fail("image", redis.image, "must be the official redis image at a 7.x tag, like redis:7.4.2")

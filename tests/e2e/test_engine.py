@@ -205,3 +205,39 @@ def test_a_config_the_pack_refuses_fails_the_preview_with_the_offline_rule(
                             "--policy-pack-config", str(tmp_path / "offline" / "policy-config.json"), check=False)
     assert result.returncode != 0
     assert violations(result.stdout) == expected, result.stdout[-5000:]
+
+
+def refused_line(result: subprocess.CompletedProcess[str], key: str) -> str:
+    """The program's one line, as the diagnostics print it (the progress view shows it too)."""
+    text = result.stdout + result.stderr
+    assert "Traceback" not in text, text[-3000:]
+    lines = {line.strip() for line in text.splitlines() if line.strip().startswith(f"error: config {key} = ")}
+    assert len(lines) == 1, text[-3000:]
+    return lines.pop()
+
+
+def test_a_redis_layout_change_is_refused_before_anything_changes(deployed: Deployed) -> None:
+    project, stack = deployed.project, deployed.stack
+    state_before = [r["urn"] for r in project.export(stack)["deployment"]["resources"]]
+    masters, first_zone = "aiwfe-platform:redis.masters", "aiwfe-platform:gcp.zones[0]"
+    zones = render_tool.settings_of(render_tool.load_stack_config(stack, root=project.dir)).gcp.zones
+
+    def run_with(key: str, value: str, restore: str, *command: str) -> subprocess.CompletedProcess[str]:
+        project.pulumi("config", "set", "--path", "--stack", stack, key, value)
+        try:
+            return project.pulumi(*command, "--stack", stack, check=False)
+        finally:
+            project.pulumi("config", "set", "--path", "--stack", stack, key, restore)
+
+    preview = run_with(masters, "4", "3", "preview")
+    assert preview.returncode != 0
+    line = refused_line(preview, "aiwfe-platform:redis.masters")
+    assert "the deployed Redis cluster has 3 masters" in line and "docs/upgrades.md#redis" in line
+    # An up with other zones: refused the same way, and the state keeps every resource.
+    up = run_with(first_zone, "europe-west1-z", zones[0], "up", "--yes", "--skip-preview")
+    assert up.returncode != 0
+    assert "the deployed Redis cluster has the zones" in refused_line(up, "aiwfe-platform:gcp.zones")
+    assert [r["urn"] for r in project.export(stack)["deployment"]["resources"]] == state_before
+    # That failed up left the stack resource without outputs; the component's state still says 3.
+    again = run_with(masters, "6", "3", "preview")
+    assert "the deployed Redis cluster has 3 masters" in refused_line(again, "aiwfe-platform:redis.masters")

@@ -1,0 +1,101 @@
+"""What the stack last deployed, read before anything is declared, and the changes refused against it.
+
+The Redis layout (masters, replicas per master, zones) decides which pods exist and which master each
+replica follows. The program cannot reshard a live cluster: applied, such a change would recreate
+pods and leave the bootstrap Job failing halfway. So the program reads its own last outputs through
+the engine and stops a changed layout in preview with one line, before a single resource is
+registered.
+
+The layout is read from the RedisCluster component's state (the builtin `readStackResourceOutputs`,
+made synchronously), not only from the stack's outputs: an update that failed (this refusal
+included) leaves the stack resource without outputs, while components it never reached keep theirs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+
+from components.redis_cluster import REDIS_CLUSTER_TYPE, layout_record
+from stacks.settings import Settings, SettingsError
+
+REDIS_LAYOUT_OUTPUT = "redis_layout"
+MIGRATION_RUNBOOK = "docs/upgrades.md#redis (step 4)"
+_READ_RESOURCE_OUTPUTS = "pulumi:pulumi:readStackResourceOutputs"
+
+
+def last_deployed_layout() -> Mapping[str, Any] | None:
+    """The Redis layout the running stack last deployed; None before the first deploy (and under
+    the offline render's mocks, which deploy nothing)."""
+    # A file:// backend names every stack's organization `organization`.
+    organization = pulumi.get_organization() or "organization"
+    name = f"{organization}/{pulumi.get_project()}/{pulumi.get_stack()}"
+    # The SDK raises when the engine reports a failure: the preview stops rather than guess.
+    result = pulumi.runtime.invoke(_READ_RESOURCE_OUTPUTS, {"stackName": name})
+    return deployed_layout((result.value or {}).get("outputs") or {})
+
+
+def deployed_layout(resources: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The layout in a `readStackResourceOutputs` answer (URN -> {type, outputs}): the RedisCluster
+    component's `layout`, else the stack's `redis_layout` output."""
+    found = {}
+    for state in resources.values():
+        if not isinstance(state, Mapping) or not isinstance(state.get("outputs"), Mapping):
+            continue
+        if state.get("type") == REDIS_CLUSTER_TYPE:
+            found["component"] = state["outputs"].get("layout")
+        elif state.get("type") == "pulumi:pulumi:Stack":
+            found["stack"] = state["outputs"].get(REDIS_LAYOUT_OUTPUT)
+    for source in ("component", "stack"):
+        if isinstance(found.get(source), Mapping):
+            return found[source]
+    return None
+
+
+def _key(settings: Settings, name: str) -> str:
+    return f"{settings.project}:{name}"
+
+
+def refuse_layout_change(settings: Settings, deployed: Mapping[str, Any] | None) -> None:
+    """Raise a SettingsError naming the first layout key that differs from the deployed cluster's.
+
+    `redis.layoutMigrated: true` lets one deploy record a layout the operator migrated to by hand;
+    it is refused when nothing changed, so it cannot stay set and wave the next change through."""
+    planned = layout_record(settings.redis, settings.gcp.zones)
+    migrated = settings.redis.layout_migrated
+    if not isinstance(deployed, Mapping):
+        return
+    changes = [
+        (_key(settings, "redis.masters"), planned["masters"], f"{_count(deployed.get('masters'))} masters"),
+        (_key(settings, "redis.replicasPerMaster"), planned["replicas_per_master"],
+         f"{_count(deployed.get('replicas_per_master'))} replicas per master"),
+        (_key(settings, "gcp.zones"), planned["zones"], f"the zones {list(deployed.get('zones') or [])}"),
+    ]
+    differing = [(key, value, what) for key, value, what in changes
+                 if _normal(value) != _normal(deployed.get(_field(key)))]
+    if migrated and not differing:
+        raise SettingsError(_key(settings, "redis.layoutMigrated"), True,
+                            "the deployed Redis layout already matches the settings: remove the key "
+                            "(it is for the one deploy after a migration)")
+    if differing and not migrated:
+        key, value, what = differing[0]
+        raise SettingsError(key, value, f"the deployed Redis cluster has {what}, and the program cannot "
+                                        f"reshard a live cluster; migrate it first, see {MIGRATION_RUNBOOK}")
+
+
+def _field(key: str) -> str:
+    return {"redis.masters": "masters", "redis.replicasPerMaster": "replicas_per_master",
+            "gcp.zones": "zones"}[key.split(":", 1)[1]]
+
+
+def _count(value: Any) -> Any:
+    # Numbers come back from the engine as floats.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _normal(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return _count(value)

@@ -1,0 +1,116 @@
+"""A Redis layout change (masters, replicas per master, zones) is refused against the deployed one.
+
+The real engine's path (a deployed stack, `pulumi preview` and `up` refused, state untouched) is in
+tests/e2e/test_engine.py; here the comparison itself, and the program under mocks whose engine
+answers with a deployed layout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from typing import Any
+
+import pulumi
+import pytest
+
+from stacks.deployed import REDIS_LAYOUT_OUTPUT, deployed_layout, refuse_layout_change
+from stacks.settings import Settings, SettingsError
+from tests.conftest import STACKS
+from tools import render as render_tool
+
+
+def settings_of(stack: str, **redis: Any) -> Settings:
+    settings = render_tool.settings_of(render_tool.load_stack_config(stack))
+    return dataclasses.replace(settings, redis=dataclasses.replace(settings.redis, **redis)) if redis else settings
+
+
+def layout_of(settings: Settings) -> dict[str, Any]:
+    # As the engine hands numbers back: floats.
+    return {"masters": float(settings.redis.masters), "replicas_per_master": float(settings.redis.replicas_per_master),
+            "zones": list(settings.gcp.zones)}
+
+
+def test_nothing_deployed_or_the_same_layout_passes(stack: str) -> None:
+    settings = settings_of(stack)
+    refuse_layout_change(settings, None)
+    refuse_layout_change(settings, layout_of(settings))
+
+
+@pytest.mark.parametrize(("change", "key", "said"), [
+    ({"masters": 4.0}, "redis.masters", "has 4 masters"),
+    ({"replicas_per_master": 2.0}, "redis.replicasPerMaster", "has 2 replicas per master"),
+    ({"zones": ["europe-west1-x"]}, "gcp.zones", "has the zones ['europe-west1-x']"),
+])
+def test_a_changed_layout_is_refused_naming_the_key_and_the_runbook(stack: str, change: dict, key: str,
+                                                                     said: str) -> None:
+    settings = settings_of(stack)
+    with pytest.raises(SettingsError) as refused:
+        refuse_layout_change(settings, {**layout_of(settings), **change})
+    line = str(refused.value)
+    assert refused.value.key == f"aiwfe-platform:{key}"
+    assert "\n" not in line and said in line and "docs/upgrades.md#redis" in line
+
+
+def test_zones_in_another_order_are_another_layout(stack: str) -> None:
+    settings = settings_of(stack)
+    deployed = {**layout_of(settings), "zones": list(reversed(settings.gcp.zones))}
+    with pytest.raises(SettingsError, match=re.escape("gcp.zones")):
+        refuse_layout_change(settings, deployed)
+
+
+def test_layout_migrated_lets_one_deploy_through_and_must_go_afterwards(stack: str) -> None:
+    migrated = settings_of(stack, layout_migrated=True)
+    refuse_layout_change(migrated, {**layout_of(migrated), "masters": 4.0})
+    already = "redis.layoutMigrated = true: the deployed Redis layout already matches"
+    with pytest.raises(SettingsError, match=re.escape(already)):
+        refuse_layout_change(migrated, layout_of(migrated))
+
+
+def test_the_component_state_is_read_first_then_the_stack_output() -> None:
+    component = {"type": "aiwfe:platform:RedisCluster", "outputs": {"layout": {"masters": 3.0}}}
+    stack = {"type": "pulumi:pulumi:Stack", "outputs": {REDIS_LAYOUT_OUTPUT: {"masters": 6.0}}}
+    assert deployed_layout({"urn:a": stack, "urn:b": component}) == {"masters": 3.0}
+    # A failed update leaves the stack resource without outputs; an old deploy had no component field.
+    assert deployed_layout({"urn:a": stack, "urn:b": {**component, "outputs": {}}}) == {"masters": 6.0}
+    assert deployed_layout({"urn:a": {"type": "pulumi:pulumi:Stack", "outputs": {}}}) is None
+    assert deployed_layout({}) is None
+
+
+class DeployedMocks(render_tool.EchoMocks):
+    """The mock engine, answering `readStackResourceOutputs` with a deployed RedisCluster."""
+
+    def __init__(self, layout: dict[str, Any]) -> None:
+        self.layout = layout
+        self.asked: list[dict] = []
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
+        if args.token == "pulumi:pulumi:readStackResourceOutputs":
+            self.asked.append(dict(args.args))
+            urn = "urn:pulumi:prod::aiwfe-platform::aiwfe:platform:RedisCluster::redis"
+            return {"outputs": {urn: {"type": "aiwfe:platform:RedisCluster", "outputs": {"layout": self.layout}}}}, []
+        return super().call(args)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_program_stops_before_declaring_anything(stack: str) -> None:
+    config = render_tool.load_stack_config(stack)
+    deployed = {**layout_of(render_tool.settings_of(config)), "masters": 5.0}
+    mocks = DeployedMocks(deployed)
+    monitor = render_tool.RecordingMonitor(mocks)
+    with pytest.raises(SettingsError, match=re.escape("redis.masters = 3: the deployed Redis cluster has 5 masters")):
+        render_tool.run_program(render_tool.platform_program, config, monitor)
+    assert mocks.asked == [{"stackName": f"organization/aiwfe-platform/{stack}"}]
+    assert monitor.registrations == []
+    # The same program with the deployed layout unchanged declares the stack.
+    same = DeployedMocks(layout_of(render_tool.settings_of(config)))
+    assert render_tool.run_program(render_tool.platform_program, config, render_tool.RecordingMonitor(same))
+
+
+def test_layout_migrated_is_a_setting_of_its_own(stack: str) -> None:
+    config = render_tool.load_stack_config(stack)
+    redis = json.loads(config.values["aiwfe-platform:redis"])
+    config.values["aiwfe-platform:redis"] = json.dumps({**redis, "layoutMigrated": "yes"})
+    with pytest.raises(SettingsError, match=re.escape("redis.layoutMigrated = 'yes': must be true or false")):
+        render_tool.settings_of(config)
