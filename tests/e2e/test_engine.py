@@ -218,7 +218,7 @@ def refused_line(result: subprocess.CompletedProcess[str], key: str) -> str:
 
 def test_a_redis_layout_change_is_refused_before_anything_changes(deployed: Deployed) -> None:
     project, stack = deployed.project, deployed.stack
-    state_before = [r["urn"] for r in project.export(stack)["deployment"]["resources"]]
+    state_before = sorted(r["urn"] for r in project.export(stack)["deployment"]["resources"])
     masters, first_zone = "aiwfe-platform:redis.masters", "aiwfe-platform:gcp.zones[0]"
     zones = render_tool.settings_of(render_tool.load_stack_config(stack, root=project.dir)).gcp.zones
 
@@ -237,7 +237,7 @@ def test_a_redis_layout_change_is_refused_before_anything_changes(deployed: Depl
     up = run_with(first_zone, "europe-west1-z", zones[0], "up", "--yes", "--skip-preview")
     assert up.returncode != 0
     assert "the deployed Redis cluster has the zones" in refused_line(up, "aiwfe-platform:gcp.zones")
-    assert [r["urn"] for r in project.export(stack)["deployment"]["resources"]] == state_before
+    assert sorted(r["urn"] for r in project.export(stack)["deployment"]["resources"]) == state_before
     # That failed up left the stack resource without outputs; the component's state still says 3.
     again = run_with(masters, "6", "3", "preview")
     assert "the deployed Redis cluster has 3 masters" in refused_line(again, "aiwfe-platform:redis.masters")
