@@ -40,7 +40,7 @@ render: setup
 
 # The render also writes build/<stack>/policy-config.json, which the runner picks up.
 policy: render
-	$(BIN)/python -m policies.offline build/$(STACK)/resources.json --config build/$(STACK)/policy-config.json
+	$(BIN)/python -m policies.aiwfe_policies.offline build/$(STACK)/resources.json --config build/$(STACK)/policy-config.json
 
 # For `pulumi preview --policy-pack policies --policy-pack-config build/<stack>/policy-config.json`.
 policy-config: setup
@@ -48,6 +48,7 @@ policy-config: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 test: setup checkov-setup toolchain-for-tests lint
 	$(BIN)/python -m pytest

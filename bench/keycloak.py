@@ -9,7 +9,7 @@ drives two loads from client threads for `--seconds` each, after a short warm-up
 - client_credentials grants for `aiwfe-services`.
 Throughput alone says little on a 2-core machine whose client shares the cores, so the report
 divides by the CPU seconds the Keycloak JVM itself used in the window (from /proc): operations per
-vCPU-second, next to what policies/capacity.py assumes (Keycloak's HA guide). Exits 1 when the
+vCPU-second, next to what policies/aiwfe_policies/rules/capacity.py assumes (Keycloak's HA guide). Exits 1 when the
 measured rate per vCPU is below the assumption, i.e. when the rule would size Keycloak too small.
 """
 
@@ -29,7 +29,7 @@ import requests
 
 from components import keycloak as kc
 from components.keycloak_realm import SERVICES_CLIENT, WEBAPP_CLIENT
-from policies.capacity import CLIENT_CREDENTIAL_GRANTS_PER_VCPU, PASSWORD_LOGINS_PER_VCPU
+from policies.aiwfe_policies.rules.capacity import CLIENT_CREDENTIAL_GRANTS_PER_VCPU, PASSWORD_LOGINS_PER_VCPU
 from tests.keycloak_postgres_server import running_postgres
 from tests.keycloak_server.harness import KeycloakServer, require_keycloak, running_keycloak, staging_keycloak
 from tests.keycloak_server.oidc import Admin, Realm

@@ -38,8 +38,9 @@ def median(values: list[float]) -> float:
 def time_pack(build: Path) -> float:
     start = time.perf_counter()
     for stack in STACKS:
-        done = subprocess.run([sys.executable, "-m", "policies.offline", str(build / stack / "resources.json"),
-                               "--json"], cwd=ROOT, capture_output=True, text=True, check=False)
+        done = subprocess.run([sys.executable, "-m", "policies.aiwfe_policies.offline",
+                               str(build / stack / "resources.json"), "--json"],
+                              cwd=ROOT, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"the pack failed on {stack} (exit {done.returncode}): {done.stderr[-300:]}")
     return time.perf_counter() - start

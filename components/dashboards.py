@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from policies.contract import WEBSOCKET_CONNECTIONS_METRIC as CONNECTIONS
+from policies.aiwfe_policies.contract import WEBSOCKET_CONNECTIONS_METRIC as CONNECTIONS
 
 SCHEMA_VERSION = 39
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}

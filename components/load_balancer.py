@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp.compute as compute
 
-from policies.contract import GOOGLE_LB_SOURCE_RANGES
+from policies.aiwfe_policies.contract import GOOGLE_LB_SOURCE_RANGES
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import podspec
-from policies.contract import FRONTEND_CONTAINER_PORT, FRONTEND_SERVICE_PORT, WEBSOCKET_PORT
+from policies.aiwfe_policies.contract import FRONTEND_CONTAINER_PORT, FRONTEND_SERVICE_PORT, WEBSOCKET_PORT
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import pulumi_kubernetes as k8s
 
 from components import podspec
 from components.values import ContainerResources
-from policies.contract import image_tag, parse_memory_bytes
+from policies.aiwfe_policies.contract import image_tag, parse_memory_bytes
 
 
 @dataclass(frozen=True)

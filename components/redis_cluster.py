@@ -39,7 +39,7 @@ from components.redis_scripts import (
     render_readiness_script,
     render_start_script,
 )
-from policies.contract import (
+from policies.aiwfe_policies.contract import (
     REDIS_BUS_PORT,
     REDIS_EXPORTER_PORT,
     REDIS_MEMORY_HEADROOM,

@@ -12,7 +12,7 @@ import re
 import shlex
 from collections.abc import Sequence
 
-from policies.contract import REDIS_PORT
+from policies.aiwfe_policies.contract import REDIS_PORT
 
 DATA_DIR = "/data"
 AOF_DIR_NAME = "appendonlydir"

@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 
 from components import podspec
 from components.values import ContainerResources
-from policies.contract import HEALTH_PORT, WEBSOCKET_PORT, image_tag
+from policies.aiwfe_policies.contract import HEALTH_PORT, WEBSOCKET_PORT, image_tag
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from components import podspec
 from components.frontend import Frontend, FrontendArgs, FrontendSettings
 from components.mesh import MeshSettings
 from components.websocket_service import WebSocketService, WebSocketServiceArgs, WebSocketSettings
-from policies.contract import CONNECTIONS_PER_POD_ENV
+from policies.aiwfe_policies.contract import CONNECTIONS_PER_POD_ENV
 
 
 @dataclass(frozen=True)

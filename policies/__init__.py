@@ -1,2 +1,3 @@
-"""The AIWFE policy pack: rules as plain functions (engine.py), grouped by area (kubernetes.py),
-loaded by CrossGuard (__main__.py) and by the offline runner (offline.py)."""
+"""The policy pack's folder (what `--policy-pack policies` takes). The pack itself is the package
+`aiwfe_policies`; this file only lets the program import its stdlib-only facts as
+`policies.aiwfe_policies.contract` from the repository root."""

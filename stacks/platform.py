@@ -18,7 +18,7 @@ from components.mesh import Mesh, MeshArgs
 from components.observability import Observability, ObservabilityArgs, ScrapeTarget, custom_metric_name
 from components.redis_cluster import RedisCluster, RedisClusterArgs
 from components.workloads import Workloads, WorkloadsArgs
-from policies.contract import WEBSOCKET_CONNECTIONS_METRIC
+from policies.aiwfe_policies.contract import WEBSOCKET_CONNECTIONS_METRIC
 from stacks.deployed import REDIS_LAYOUT_OUTPUT, last_deployed_layout, refuse_layout_change
 from stacks.settings import Settings, load_settings
 

@@ -15,10 +15,12 @@ import json
 import sys
 from pathlib import Path
 
-from policies import capacity
-from policies.catalog import all_rules
-from policies.engine import ADVISORY, MANDATORY, PackConfig
+from policies.aiwfe_policies.catalog import all_rules
+from policies.aiwfe_policies.engine import ADVISORY, MANDATORY, PackConfig
+from policies.aiwfe_policies.rules import capacity
 from stacks.settings import Settings, SettingsError
+from stacks.stack_file import ROOT, load_stack_config, settings_of
+from stacks.stack_yaml import StackFileError
 
 FILE_NAME = "policy-config.json"
 STRICT_NAMESPACES = "istio-security-v1-peerauthentication-require-strict-namespaces"
@@ -53,9 +55,6 @@ def write(settings: Settings, path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tools.render import ROOT, load_stack_config, settings_of
-    from tools.stack_yaml import StackFileError
-
     parser = argparse.ArgumentParser(description="Write the policy pack config of a stack.")
     parser.add_argument("--stack", required=True)
     parser.add_argument("--out", type=Path, help=f"default build/<stack>/{FILE_NAME}")

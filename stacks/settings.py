@@ -2,7 +2,7 @@
 
 Every value that differs between stacks is read here, once, from the stack's Pulumi config, into
 the typed settings each component declares beside itself (`components/*`); facts shared with the
-policy pack come from `policies/contract.py`. `parse_settings` is a pure function over the raw
+policy pack come from `policies/aiwfe_policies/contract.py`. `parse_settings` is a pure function over the raw
 config map (key -> string, structured values as JSON, the way Pulumi hands them to a program), so
 it can be tested without an engine. Any bad value raises one `SettingsError` naming the key, the
 value and what is allowed, before a single resource is declared. Components never read
@@ -29,7 +29,7 @@ from components.redis_cluster import RedisSettings
 from components.values import ContainerResources, SecretStr
 from components.websocket_service import WebSocketSettings
 from components.workloads import SessionSettings
-from policies.contract import (
+from policies.aiwfe_policies.contract import (
     DEFAULT_TARGET_AUTHENTICATIONS_PER_MINUTE,
     DEFAULT_TARGET_CONCURRENT_CONNECTIONS,
     DEFAULT_TARGET_SESSION_DATA,
@@ -770,7 +770,7 @@ def _targets(top: _Section) -> CapacityTargets:
 
 def _policy(top: _Section, environment: str) -> PolicySettings:
     # Imported here: the rule modules import this one for its constants.
-    from policies.catalog import all_rules
+    from policies.aiwfe_policies.catalog import all_rules
 
     section = top.section("policy", {})
     advisory = section._get("advisory", [])

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-import policies.catalog  # noqa: F401  (registers every rule)
-from policies.engine import REGISTRY, Context, PackConfig, Report, evaluate
+import policies.aiwfe_policies.catalog  # noqa: F401  (registers every rule)
+from policies.aiwfe_policies.engine import REGISTRY, Context, PackConfig, Report, evaluate
 from tests.policy_fixtures import Wire, to_resource, urn
 
 

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from policies.engine import Resource, analyzer_props
-from policies.kubernetes import (
+from policies.aiwfe_policies.engine import Resource, analyzer_props
+from policies.aiwfe_policies.rules.kubernetes import (
     CRON_JOB,
     DEPLOYMENT,
     HPA,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from policies.catalog import all_rules
+from policies.aiwfe_policies.catalog import all_rules
 from stacks.settings import ALLOWED_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +24,7 @@ def test_every_policy_is_documented_with_its_severity() -> None:
 def test_policy_table_gives_each_stacks_level() -> None:
     """The level column is what each stack's own pack config (from its settings) makes of the rule;
     `—` for a prod-only rule on staging."""
-    from policies.engine import REGISTRY, PackConfig
+    from policies.aiwfe_policies.engine import REGISTRY, PackConfig
     from tests.rendered_stacks import stack_pack_config
 
     configs = {stack: PackConfig.parse(stack_pack_config(stack), REGISTRY) for stack in ("staging", "prod")}

@@ -117,8 +117,8 @@ def render_file(document: dict[str, Any], folder: Path) -> subprocess.CompletedP
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
     (folder / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump(document, allow_unicode=True))
-    code = ("import pathlib, sys\nfrom tools import render\nrender.ROOT = pathlib.Path(sys.argv[1])\n"
-            "sys.exit(render.main(sys.argv[2:]))")
+    code = ("import pathlib, sys\nfrom stacks import stack_file\nfrom tools import render\n"
+            "stack_file.ROOT = pathlib.Path(sys.argv[1])\nsys.exit(render.main(sys.argv[2:]))")
     return subprocess.run([sys.executable, "-c", code, str(folder), "--stack", STACK, "--out", str(folder / "out")],
                           cwd=ROOT, capture_output=True, text=True, timeout=TIME_LIMIT_SECONDS,
                           preexec_fn=limit_resources)

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from components.observability import custom_metric_name
-from policies.contract import DEFAULT_TARGET_CONCURRENT_CONNECTIONS, parse_cpu_millis, parse_memory_bytes
+from policies.aiwfe_policies.contract import DEFAULT_TARGET_CONCURRENT_CONNECTIONS, parse_cpu_millis, parse_memory_bytes
 from tests.conftest import STACKS, one
 from tools import render as render_tool
 

@@ -14,6 +14,7 @@ from components import podspec
 from components.keycloak_options import REMOVED_OPTIONS, SUPPORTED_LINES, build_options, runtime_options
 from components.keycloak_realm import RealmSpec, realm_file_name, realm_representation
 from stacks.settings import parse_settings
+from stacks.stack_file import PLACEHOLDER_SECRET
 from tests.conftest import STACKS, one, resources_of
 from tools import render as render_tool
 
@@ -215,7 +216,7 @@ def test_secrets_are_generated_and_only_in_secrets(rendered: dict, stack: str) -
                                                "keycloak-db-password"}
     for config_map in resources_of(rendered[stack], CONFIG_MAP):
         text = json.dumps(config_map["props"])
-        assert render_tool.PLACEHOLDER_SECRET not in text and render_tool.SECRET_MARKER not in text
+        assert PLACEHOLDER_SECRET not in text and render_tool.SECRET_MARKER not in text
 
 
 def test_realm_config_map_is_the_realm_function(rendered: dict, stack: str) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from components.load_balancer import LoadBalancer
-from policies.contract import GOOGLE_LB_SOURCE_RANGES, MIN_WEBSOCKET_TIMEOUT_SECONDS, PROTECTED_HEADERS
+from policies.aiwfe_policies.contract import GOOGLE_LB_SOURCE_RANGES, MIN_WEBSOCKET_TIMEOUT_SECONDS, PROTECTED_HEADERS
 from tests.conftest import one, resources_of
 from tools import render as render_tool
 from tools import urlmap
@@ -206,7 +206,7 @@ def test_policy_pack_judges_the_rendered_lb(rendered: dict) -> None:
     timeout, or adding an Authorization rewrite to the URL map, fails the render."""
     import copy
 
-    from policies import offline
+    from policies.aiwfe_policies import offline
 
     document = copy.deepcopy(rendered["prod"].document)
     assert offline.evaluate_document(document).violations == []

@@ -20,8 +20,8 @@ from components.mesh import (
     extract_header_token,
     istio_api_versions,
 )
-from policies import offline
-from policies.istio import authz_pattern_matches
+from policies.aiwfe_policies import offline
+from policies.aiwfe_policies.rules.istio import authz_pattern_matches
 from stacks import platform
 from stacks.settings import Settings, parse_settings
 from tests.conftest import one, resources_of

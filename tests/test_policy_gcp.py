@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from policies.contract import MIN_WEBSOCKET_TIMEOUT_SECONDS
-from policies.gcp import (
+from policies.aiwfe_policies.contract import MIN_WEBSOCKET_TIMEOUT_SECONDS
+from policies.aiwfe_policies.rules.gcp import (
     BACKEND_SERVICE,
     GLOBAL_FORWARDING_RULE,
     SECURITY_POLICY,

@@ -1,4 +1,4 @@
-"""Identity rules (policies/keycloak.py) on known-good resources and one-change mutations of them."""
+"""Identity rules (policies/aiwfe_policies/rules/keycloak.py) on known-good resources and one-change mutations."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 from components.keycloak_realm import RealmSpec, realm_representation
-from policies.keycloak import CONFIG_MAP, SQL_INSTANCE, VIRTUAL_SERVICE
-from policies.kubernetes import DEPLOYMENT, NETWORK_POLICY, PDB, SERVICE
+from policies.aiwfe_policies.rules.keycloak import CONFIG_MAP, SQL_INSTANCE, VIRTUAL_SERVICE
+from policies.aiwfe_policies.rules.kubernetes import DEPLOYMENT, NETWORK_POLICY, PDB, SERVICE
 from tests.policy_cases import Case, bad, ok
 from tests.policy_fixtures import DELETE, Wire, change, deployment, network_policy, pdb, service
 

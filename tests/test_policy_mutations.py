@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from policies import offline
-from policies.catalog import all_rules
-from policies.engine import MANDATORY, PackConfig
+from policies.aiwfe_policies import offline
+from policies.aiwfe_policies.catalog import all_rules
+from policies.aiwfe_policies.engine import MANDATORY, PackConfig
 
 Doc = dict[str, Any]
 

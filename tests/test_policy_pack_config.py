@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from pulumi_policy import PolicyCustomTimeouts, PolicyResource, PolicyResourceOptions, StackValidationArgs
 
-from policies import capacity, offline
-from policies.catalog import all_rules
-from policies.crossguard import build_policies
-from policies.engine import (
+from policies.aiwfe_policies import offline
+from policies.aiwfe_policies.catalog import all_rules
+from policies.aiwfe_policies.crossguard import build_policies
+from policies.aiwfe_policies.engine import (
     ADVISORY,
     MANDATORY,
     REGISTRY,
@@ -24,6 +24,7 @@ from policies.engine import (
     analyzer_props,
     evaluate,
 )
+from policies.aiwfe_policies.rules import capacity
 from stacks import policy_config
 from tests.policy_fixtures import UNKNOWN
 from tests.rendered_stacks import rendered_document, stack_pack_config
@@ -223,7 +224,7 @@ def test_violations_found_before_an_unknown_value_are_kept() -> None:
     """As under CrossGuard: what a stack rule reported stays reported when a later value is unknown."""
     from pulumi_policy.proxy import UnknownValueError
 
-    from policies.engine import Resource, Rule
+    from policies.aiwfe_policies.engine import Resource, Rule
 
     resource = Resource(type="t", name="n", urn="urn:pulumi:prod::p::t::n", props={})
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from policies.catalog import all_rules
-from policies.crossguard import PACK_NAME
+from policies.aiwfe_policies.catalog import all_rules
+from policies.aiwfe_policies.crossguard import PACK_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 

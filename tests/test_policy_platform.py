@@ -1,4 +1,4 @@
-"""Cases for the cross-layer rules (policies/paths.py, capacity.py, protection.py).
+"""Cases for the cross-layer rules (policies/aiwfe_policies/rules/paths.py, capacity.py, protection.py).
 
 Every case starts from a real stack as the program renders it, judged under that stack's own pack
 config (levels and targets from its settings), and changes one thing on one hop.
@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from policies import capacity
-from policies.engine import ADVISORY, MANDATORY
+from policies.aiwfe_policies.engine import ADVISORY, MANDATORY
+from policies.aiwfe_policies.rules import capacity
 from tests.policy_cases import Case, bad, ok, run
 from tests.policy_fixtures import DELETE, Wire
 from tests.rendered_stacks import rendered_document, rendered_wires, stack_pack_config

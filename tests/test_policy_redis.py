@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from components.redis_cluster import RedisConfParams, render_redis_conf
-from policies.kubernetes import NETWORK_POLICY, PDB, SERVICE, STATEFUL_SET
-from policies.redis import CONFIG_MAP
+from policies.aiwfe_policies.rules.kubernetes import NETWORK_POLICY, PDB, SERVICE, STATEFUL_SET
+from policies.aiwfe_policies.rules.redis import CONFIG_MAP
 from tests.policy_cases import Case, bad, ok
 from tests.policy_fixtures import DELETE, Wire, change, container, pdb, pod_spec, selector_labels
 

@@ -28,11 +28,11 @@ from pulumi_policy import (
 from pulumi_policy.policy import _NotApplicableError
 from pulumi_policy.proxy import UnknownValueError
 
-import policies.catalog  # noqa: F401  (registers every rule)
-from policies import offline
-from policies.crossguard import build_policies, resource_policy, stack_policy
-from policies.engine import MANDATORY, REGISTRY, Context, Resource, Rule, analyzer_props, evaluate
-from policies.kubernetes import DEPLOYMENT, HPA, NETWORK_POLICY, PDB
+import policies.aiwfe_policies.catalog  # noqa: F401  (registers every rule)
+from policies.aiwfe_policies import offline
+from policies.aiwfe_policies.crossguard import build_policies, resource_policy, stack_policy
+from policies.aiwfe_policies.engine import MANDATORY, REGISTRY, Context, Resource, Rule, analyzer_props, evaluate
+from policies.aiwfe_policies.rules.kubernetes import DEPLOYMENT, HPA, NETWORK_POLICY, PDB
 from tests.policy_cases import Case, bad, check_failing_case, check_passing_case, collect_cases, ok, params
 from tests.policy_fixtures import (
     CONTAINER,

@@ -19,8 +19,8 @@ from components.redis_cluster import (
     seed_addresses,
 )
 from components.redis_scripts import render_bootstrap_script, render_start_script
-from policies.contract import parse_memory_bytes
-from policies.redis import parse_conf
+from policies.aiwfe_policies.contract import parse_memory_bytes
+from policies.aiwfe_policies.rules.redis import parse_conf
 from tests.conftest import one, resources_of
 from tests.test_workloads import settings_for
 

@@ -11,7 +11,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from stacks import stack_file
 from stacks.settings import SECRET_KEYS, SettingsError
+from stacks.stack_file import PLACEHOLDER_SECRET
 from tests import istio_schemas, monitoring_schemas
 from tests.conftest import STACKS
 from tools import render as render_tool
@@ -117,7 +119,7 @@ def test_no_secret_value_is_written_anywhere(rendered: dict, stack: str) -> None
     files = [p for p in out.rglob("*") if p.is_file()]
     assert len(files) >= 4
     for path in files:
-        assert render_tool.PLACEHOLDER_SECRET not in path.read_text(), f"secret value leaked into {path}"
+        assert PLACEHOLDER_SECRET not in path.read_text(), f"secret value leaked into {path}"
     secrets = {r["name"]: r["props"].get("stringData") or r["props"].get("data")
                for r in rendered[stack].document["resources"] if r["type"] == "kubernetes:core/v1:Secret"}
     assert secrets["workloads-app-secrets"] == {"REDIS_PASSWORD": render_tool.SECRET_MARKER}
@@ -167,8 +169,8 @@ def test_secure_values_become_secret_placeholders(tmp_path: Path) -> None:
         "config:\n  aiwfe-platform:redisPassword:\n    secure: v1:abc\n  aiwfe-platform:domain: qa.example.com\n"
         "  aiwfe-platform:mesh:\n    token:\n      secure: v1:def\n")
     config = render_tool.load_stack_config("qa", tmp_path)
-    assert config.values["aiwfe-platform:redisPassword"] == render_tool.PLACEHOLDER_SECRET
-    assert json.loads(config.values["aiwfe-platform:mesh"]) == {"token": render_tool.PLACEHOLDER_SECRET}
+    assert config.values["aiwfe-platform:redisPassword"] == PLACEHOLDER_SECRET
+    assert json.loads(config.values["aiwfe-platform:mesh"]) == {"token": PLACEHOLDER_SECRET}
     # Unset stack secrets (SECRET_KEYS) get the placeholder too.
     assert set(config.secret_keys) == {"aiwfe-platform:redisPassword", "aiwfe-platform:mesh"} | {
         f"aiwfe-platform:{key}" for key in SECRET_KEYS}
@@ -210,7 +212,7 @@ def test_manifests_round_trip_to_the_declared_props(rendered: dict, stack: str) 
 
 
 def test_policy_report_table_marks_the_failing_policy(rendered: dict) -> None:
-    from policies import offline
+    from policies.aiwfe_policies import offline
 
     document = copy.deepcopy(rendered["prod"].document)
     deployment = next(r for r in document["resources"] if r["name"] == "websocket-deployment")
@@ -263,7 +265,7 @@ def test_a_shared_namespace_exits_2_naming_the_key(line: str, key: str, tmp_path
     assert line in text
     (tmp_path / "Pulumi.yaml").write_text((render_tool.ROOT / "Pulumi.yaml").read_text())
     (tmp_path / "Pulumi.staging.yaml").write_text(text.replace(line, "    namespace: aiwfe\n"))
-    monkeypatch.setattr(render_tool, "ROOT", tmp_path)
+    monkeypatch.setattr(stack_file, "ROOT", tmp_path)
     assert render_tool.main(["--stack", "staging", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"aiwfe-platform:{key} = 'aiwfe'" in err[0] and "must differ from" in err[0], err

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from components.values import SecretStr
-from policies.contract import parse_cpu_millis, parse_duration_seconds, parse_memory_bytes
+from policies.aiwfe_policies.contract import parse_cpu_millis, parse_duration_seconds, parse_memory_bytes
 from stacks.settings import ALLOWED_KEYS, PROJECT, SECRET_KEYS, TOP_LEVEL_OBJECTS, SettingsError, parse_settings
 from tools import render as render_tool
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from stacks import stack_file, stack_yaml
 from tests.stack_yaml_table import REFUSED, SCALARS, STRUCTURED
 from tools import render as render_tool
-from tools import stack_yaml
 
 
 @pytest.mark.parametrize(("text", "expected"), SCALARS)
@@ -63,7 +63,7 @@ def test_a_duplicated_key_stops_the_render_with_exit_2(tmp_path: Path, capsys: p
     (tmp_path / "Pulumi.yaml").write_text("name: aiwfe-platform\nruntime: python\n")
     source = (render_tool.ROOT / "Pulumi.staging.yaml").read_text()
     (tmp_path / "Pulumi.dup.yaml").write_text(source + "  aiwfe-platform:redis:\n    masters: 3\n")
-    monkeypatch.setattr(render_tool, "ROOT", tmp_path)
+    monkeypatch.setattr(stack_file, "ROOT", tmp_path)
     assert render_tool.main(["--stack", "dup", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Pulumi.dup.yaml" in err[0] and "already defined" in err[0]
@@ -92,7 +92,7 @@ def test_yaml_level_problems_exit_2_in_one_line(text: str, word: str, tmp_path: 
     assert NAMESPACE in STAGING
     (tmp_path / "Pulumi.yaml").write_text("name: aiwfe-platform\nruntime: python\n")
     (tmp_path / "Pulumi.staging.yaml").write_text(text)
-    monkeypatch.setattr(render_tool, "ROOT", tmp_path)
+    monkeypatch.setattr(stack_file, "ROOT", tmp_path)
     assert render_tool.main(["--stack", "staging", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and word in err[0], err

@@ -19,7 +19,7 @@ import json
 import shutil
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,10 @@ from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from stacks import policy_config, stack_yaml
 from stacks import settings as stack_settings
-from tools import stack_yaml
+from stacks.stack_file import ROOT, StackConfig, load_stack_config, settings_of
 
-ROOT = Path(__file__).resolve().parent.parent
 FORMAT_VERSION = 1
 
 
@@ -48,8 +48,6 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
 
 _ManifestDumper.add_representer(str, _represent_str)
 SECRET_MARKER = "[secret]"  # noqa: S105 (the mask, not a secret)
-# Stands in for stack secrets, which only the stack's secrets provider can decrypt.
-PLACEHOLDER_SECRET = "offline-render-placeholder-not-a-real-secret"  # noqa: S105
 # Pulumi's wire signature of a secret value (sdk/go/common/resource/properties.go).
 _SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"  # noqa: S105
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"  # noqa: S105
@@ -152,67 +150,6 @@ class EchoMocks(pulumi.runtime.Mocks):
         return {}, []
 
 
-@dataclass
-class StackConfig:
-    project: str
-    stack: str
-    values: dict[str, str]
-    secret_keys: list[str] = field(default_factory=list)
-
-
-def load_stack_config(stack: str, root: Path | None = None) -> StackConfig:
-    """Read `Pulumi.<stack>.yaml` the way Pulumi hands it to a program: every value a string,
-    structured values as JSON. Encrypted (`secure:`) and unset secret keys get a placeholder."""
-    root = root or ROOT
-    project = yaml.safe_load((root / "Pulumi.yaml").read_text())["name"]
-    path = root / f"Pulumi.{stack}.yaml"
-    if not path.exists():
-        raise FileNotFoundError(f"no stack config {path.name}; stacks here: "
-                                + ", ".join(sorted(p.name[7:-5] for p in root.glob("Pulumi.*.yaml"))))
-    try:
-        document = stack_yaml.load(path.read_text()) or {}
-        if not isinstance(document, Mapping) or not isinstance(document.get("config") or {}, Mapping):
-            raise stack_yaml.StackFileError("the file and its `config:` must be maps")
-        values: dict[str, str] = {}
-        secret_keys: list[str] = []
-        for key, value in (document.get("config") or {}).items():
-            if not isinstance(key, str):
-                raise stack_yaml.StackFileError(f"config key {key!r} is not a string")
-            full = key if ":" in key else f"{project}:{key}"
-            if _has_secure(value):
-                values[full] = PLACEHOLDER_SECRET if isinstance(value, Mapping) and set(value) == {"secure"} \
-                    else stack_yaml.config_string(_replace_secure(value))
-                secret_keys.append(full)
-            else:
-                values[full] = stack_yaml.config_string(value)
-    except stack_yaml.StackFileError as error:
-        raise stack_yaml.StackFileError(f"{path.name}: {error}") from None
-    for name in stack_settings.SECRET_KEYS:
-        full = f"{project}:{name}"
-        if full not in values:
-            values[full] = PLACEHOLDER_SECRET
-            secret_keys.append(full)
-    return StackConfig(project=project, stack=stack, values=values, secret_keys=secret_keys)
-
-
-def _has_secure(value: Any) -> bool:
-    if isinstance(value, Mapping):
-        return set(value) == {"secure"} or any(_has_secure(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_secure(v) for v in value)
-    return False
-
-
-def _replace_secure(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        if set(value) == {"secure"}:
-            return PLACEHOLDER_SECRET
-        return {k: _replace_secure(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_replace_secure(v) for v in value]
-    return value
-
-
 def _replace_secrets(value: Any, replace: Callable[[Any], Any]) -> Any:
     """Wire-form props with each secret's wrapper replaced by `replace(its value)`."""
     if isinstance(value, dict):
@@ -261,12 +198,6 @@ def run_program(program: Callable[[], Any], config: StackConfig,
                              preview=False, monitor=monitor)
     _sync_await(run_pulumi_func(program))
     return monitor.registrations
-
-
-def settings_of(config: StackConfig) -> stack_settings.Settings:
-    """The stack's validated settings, as the program sees them."""
-    return stack_settings.parse_settings(config.values, stack=config.stack, secret_keys=config.secret_keys,
-                                         project=config.project)
 
 
 def platform_program() -> None:
@@ -381,8 +312,7 @@ class RenderResult:
 def render(stack: str, out: Path, program: Callable[[], Any] = platform_program,
            config: StackConfig | None = None) -> RenderResult:
     """Render `stack` into `out` and evaluate the policy pack on it."""
-    from policies import offline
-    from stacks import policy_config
+    from policies.aiwfe_policies import offline
 
     config = config or load_stack_config(stack)
     registrations = run_program(program, config)

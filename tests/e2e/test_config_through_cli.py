@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from stacks import stack_yaml
 from tests.e2e.conftest import Project
 from tests.stack_yaml_table import REFUSED, SCALARS, STRUCTURED
 from tools import render as render_tool
-from tools import stack_yaml
 
 ECHO_PROGRAM = Path(__file__).resolve().parent / "echo_config"
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from policies import keycloak, paths, redis
-from policies.contract import (
+from ..contract import (
     CONNECTIONS_PER_POD_ENV,
     DEFAULT_TARGET_AUTHENTICATIONS_PER_MINUTE,
     DEFAULT_TARGET_CONCURRENT_CONNECTIONS,
@@ -20,8 +19,9 @@ from policies.contract import (
     parse_cpu_millis,
     parse_memory_bytes,
 )
-from policies.engine import Context, Option, Resource, stack_rule
-from policies.kubernetes import DEPLOYMENT, HPA, dig, expected_replicas, items, namespace_of, number, pod_spec
+from ..engine import Context, Option, Resource, stack_rule
+from . import keycloak, paths, redis
+from .kubernetes import DEPLOYMENT, HPA, dig, expected_replicas, items, namespace_of, number, pod_spec
 
 WEBSOCKET_CAPACITY = "platform-websocket-capacity-require-target-connections"
 KEYCLOAK_CAPACITY = "platform-keycloak-capacity-require-target-authentications"

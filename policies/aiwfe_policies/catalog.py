@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from policies import (  # noqa: F401  (importing a rule module registers its rules)
+from .engine import REGISTRY, Rule
+from .rules import (  # noqa: F401  (importing a rule module registers its rules)
     capacity,
     gcp,
     istio,
@@ -12,7 +13,6 @@ from policies import (  # noqa: F401  (importing a rule module registers its rul
     protection,
     redis,
 )
-from policies.engine import REGISTRY, Rule
 
 
 def all_rules() -> list[Rule]:

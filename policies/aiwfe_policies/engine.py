@@ -13,10 +13,10 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pulumi_policy.deserialize import deserialize_properties
-from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
+if TYPE_CHECKING:
+    from pulumi_policy.proxy import UnknownValueError
 
 MANDATORY = "mandatory"
 ADVISORY = "advisory"
@@ -311,6 +311,10 @@ class Report:
 
 def analyzer_props(wire_props: Mapping[str, Any]) -> Mapping[str, Any]:
     """Props exactly as pulumi_policy's analyzer hands them to validate functions."""
+    # Imported on use: the program lists rule names (settings) without pulumi_policy installed.
+    from pulumi_policy.deserialize import deserialize_properties
+    from pulumi_policy.proxy import unknown_checking_proxy
+
     return unknown_checking_proxy(deserialize_properties(json.loads(json.dumps(wire_props))))
 
 
@@ -337,6 +341,8 @@ def evaluate(resources: list[Resource], context: Context, rules: Iterable[Rule] 
              config: PackConfig | None = None) -> Report:
     """Run every rule (or `rules`) over the stack's resources, at the levels and with the options of
     `config` (the rules' own defaults without one)."""
+    from pulumi_policy.proxy import UnknownValueError
+
     selected = list(rules if rules is not None else REGISTRY.values())
     config = config or PackConfig()
     if context.is_prod:

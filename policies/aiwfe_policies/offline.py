@@ -1,8 +1,8 @@
 """Run the policy pack offline over a rendered stack:
 
-    python -m policies.offline build/<stack>/resources.json [--config FILE] [--json]
-    python -m policies.offline --explain <policy>
-    python -m policies.offline --list
+    python -m policies.aiwfe_policies.offline build/<stack>/resources.json [--config FILE] [--json]
+    python -m policies.aiwfe_policies.offline --explain <policy>
+    python -m policies.aiwfe_policies.offline --list
 
 The pack config (levels and targets; `build/<stack>/policy-config.json`, written by the render) is
 the same file `pulumi preview --policy-pack-config` takes; without `--config` the one next to
@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from policies.catalog import all_rules
-from policies.engine import (
+from .catalog import all_rules
+from .engine import (
     DEFAULT_PRODUCTION_STACKS,
     Context,
     PackConfig,

@@ -12,9 +12,9 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from policies import gcp
-from policies.engine import Context, Option, Resource, resource_rule, stack_rule
-from policies.kubernetes import dig, items, number
+from ..engine import Context, Option, Resource, resource_rule, stack_rule
+from . import gcp
+from .kubernetes import dig, items, number
 
 _TYPE = re.compile(r"^kubernetes:(?P<group>[a-z.]+\.istio\.io)/(?P<version>[a-z0-9]+):(?P<kind>\w+)$")
 # The first Istio API version of each group that is no longer alpha/beta (Istio 1.22+ serves them).

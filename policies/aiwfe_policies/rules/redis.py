@@ -9,8 +9,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from policies.engine import Context, Resource, resource_rule, stack_rule
-from policies.kubernetes import (
+from ..engine import Context, Resource, resource_rule, stack_rule
+from .kubernetes import (
     SERVICE,
     STATEFUL_SET,
     dig,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from policies.engine import Context, Resource, stack_rule
-from policies.kubernetes import STATEFUL_SET, namespace_of
+from ..engine import Context, Resource, stack_rule
+from .kubernetes import STATEFUL_SET, namespace_of
 
 PVC = "kubernetes:core/v1:PersistentVolumeClaim"
 NAMESPACE = "kubernetes:core/v1:Namespace"

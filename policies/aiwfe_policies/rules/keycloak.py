@@ -11,9 +11,9 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from policies.contract import KEYCLOAK_TOKEN_BOUNDS
-from policies.engine import Context, Resource, resource_rule, stack_rule
-from policies.kubernetes import (
+from ..contract import KEYCLOAK_TOKEN_BOUNDS
+from ..engine import Context, Resource, resource_rule, stack_rule
+from .kubernetes import (
     DEPLOYMENT,
     SERVICE,
     STATEFUL_SET,

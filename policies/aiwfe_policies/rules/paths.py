@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from policies import gcp, istio, keycloak
-from policies.contract import HEALTH_PORT, MIN_WEBSOCKET_TIMEOUT_SECONDS, PROTECTED_HEADERS, WEBSOCKET_PORT
-from policies.engine import Context, Resource, stack_rule
-from policies.kubernetes import DEPLOYMENT, SERVICE, dig, items, number, pod_spec, pod_template_labels
+from ..contract import HEALTH_PORT, MIN_WEBSOCKET_TIMEOUT_SECONDS, PROTECTED_HEADERS, WEBSOCKET_PORT
+from ..engine import Context, Resource, stack_rule
+from . import gcp, istio, keycloak
+from .kubernetes import DEPLOYMENT, SERVICE, dig, items, number, pod_spec, pod_template_labels
 
 ENVOY_FILTER = "EnvoyFilter"
 # The request a browser's WebSocket handshake makes, as the mesh matches it.

@@ -15,9 +15,9 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from policies.contract import GCP_HEADER_VARIABLES, MIN_WEBSOCKET_TIMEOUT_SECONDS, PROTECTED_HEADERS
-from policies.engine import Context, Resource, resource_rule, stack_rule
-from policies.kubernetes import items
+from ..contract import GCP_HEADER_VARIABLES, MIN_WEBSOCKET_TIMEOUT_SECONDS, PROTECTED_HEADERS
+from ..engine import Context, Resource, resource_rule, stack_rule
+from .kubernetes import items
 
 BACKEND_SERVICE = "gcp:compute/backendService:BackendService"
 URL_MAP = "gcp:compute/uRLMap:URLMap"

@@ -19,8 +19,8 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from policies.catalog import all_rules
-from policies.engine import MANDATORY, Context, Resource, Rule, run_resource_rule, run_stack_rule, stack_of
+from .catalog import all_rules
+from .engine import MANDATORY, Context, Resource, Rule, run_resource_rule, run_stack_rule, stack_of
 
 PACK_NAME = "aiwfe-platform-policies"
 
