@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from components.load_balancer import LoadBalancer
 from policies.aiwfe_policies.contract import GOOGLE_LB_SOURCE_RANGES, MIN_WEBSOCKET_TIMEOUT_SECONDS, PROTECTED_HEADERS
+from policies.aiwfe_policies.model import urlmap as router
 from tests.conftest import one, resources_of
 from tools import render as render_tool
 from tools import urlmap
@@ -23,10 +25,11 @@ def settings_of(stack: str) -> Any:
 
 
 def resolve(rendered: dict, stack: str, host: str, path: str) -> str:
-    """GCP name of the backend service the rendered URL map sends host + path to."""
-    resources = rendered[stack].document["resources"]
+    """GCP name of the backend service the rendered URL map sends host + path to (a declared one)."""
+    backends = urlmap.backends_by_name(rendered[stack].document["resources"])
     url_map = one(rendered[stack], URL_MAP, "load-balancer-url-map")["props"]
-    return urlmap.backend_by_reference(resources, urlmap.resolve(url_map, host, path))["props"]["name"]
+    (service,) = router.route(url_map, router.Request(host, path)).services
+    return str(backends[service]["props"]["name"])
 
 
 ROUTES = [
@@ -158,47 +161,23 @@ def test_websocket_timeout_output_is_a_plain_int(stack: str) -> None:
     assert seen[0].urls["websocket"] == f"wss://{settings_of(stack).product_host}/ws"
 
 
-# ---------------------------------------------------------------- the resolver itself
-
-MAP = {
-    "defaultService": "x/map-default",
-    "hostRules": [{"hosts": ["a.example.com"], "pathMatcher": "a"}, {"hosts": ["*.example.com"], "pathMatcher": "w"}],
-    "pathMatchers": [
-        {"name": "a", "defaultService": "x/a-default", "pathRules": [
-            {"paths": ["/p/*"], "service": "x/prefix"},
-            {"paths": ["/p/q", "/p/q/*"], "service": "x/longer"},
-            {"paths": ["/p"], "service": "x/exact"}]},
-        {"name": "w", "defaultService": "x/wildcard"},
-    ],
-}
-
-
-@pytest.mark.parametrize(("host", "path", "service"), [
-    ("a.example.com", "/p", "x/exact"),
-    ("a.example.com", "/p/", "x/prefix"),
-    ("a.example.com", "/p/q", "x/longer"),
-    ("a.example.com", "/p/q/r", "x/longer"),
-    ("a.example.com", "/p/qr", "x/prefix"),
-    ("a.example.com", "/other", "x/a-default"),
-    ("A.Example.com:443", "/p", "x/exact"),
-    ("b.example.com", "/p", "x/wildcard"),
-    ("example.org", "/p", "x/map-default"),
-])
-def test_resolver_applies_gcp_matching(host: str, path: str, service: str) -> None:
-    assert urlmap.resolve(MAP, host, path) == service
-
-
-def test_resolver_refuses_route_rules() -> None:
-    with pytest.raises(urlmap.UnsupportedUrlMapError):
-        urlmap.resolve({**MAP, "pathMatchers": [{"name": "a", "routeRules": [{"priority": 1}]}]}, "a.example.com", "/")
-
+# ---------------------------------------------------------------- the resolver on the command line
 
 def test_resolver_cli(rendered: dict, capsys: pytest.CaptureFixture[str]) -> None:
     out = rendered["prod"].manifests[0].parent.parent / "resources.json"
     assert urlmap.main([str(out), "aiwfe.example.com", "/ws", "/user/"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines == ["aiwfe-https: aiwfe.example.com/ws -> aiwfe-websocket (timeout 7200s)",
-                     "aiwfe-https: aiwfe.example.com/user/ -> aiwfe-web (timeout 30s)"]
+    assert lines == ["aiwfe-https: aiwfe.example.com/ws -> aiwfe-websocket (timeout 7200s) via pathRules[/ws]",
+                     "aiwfe-https: aiwfe.example.com/user/ -> aiwfe-web (timeout 30s) via pathRules[/user/*]"]
+    with pytest.raises(SystemExit) as refused:
+        urlmap.main([str(out), "aiwfe.example.com", "/", "--header", "nonsense"])
+    assert refused.value.code == 2
+
+
+def test_resolver_cli_refuses_a_file_that_is_not_a_render(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "x.json").write_text("[1, 2]")
+    assert urlmap.main([str(tmp_path / "x.json"), "a.example.com", "/"]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
 
 
 def test_policy_pack_judges_the_rendered_lb(rendered: dict) -> None:

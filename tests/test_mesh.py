@@ -21,7 +21,7 @@ from components.mesh import (
     istio_api_versions,
 )
 from policies.aiwfe_policies import offline
-from policies.aiwfe_policies.rules.istio import authz_pattern_matches
+from policies.aiwfe_policies.model.authz import authz_pattern_matches
 from stacks import platform
 from stacks.settings import Settings, parse_settings
 from tests.conftest import one, resources_of

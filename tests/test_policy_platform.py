@@ -118,7 +118,7 @@ CASES: list[Case] = [
     bad(WS_PATH, "hop1-backend-timeout-30s", prod({"load-balancer-websocket-backend": {"timeoutSec": 30.0}}),
         also=(WS_TIMEOUT,), config=PROD),
     bad(WS_PATH, "hop1-websocket-path-rule-removed", prod({"load-balancer-url-map": {
-        "pathMatchers.0.pathRules.0.paths": ["/ws", "/ws/*"]}}), config=PROD),
+        "pathMatchers.0.pathRules.0.paths": ["/ws", "/ws/*"]}}), also=(WS_TIMEOUT,), config=PROD),
     bad(WS_PATH, "hop2-route-retries-the-upgrade", prod({"mesh-product-routes": {
         "spec.http.0.retries.attempts": 2.0}}), also=(WS_ROUTE,), config=PROD),
     bad(WS_PATH, "hop2-upgrade-meets-the-426-route-first", prod({"mesh-product-routes": {
@@ -137,17 +137,17 @@ CASES: list[Case] = [
         (3.0, {"prefixMatch": "/"}, WEB_BACKEND))}), config=PROD),
     bad(WS_PATH, "catch-all-route-rule-at-a-higher-priority", prod({"load-balancer-url-map": route_rules(
         (2.0, {"prefixMatch": "/ws"}, WS_BACKEND), (3.0, {"prefixMatch": "/websocket"}, WS_BACKEND),
-        (1.0, {"prefixMatch": "/"}, WEB_BACKEND))}), config=PROD),
+        (1.0, {"prefixMatch": "/"}, WEB_BACKEND))}), also=(WS_TIMEOUT,), config=PROD),
     bad(WS_PATH, "websocket-route-rule-needs-a-canary-header", prod({"load-balancer-url-map": route_rules(
         (1.0, {"prefixMatch": "/ws", "headerMatches": [{"headerName": "x-canary", "exactMatch": "1"}]}, WS_BACKEND),
         (2.0, {"prefixMatch": "/websocket"}, WS_BACKEND), (3.0, {"prefixMatch": "/"}, WEB_BACKEND))}),
-        config=PROD),
+        also=(WS_TIMEOUT,), config=PROD),
     ok(WS_PATH, "longest-path-rule-beats-a-catch-all", prod({"load-balancer-url-map": {
         "pathMatchers.0.pathRules": [{"paths": ["/*"], "service": WEB_BACKEND},
                                      *resource_props("load-balancer-url-map")["pathMatchers"][0]["pathRules"]]}}),
         config=PROD),
     bad(WS_PATH, "only-sub-paths-routed-bare-ws-goes-to-web", prod({"load-balancer-url-map": {
-        "pathMatchers.0.pathRules.0.paths": ["/ws/*", "/websocket/*"]}}), config=PROD),
+        "pathMatchers.0.pathRules.0.paths": ["/ws/*", "/websocket/*"]}}), also=(WS_TIMEOUT,), config=PROD),
     ok(WS_PATH, "websocket-route-also-matching-method-and-gateway", prod({"mesh-product-routes": {
         "spec.http.0.match": websocket_match(method={"exact": "GET"}, gateways=["istio-ingress/aiwfe-gateway"])}}),
         config=PROD),

@@ -41,6 +41,8 @@ DEFAULT_TARGET_SESSION_DATA = "16Gi"
 
 # ---------------------------------------------------------------- load balancer and identity
 
+# The paths WebSocket clients open (and everything below them): the LB, the mesh and the pack route them alike.
+WEBSOCKET_PATHS = ("/ws", "/websocket")
 # The backend service timeout is the whole lifetime of a WebSocket behind a GCP Application LB
 # (the default 30 s cuts every socket after 30 s). Settings and the policy pack both enforce this.
 MIN_WEBSOCKET_TIMEOUT_SECONDS = 3600
@@ -49,8 +51,11 @@ MIN_WEBSOCKET_TIMEOUT_SECONDS = 3600
 GOOGLE_LB_SOURCE_RANGES = ("35.191.0.0/16", "130.211.0.0/22")
 # Request headers the LB must pass through untouched: browsers send the token in
 # Sec-WebSocket-Protocol, other clients in Authorization; Upgrade/Connection carry the handshake.
-PROTECTED_HEADERS = frozenset({"authorization", "sec-websocket-protocol", "sec-websocket-key",
-                               "sec-websocket-version", "sec-websocket-extensions", "upgrade", "connection"})
+# The token travels in one of these: other clients use Authorization, browsers (no headers on a
+# WebSocket handshake) the Sec-WebSocket-Protocol list. The mesh must read and forward both.
+TOKEN_HEADERS = ("authorization", "sec-websocket-protocol")
+PROTECTED_HEADERS = frozenset({*TOKEN_HEADERS, "sec-websocket-key", "sec-websocket-version",
+                               "sec-websocket-extensions", "upgrade", "connection"})
 # `{variable}` placeholders the global external Application LB expands in custom header values
 # (GCP's "custom headers" page). Anything else, and nginx's `$http_*`, would be sent literally.
 GCP_HEADER_VARIABLES = frozenset({

@@ -17,6 +17,8 @@ from typing import Any
 
 from ..contract import GCP_HEADER_VARIABLES, MIN_WEBSOCKET_TIMEOUT_SECONDS, PROTECTED_HEADERS
 from ..engine import Context, Resource, resource_rule, stack_rule
+from ..model import urlmap
+from ..model.urlmap import gcp_name
 from .kubernetes import items
 
 BACKEND_SERVICE = "gcp:compute/backendService:BackendService"
@@ -28,7 +30,6 @@ TARGET_HTTP_PROXY = "gcp:compute/targetHttpProxy:TargetHttpProxy"
 GLOBAL_FORWARDING_RULE = "gcp:compute/globalForwardingRule:GlobalForwardingRule"
 
 # A path rule or route rule naming one of these sends WebSocket upgrades to its service.
-WEBSOCKET_PATHS = frozenset({"/ws", "/ws/*", "/websocket", "/websocket/*"})
 GCP_DEFAULT_BACKEND_TIMEOUT = 30
 TLS_1_2_OR_LATER = ("TLS_1_2", "TLS_1_3")
 EXTERNAL_SCHEMES = ("EXTERNAL", "EXTERNAL_MANAGED")
@@ -37,11 +38,6 @@ _BRACE_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 
 # ---------------------------------------------------------------- helpers over props
-
-def gcp_name(reference: Any) -> str:
-    """`https://.../global/backendServices/aiwfe-web` -> `aiwfe-web` (also relative paths, names)."""
-    return str(reference or "").rstrip("/").rsplit("/", 1)[-1]
-
 
 def declared(resources: Iterable[Resource], type_: str) -> dict[str, Resource]:
     """Declared resources of a type by GCP name (the `name` prop, else the Pulumi name)."""
@@ -86,26 +82,8 @@ def header_changes(resource: Resource) -> Iterator[tuple[str, str, str | None]]:
 
 
 def websocket_services(url_map: Resource) -> set[str]:
-    """GCP names of the backend services the URL map sends WebSocket paths to."""
-    services: set[str] = set()
-    for matcher in items(url_map.props.get("pathMatchers")):
-        for rule in items(matcher.get("pathRules")):
-            if WEBSOCKET_PATHS & set(items(rule.get("paths"))):
-                services |= _rule_services(rule)
-        for rule in items(matcher.get("routeRules")):
-            for match in items(rule.get("matchRules")):
-                path = match.get("prefixMatch") or match.get("fullPathMatch")
-                if path and (path.rstrip("/") in {"/ws", "/websocket"} or path.rstrip("*") in WEBSOCKET_PATHS):
-                    services |= _rule_services(rule)
-    return services
-
-
-def _rule_services(rule: Mapping[str, Any]) -> set[str]:
-    found = {gcp_name(rule["service"])} if rule.get("service") else set()
-    route_action = rule.get("routeAction")
-    if isinstance(route_action, Mapping):
-        found |= {gcp_name(w.get("backendService")) for w in items(route_action.get("weightedBackendServices"))}
-    return found
+    """GCP names of the backend services the URL map sends WebSocket upgrades to."""
+    return urlmap.websocket_services(url_map.props)
 
 
 def port_range(rule: Resource) -> str:
@@ -121,9 +99,10 @@ def port_range(rule: Resource) -> str:
                 f"the URL map sends /ws or /websocket to needs timeoutSec >= {MIN_WEBSOCKET_TIMEOUT_SECONDS}.",
 )
 def websocket_backend_long_timeout(resources: list[Resource], context: Context) -> Iterator[tuple[Resource, str]]:
-    """For every URL map, the backend services its path rules (paths /ws, /ws/*, /websocket, /websocket/*) or route
-    rules (prefix or full-path match /ws or /websocket) send to, directly or weighted: each is declared in the stack
-    (else the URL map is reported) and has timeoutSec >= 3600 (unset means GCP's 30)."""
+    """For every URL map, the backend services a WebSocket upgrade to /ws, /ws/..., /websocket or /websocket/...
+    reaches on each host whose path matcher routes WebSocket paths (GCP's matching: model/urlmap.py, the router the
+    cross-layer tracer uses too), directly or weighted: each is declared in the stack (else the URL map is reported)
+    and has timeoutSec >= 3600 (unset means GCP's 30)."""
     backends = declared(resources, BACKEND_SERVICE)
     for url_map in (r for r in resources if r.type == URL_MAP):
         for name in sorted(websocket_services(url_map)):

@@ -12,7 +12,10 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from ..contract import MIN_WEBSOCKET_TIMEOUT_SECONDS, TOKEN_HEADERS, WEBSOCKET_PATHS
 from ..engine import Context, Option, Resource, resource_rule, stack_rule
+from ..model.authz import any_pattern_matches, denies_tokenless, jwt_header_names, operation_matches, selects
+from ..model.props import namespace_name as namespace_of
 from . import gcp
 from .kubernetes import dig, items, number
 
@@ -20,9 +23,7 @@ _TYPE = re.compile(r"^kubernetes:(?P<group>[a-z.]+\.istio\.io)/(?P<version>[a-z0
 # The first Istio API version of each group that is no longer alpha/beta (Istio 1.22+ serves them).
 STABLE_VERSION = {"networking.istio.io": "v1", "security.istio.io": "v1", "telemetry.istio.io": "v1"}
 # A WebSocket must be able to stay open at least this long (REQUIREMENTS: LB timeout >= 3600 s).
-MIN_WEBSOCKET_IDLE_SECONDS = 3600
-PROTECTED_HEADERS = ("authorization", "sec-websocket-protocol")
-WEBSOCKET_PATH = re.compile(r"^/(ws|websocket)(/|$)")
+WEBSOCKET_PATH = re.compile("^(" + "|".join(map(re.escape, WEBSOCKET_PATHS)) + ")(/|$)")
 
 
 def istio_kind(*kinds: str):
@@ -53,10 +54,6 @@ def duration_seconds(value: Any) -> float | None:
     if "".join(n + u for n, u in parts) != value:
         return None
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-
-
-def namespace_of(resource: Resource) -> str:
-    return str(dig(resource.props, "metadata", "namespace") or "")
 
 
 def service_fqdn(host: Any, namespace: str) -> str:
@@ -224,7 +221,7 @@ def _lb_websocket_timeout(resources: list[Resource]) -> float:
     backends = gcp.declared(resources, gcp.BACKEND_SERVICE)
     names = {name for url_map in resources if url_map.type == gcp.URL_MAP for name in gcp.websocket_services(url_map)}
     timeouts = [number(backends[name].props.get("timeoutSec")) or 0 for name in names if name in backends]
-    return max([MIN_WEBSOCKET_IDLE_SECONDS, *timeouts])
+    return max([MIN_WEBSOCKET_TIMEOUT_SECONDS, *timeouts])
 
 
 @stack_rule("istio-networking-v1-destinationrule-require-websocket-long-lived-connections", severity="high",
@@ -357,56 +354,6 @@ def no_wildcard_hosts(resource: Resource, _: Context) -> Iterable[str]:
 
 # ---------------------------------------------------------------- JWT on public routes
 
-def authz_pattern_matches(pattern: Any, value: str, *, case_insensitive: bool = False) -> bool:
-    """Istio's string match in AuthorizationPolicy: `*`, prefix `abc*`, suffix `*abc`, or exact."""
-    pattern = str(pattern)
-    if case_insensitive:
-        pattern, value = pattern.lower(), value.lower()
-    if pattern == "*":
-        return True
-    if pattern.endswith("*"):
-        return value.startswith(pattern[:-1])
-    if pattern.startswith("*"):
-        return value.endswith(pattern[1:])
-    return pattern == value
-
-
-def _any(patterns: Any, value: str, *, hosts: bool = False) -> bool:
-    return any(authz_pattern_matches(p, value, case_insensitive=hosts) for p in items(patterns))
-
-
-def _operation_matches(operation: Mapping[str, Any], host: str, path: str) -> bool:
-    """Whether one AuthorizationPolicy operation matches every request to host+path (any method, port)."""
-    if any(operation.get(k) for k in ("methods", "ports", "notMethods", "notPorts")):
-        return False  # narrower than the whole route
-    if "hosts" in operation and not _any(operation["hosts"], host, hosts=True):
-        return False
-    if _any(operation.get("notHosts"), host, hosts=True):
-        return False
-    if "paths" in operation and not _any(operation["paths"], path):
-        return False
-    return not _any(operation.get("notPaths"), path)
-
-
-def _denies_tokenless(rule: Mapping[str, Any]) -> bool:
-    """A DENY rule's `from` is met by every request without a valid token (or it has no `from`)."""
-    if rule.get("when"):
-        return False  # conditional: it denies only the requests the conditions pick
-    sources = items(rule.get("from"))
-    if not sources:
-        return True
-    return any(set(s.get("source") or {}) == {"notRequestPrincipals"} and items(s["source"]["notRequestPrincipals"])
-               for s in sources)
-
-
-def _selects(policy: Resource, gateway: Resource) -> bool:
-    if namespace_of(policy) != namespace_of(gateway):
-        return False
-    wanted = dig(policy.props, "spec", "selector", "matchLabels") or {}
-    labels = dig(gateway.props, "spec", "selector") or {}
-    return all(labels.get(k) == v for k, v in wanted.items())
-
-
 def _sample_paths(route: Mapping[str, Any]) -> list[str] | None:
     """Paths that stand for what a route matches (None when a regex makes that unknowable)."""
     paths: list[str] = []
@@ -436,7 +383,7 @@ def require_jwt_on_public_routes(resources: list[Resource], _: Context) -> Itera
     gateways = {(namespace_of(g), str(dig(g.props, "metadata", "name"))): g for g in of_kind(resources, "Gateway")}
     deny_rules = [(p, rule) for p in of_kind(resources, "AuthorizationPolicy")
                   if dig(p.props, "spec", "action") == "DENY"
-                  for rule in items(dig(p.props, "spec", "rules")) if _denies_tokenless(rule)]
+                  for rule in items(dig(p.props, "spec", "rules")) if denies_tokenless(rule)]
     for service in of_kind(resources, "VirtualService"):
         refs = [str(g) for g in items(dig(service.props, "spec", "gateways")) if g != "mesh"]
         for ref in refs:
@@ -445,7 +392,7 @@ def require_jwt_on_public_routes(resources: list[Resource], _: Context) -> Itera
             if gateway is None:
                 yield service, f"binds to gateway {ref}, which the stack does not declare: JWT coverage unknown"
                 continue
-            rules = [rule for policy, rule in deny_rules if _selects(policy, gateway)]
+            rules = [rule for policy, rule in deny_rules if selects(policy, gateway)]
             for route in http_routes(service):
                 if "route" not in route:
                     continue  # direct responses and redirects forward nothing
@@ -467,11 +414,11 @@ def _covered(rules: list[Mapping[str, Any]], host: str, path: str) -> bool:
     for rule in rules:
         operations = [o.get("operation") or {} for o in items(rule.get("to"))] or [{}]
         for operation in operations:
-            if _operation_matches(operation, host, path):
+            if operation_matches(operation, host, path):
                 return True  # denied without a token
             anonymous = {k: v for k, v in operation.items() if k != "notPaths"}
-            if operation.get("notPaths") and _operation_matches(anonymous, host, path) \
-                    and _any(operation["notPaths"], path):
+            if operation.get("notPaths") and operation_matches(anonymous, host, path) \
+                    and any_pattern_matches(operation["notPaths"], path):
                 return True  # explicitly anonymous
     return False
 
@@ -488,13 +435,6 @@ def _header_operations(headers: Any) -> Iterator[tuple[str, str]]:
                 yield f"{side}.{operation}", str(name)
         for name in items(rules.get("remove")):
             yield f"{side}.remove", str(name)
-
-
-def _jwt_header_names(rule: Mapping[str, Any]) -> list[str]:
-    names = [str(h.get("name", "")) for h in items(rule.get("fromHeaders"))]
-    if not names and not items(rule.get("fromParams")) and not items(rule.get("fromCookies")):
-        names = ["Authorization"]  # Istio's default location
-    return names
 
 
 @resource_rule("istio-resource-disallow-auth-header-changes", types=istio_kind("VirtualService",
@@ -515,16 +455,16 @@ def no_auth_header_changes(resource: Resource, _: Context) -> Iterable[str]:
             blocks += [(f"{where}.route[{i}]", d.get("headers")) for i, d in enumerate(items(route.get("route")))]
             for place, headers in blocks:
                 for operation, name in _header_operations(headers):
-                    if name.lower() in PROTECTED_HEADERS:
+                    if name.lower() in TOKEN_HEADERS:
                         yield f"{place}.headers.{operation} touches {name}"
         return
     for index, rule in enumerate(items(dig(resource.props, "spec", "jwtRules"))):
-        protected = [n for n in _jwt_header_names(rule) if n.lower() in PROTECTED_HEADERS]
+        protected = [n for n in jwt_header_names(rule) if n.lower() in TOKEN_HEADERS]
         if protected and rule.get("forwardOriginalToken") is not True:
             yield (f"spec.jwtRules[{index}] reads {', '.join(protected)} without forwardOriginalToken: true, "
                    "so the header is removed after validation")
         for output in items(rule.get("outputClaimToHeaders")):
-            if str(output.get("header", "")).lower() in PROTECTED_HEADERS:
+            if str(output.get("header", "")).lower() in TOKEN_HEADERS:
                 yield f"spec.jwtRules[{index}].outputClaimToHeaders overwrites {output.get('header')}"
-        if str(rule.get("outputPayloadToHeader", "")).lower() in PROTECTED_HEADERS:
+        if str(rule.get("outputPayloadToHeader", "")).lower() in TOKEN_HEADERS:
             yield f"spec.jwtRules[{index}].outputPayloadToHeader overwrites {rule.get('outputPayloadToHeader')}"

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from ..engine import Context, Resource, resource_rule, stack_rule
+from ..model.props import dig, items, number
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 STATEFUL_SET = "kubernetes:apps/v1:StatefulSet"
@@ -55,21 +56,6 @@ SECRET_ENV_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?K
 
 # ---------------------------------------------------------------- helpers over props
 
-def dig(value: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(key)
-    return value
-
-
-def items(value: Any) -> list[Any]:
-    """A list-valued prop, or [] when absent (strings are not lists here)."""
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        return list(value)
-    return []
-
-
 def pod_spec(resource: Resource) -> Mapping[str, Any] | None:
     path = POD_SPEC_PATHS.get(resource.type)
     spec = dig(resource.props, *path) if path else None
@@ -96,10 +82,6 @@ def effective(spec: Mapping[str, Any], container: Mapping[str, Any], key: str) -
     """A container securityContext field, falling back to the pod's."""
     value = dig(container, "securityContext", key)
     return value if value is not None else dig(spec, "securityContext", key)
-
-
-def number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def namespace_of(resource: Resource) -> Any:

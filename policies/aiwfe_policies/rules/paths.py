@@ -16,17 +16,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from ..contract import HEALTH_PORT, MIN_WEBSOCKET_TIMEOUT_SECONDS, PROTECTED_HEADERS, WEBSOCKET_PORT
+from ..contract import HEALTH_PORT, MIN_WEBSOCKET_TIMEOUT_SECONDS, PROTECTED_HEADERS, TOKEN_HEADERS, WEBSOCKET_PORT
 from ..engine import Context, Resource, stack_rule
+from ..model import authz, urlmap
+from ..model.urlmap import UPGRADE_HEADERS
 from . import gcp, istio, keycloak
 from .kubernetes import DEPLOYMENT, SERVICE, dig, items, number, pod_spec, pod_template_labels
 
 ENVOY_FILTER = "EnvoyFilter"
-# The request a browser's WebSocket handshake makes, as the mesh matches it.
-# What a browser's handshake always sends (values stand in for the per-request ones).
-UPGRADE_HEADERS = {"upgrade": "websocket", "connection": "Upgrade", "sec-websocket-version": "13",
-                   "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "origin": "https://browser.invalid"}
-WEBSOCKET_PATHS = ("/ws", "/websocket")
 # Where a DestinationRule applies to every client (Istio's default root namespace).
 ROOT_NAMESPACE = "istio-system"
 
@@ -147,90 +144,13 @@ def first_route(service: Resource, request: Upgrade) -> Mapping[str, Any] | None
 
 
 def _host_matches(pattern: str, host: str) -> bool:
+    """Istio's host matching (VirtualService, Gateway and DestinationRule hosts); URL map hosts go by
+    GCP's (`urlmap.host_matches`)."""
     pattern, host = pattern.lower(), host.lower()
     return pattern == "*" or pattern == host or (pattern.startswith("*.") and host.endswith(pattern[1:]))
 
 
 # ---------------------------------------------------------------- following the WebSocket path
-
-def _mentions_websocket(matcher: Mapping[str, Any]) -> bool:
-    """The path matcher names a WebSocket path in a path rule or route rule: its host serves them."""
-    for rule in items(matcher.get("pathRules")):
-        if any(str(p).rstrip("/*") in WEBSOCKET_PATHS for p in items(rule.get("paths"))):
-            return True
-    for rule in items(matcher.get("routeRules")):
-        for match in items(rule.get("matchRules")):
-            for key in ("prefixMatch", "fullPathMatch"):
-                if str(match.get(key) or "").rstrip("/") in WEBSOCKET_PATHS:
-                    return True
-    return False
-
-
-def _url_map_targets(url_map: Resource, path: str) -> Iterator[tuple[str, str | None]]:
-    """(host, backend service name) for every host whose path matcher names a WebSocket path:
-    where GCP sends a WebSocket upgrade to `path` there."""
-    matchers = {m.get("name"): m for m in items(url_map.props.get("pathMatchers"))}
-    for host_rule in items(url_map.props.get("hostRules")):
-        matcher = matchers.get(host_rule.get("pathMatcher"))
-        if matcher is None or not _mentions_websocket(matcher):
-            continue
-        for host in items(host_rule.get("hosts")):
-            yield str(host), _matcher_service(matcher, path)
-
-
-def _rule_matches(match: Mapping[str, Any], path: str) -> bool:
-    """A route rule's matchRule against the upgrade (criteria on other headers or parameters fail)."""
-    for header in items(match.get("headerMatches")):
-        value = UPGRADE_HEADERS.get(str(header.get("headerName") or "").lower())
-        if header.get("presentMatch") is not None:
-            hit = (value is not None) == bool(header["presentMatch"])
-        else:
-            kinds = {"exactMatch": "exact", "prefixMatch": "prefix", "regexMatch": "regex"}
-            matcher = {kinds[k]: v for k, v in header.items() if k in kinds}
-            if "suffixMatch" in header:
-                hit = value is not None and value.endswith(str(header["suffixMatch"]))
-            else:
-                hit = bool(matcher) and _string_match(matcher, value)
-        if hit == bool(header.get("invertMatch")):
-            return False
-    if items(match.get("queryParameterMatches")) or match.get("pathTemplateMatch"):
-        return False
-    ignore_case = bool(match.get("ignoreCase"))
-    target = path.lower() if ignore_case else path
-    if match.get("fullPathMatch") is not None:
-        full = str(match["fullPathMatch"])
-        return target == (full.lower() if ignore_case else full)
-    if match.get("prefixMatch") is not None:
-        prefix = str(match["prefixMatch"])
-        return target.startswith(prefix.lower() if ignore_case else prefix)
-    if match.get("regexMatch") is not None:
-        try:
-            return re.fullmatch(str(match["regexMatch"]), path) is not None
-        except re.error:
-            return False
-    return False
-
-
-def _matcher_service(matcher: Mapping[str, Any], path: str) -> str | None:
-    """GCP's choice for `path`: route rules by ascending priority (first matching rule), else the
-    longest matching path rule (`/x/*` matches below `/x/`, not `/x` itself), else the default."""
-    rules = [r for r in items(matcher.get("routeRules")) if isinstance(r, Mapping)]
-    for rule in sorted(rules, key=lambda r: number(r.get("priority")) or 0.0):
-        if any(_rule_matches(m, path) for m in items(rule.get("matchRules")) if isinstance(m, Mapping)):
-            found = sorted(gcp._rule_services(rule))
-            return found[0] if found else None
-    best: tuple[int, Mapping[str, Any]] | None = None
-    for rule in items(matcher.get("pathRules")):
-        for pattern in map(str, items(rule.get("paths"))):
-            hit = pattern == path or (pattern.endswith("/*") and path.startswith(pattern[:-1]))
-            if hit and (best is None or len(pattern) > best[0]):
-                best = (len(pattern), rule)
-    if best is not None:
-        found = sorted(gcp._rule_services(best[1]))
-        return found[0] if found else None
-    default = matcher.get("defaultService")
-    return gcp.gcp_name(default) if default else None
-
 
 def _resolve_port(container_ports: list[Mapping[str, Any]], port: Any) -> float | None:
     """A numeric or named port of a container -> its number."""
@@ -276,13 +196,12 @@ def trace_websocket_paths(resources: list[Resource]) -> list[WebSocketPath]:
     layers = _Layers(resources)
     traces: list[WebSocketPath] = []
     for url_map in _serving_url_maps(resources):
-        for base in WEBSOCKET_PATHS:
-            for path in (base, f"{base}/session"):
-                for pattern, backend_name in _url_map_targets(url_map, path):
-                    for host in layers.concrete_hosts(pattern, exact_hosts(url_map)):
-                        trace = WebSocketPath(path=path, url_map=url_map, host=host)
-                        traces.append(trace)
-                        _follow(trace, host, backend_name, layers)
+        for pattern, path, found in urlmap.websocket_routes(url_map.props):
+            backend_name = found.services[0] if found.services else None
+            for host in layers.concrete_hosts(pattern, exact_hosts(url_map)):
+                trace = WebSocketPath(path=path, url_map=url_map, host=host)
+                traces.append(trace)
+                _follow(trace, host, backend_name, layers)
     return traces
 
 
@@ -303,7 +222,7 @@ class _Layers:
         if "*" not in pattern:
             return [pattern]
         hosts = sorted({str(h) for v in self.virtual_services for h in items(dig(v.props, "spec", "hosts"))
-                        if "*" not in str(h) and _host_matches(pattern, str(h)) and _gateway_refs(v)} - taken)
+                        if "*" not in str(h) and urlmap.host_matches(pattern, str(h)) and _gateway_refs(v)} - taken)
         return hosts or [pattern]
 
     def serving(self, host: str) -> list[tuple[Resource, Resource]]:
@@ -490,7 +409,7 @@ def _follow(trace: WebSocketPath, host: str, backend_name: str | None, layers: _
         broken(3, service, rule, f"route {name!r} sends to subset {subset!r}, which the rule does not define "
                                  "(Envoy answers 503)")
         return
-    problems = list(long_lived_problems(trace.traffic_policy, max(seconds, istio.MIN_WEBSOCKET_IDLE_SECONDS)))
+    problems = list(long_lived_problems(trace.traffic_policy, max(seconds, MIN_WEBSOCKET_TIMEOUT_SECONDS)))
     if problems:
         broken(3, service, rule, problems[0])
         return
@@ -619,7 +538,7 @@ LUA_FILTER = ("envoy.filters.http.lua", "type.googleapis.com/envoy.extensions.fi
 
 def _envoy_filter_problems(resource: Resource) -> Iterator[str]:
     strings = [text.lower() for text in _strings(dig(resource.props, "spec", "configPatches"))]
-    for header in istio.PROTECTED_HEADERS:
+    for header in TOKEN_HEADERS:
         if any(header in text for text in strings):
             yield f"a config patch names {header}"
     if any(text in LUA_FILTER for text in strings):
@@ -675,7 +594,7 @@ def auth_path(resources: list[Resource], _: Context) -> Iterable[tuple[Resource,
 
     deny_rules = [(p, rule) for p in istio.of_kind(resources, "AuthorizationPolicy")
                   if dig(p.props, "spec", "action") == "DENY"
-                  for rule in items(dig(p.props, "spec", "rules")) if istio._denies_tokenless(rule)]
+                  for rule in items(dig(p.props, "spec", "rules")) if authz.denies_tokenless(rule)]
     for trace in trace_websocket_paths(resources):
         gateway = trace.gateway
         if trace.virtual_service is None or trace.route is None or gateway is None:
@@ -683,7 +602,7 @@ def auth_path(resources: list[Resource], _: Context) -> Iterable[tuple[Resource,
         if issuers and not any(_reads_browser_token(a, gateway) for a in authentications):
             yield gateway, (f"{label(gateway)} carries {trace.path} but no RequestAuthentication on it reads the "
                             "token from both Authorization and Sec-WebSocket-Protocol")
-        rules = [rule for policy, rule in deny_rules if istio._selects(policy, gateway)]
+        rules = [rule for policy, rule in deny_rules if authz.selects(policy, gateway)]
         if not _token_required(rules, trace.host, trace.path):
             yield trace.virtual_service, (f"{trace.host}{trace.path} on {label(gateway)} is reached without a valid "
                                           "token: no DENY rule for requests without a request principal")
@@ -691,15 +610,15 @@ def auth_path(resources: list[Resource], _: Context) -> Iterable[tuple[Resource,
 
 def _token_required(rules: list[Mapping[str, Any]], host: str, path: str) -> bool:
     """A DENY-without-token rule matches the request itself (listing it as anonymous does not count)."""
-    return any(istio._operation_matches(o.get("operation") or {}, host, path)
+    return any(authz.operation_matches(o.get("operation") or {}, host, path)
                for rule in rules for o in (items(rule.get("to")) or [{}]))
 
 
 def _reads_browser_token(authentication: Resource, gateway: Resource) -> bool:
-    if not istio._selects(authentication, gateway):
+    if not authz.selects(authentication, gateway):
         return False
     for rule in items(dig(authentication.props, "spec", "jwtRules")):
-        names = {n.lower() for n in istio._jwt_header_names(rule)}
-        if set(istio.PROTECTED_HEADERS) <= names:
+        names = {n.lower() for n in authz.jwt_header_names(rule)}
+        if set(TOKEN_HEADERS) <= names:
             return True
     return False

@@ -1,0 +1,1 @@
+"""What the rules reason about, read once from the declared resources: routers, matchers, merged policies."""
