@@ -30,6 +30,7 @@ from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from policies.aiwfe_policies.engine import RuleError
 from stacks import policy_config, stack_yaml
 from stacks import settings as stack_settings
 from stacks.stack_file import ROOT, StackConfig, load_stack_config, settings_of
@@ -339,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     except stack_settings.SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, OutputFolderError, stack_yaml.StackFileError) as error:
+    except (FileNotFoundError, OutputFolderError, stack_yaml.StackFileError, RuleError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"rendered stack {args.stack}: {len(result.document['resources'])} resources, "

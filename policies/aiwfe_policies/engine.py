@@ -337,6 +337,29 @@ def _reason(unknown: UnknownValueError) -> str:
     return getattr(unknown, "message", "") or str(unknown) or "a value is unknown until the update runs"
 
 
+class RuleError(Exception):
+    """A rule raised on what it was given (malformed props): the pack cannot judge, which is not a
+    violation. Names the rule and the resource (its URN; empty for a stack rule's stack)."""
+
+    def __init__(self, rule: str, urn: str, error: BaseException) -> None:
+        self.rule, self.urn, self.error = rule, urn, error
+        where = f"on {urn}" if urn else "on the stack"
+        super().__init__(f"rule {rule} failed {where}: {type(error).__name__}: {error}")
+
+
+def _culprit(rule: Rule, resources: list[Resource], context: Context) -> str:
+    """The URNs of the resources without any one of which a failing stack rule runs (error path only)."""
+    found = []
+    for index, resource in enumerate(resources):
+        try:
+            for _ in run_stack_rule(rule, resources[:index] + resources[index + 1:], context):
+                pass
+        except Exception:  # noqa: S112 (still failing without it: not this one)
+            continue
+        found.append(resource.urn)
+    return found[0] if len(found) == 1 else (f"one of {', '.join(found)}" if found else "")
+
+
 def evaluate(resources: list[Resource], context: Context, rules: Iterable[Rule] | None = None,
              config: PackConfig | None = None) -> Report:
     """Run every rule (or `rules`) over the stack's resources, at the levels and with the options of
@@ -362,6 +385,8 @@ def evaluate(resources: list[Resource], context: Context, rules: Iterable[Rule] 
                     record(rule, resource.urn if resource else "", message)
             except UnknownValueError as unknown:
                 report.not_evaluated.append({"policy": rule.name, "urn": "", "reason": _reason(unknown)})
+            except Exception as error:  # a bug or malformed props: never a verdict
+                raise RuleError(rule.name, _culprit(rule, resources, rule_context), error) from error
             continue
         for resource in resources:
             try:
@@ -369,4 +394,6 @@ def evaluate(resources: list[Resource], context: Context, rules: Iterable[Rule] 
                     record(rule, resource.urn, message)
             except UnknownValueError as unknown:
                 report.not_evaluated.append({"policy": rule.name, "urn": resource.urn, "reason": _reason(unknown)})
+            except Exception as error:
+                raise RuleError(rule.name, resource.urn, error) from error
     return report

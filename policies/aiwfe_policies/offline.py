@@ -7,7 +7,8 @@
 The pack config (levels and targets; `build/<stack>/policy-config.json`, written by the render) is
 the same file `pulumi preview --policy-pack-config` takes; without `--config` the one next to
 resources.json is used when present, else every rule's defaults. Exit code 0 when no mandatory
-policy is violated, 1 when one is, 2 when an input is unusable or a policy name unknown.
+policy is violated, 1 when one is, 2 when an input is unusable (no resources included), a policy name
+unknown, or a rule fails on what it is given (the message names the rule and the resource).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .engine import (
     Report,
     Resource,
     Rule,
+    RuleError,
     analyzer_props,
     evaluate,
 )
@@ -42,6 +44,9 @@ def load_resources(document: Mapping[str, Any]) -> list[Resource]:
     if document.get("formatVersion") not in SUPPORTED_FORMATS:
         raise ValueError(f"unsupported formatVersion {document.get('formatVersion')!r}; "
                          f"this runner reads {SUPPORTED_FORMATS}")
+    if not isinstance(document.get("resources"), list) or not document["resources"]:
+        # An empty render (a program that failed early, a wrong file) must not read as a pass.
+        raise ValueError(f"no resources for stack {document.get('stack')!r}: nothing to judge")
     return [
         Resource(type=r["type"], name=r["name"], urn=r["urn"], props=analyzer_props(r.get("props") or {}),
                  protect=bool(r.get("protect")), parent=r.get("parent") or "")
@@ -117,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         document = json.loads(args.resources.read_text())
         config = load_config(config_path)
         report = evaluate_document(document, args.production_stacks or DEFAULT_PRODUCTION_STACKS, config)
+    except RuleError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         print(f"error: cannot evaluate {args.resources}: {error}", file=sys.stderr)
         return 2
