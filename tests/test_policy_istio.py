@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from policies.aiwfe_policies.model.authz import authz_pattern_matches
-from policies.aiwfe_policies.rules.istio import duration_seconds, service_fqdn
+from policies.aiwfe_policies.model.destination import duration_seconds
+from policies.aiwfe_policies.rules.istio import service_fqdn
 from tests.policy_cases import bad, ok
 from tests.policy_fixtures import DELETE, Wire, change, gcp_backend
 

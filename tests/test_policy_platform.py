@@ -163,7 +163,7 @@ CASES: list[Case] = [
     ok(WS_PATH, "url-map-host-rule-for-every-host", prod({"load-balancer-url-map": {
         "hostRules.0.hosts": ["*"]}}), config=PROD),
     bad(WS_PATH, "route-to-an-undefined-subset", prod({"mesh-product-routes": {
-        "spec.http.0.route.0.destination.subset": "nope"}}), config=PROD),
+        "spec.http.0.route.0.destination.subset": "nope"}}), also=(WS_DESTINATION,), config=PROD),
     ok(WS_PATH, "route-without-a-port-to-a-single-port-service", prod({
         "mesh-product-routes": {"spec.http.0.route.0.destination.port": DELETE},
         "websocket-service": {"spec.ports": [resource_props("websocket-service")["spec"]["ports"][0]]}}),
@@ -187,7 +187,8 @@ CASES: list[Case] = [
         "mesh-websocket-destination": {"spec.subsets": [{"name": "v2", "labels": {"version": "2.4.1"},
                                                          "trafficPolicy": {"connectionPool": {
                                                              "tcp": {"idleTimeout": "60s"}}}}]},
-        "mesh-product-routes": {"spec.http.0.route.0.destination.subset": "v2"}}), config=PROD),
+        "mesh-product-routes": {"spec.http.0.route.0.destination.subset": "v2"}}), also=(WS_DESTINATION,),
+        config=PROD),
 
     # ---------------------------------------------------------------- the auth path
     ok(AUTH_PATH, "prod-as-rendered", prod(), config=PROD),

@@ -15,6 +15,7 @@ from typing import Any
 from ..contract import MIN_WEBSOCKET_TIMEOUT_SECONDS, TOKEN_HEADERS, WEBSOCKET_PATHS
 from ..engine import Context, Option, Resource, resource_rule, stack_rule
 from ..model.authz import any_pattern_matches, denies_tokenless, jwt_header_names, operation_matches, selects
+from ..model.destination import duration_seconds, effective_policy, long_lived_problems, traffic_policies
 from ..model.props import namespace_name as namespace_of
 from . import gcp
 from .kubernetes import dig, items, number
@@ -40,20 +41,6 @@ def kind_of(resource: Resource) -> str | None:
 
 def of_kind(resources: Iterable[Resource], kind: str) -> list[Resource]:
     return [r for r in resources if kind_of(r) == kind]
-
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|us|µs|ns|m|s)")
-_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
-
-
-def duration_seconds(value: Any) -> float | None:
-    """An Istio (Go/protobuf) duration like `0s`, `1.5s`, `100ms`, `1h30m` in seconds; None if not one."""
-    if not isinstance(value, str) or not value:
-        return None
-    parts = _DURATION_PART.findall(value)
-    if "".join(n + u for n, u in parts) != value:
-        return None
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
 
 
 def service_fqdn(host: Any, namespace: str) -> str:
@@ -88,18 +75,6 @@ def is_websocket_route(route: Mapping[str, Any]) -> bool:
         if any(WEBSOCKET_PATH.match(str(uri.get(k, ""))) for k in ("exact", "prefix")):
             return True
     return False
-
-
-def traffic_policies(spec: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """(where, policy) for a DestinationRule's policy, its port-level settings and its subsets'."""
-    def with_ports(where: str, policy: Any) -> Iterator[tuple[str, Mapping[str, Any]]]:
-        if isinstance(policy, Mapping):
-            yield where, policy
-            for index, port_policy in enumerate(items(policy.get("portLevelSettings"))):
-                yield f"{where}.portLevelSettings[{index}]", port_policy
-    yield from with_ports("trafficPolicy", spec.get("trafficPolicy"))
-    for subset in items(spec.get("subsets")):
-        yield from with_ports(f"subsets[{subset.get('name')}].trafficPolicy", subset.get("trafficPolicy"))
 
 
 # ---------------------------------------------------------------- mTLS
@@ -230,9 +205,11 @@ def _lb_websocket_timeout(resources: list[Resource]) -> float:
                         "load balancer's WebSocket timeout (3600 s or more).")
 def websocket_destination(resources: list[Resource], _: Context) -> Iterable[tuple[Resource, str]]:
     """For each host a WebSocket route forwards to (resolved in its VirtualService's namespace): a DestinationRule
-    exists; none of its policies (top level, port-level, subset) sets h2UpgradePolicy UPGRADE or a non-zero
-    maxRequestsPerConnection; its top-level connectionPool tcp and http idleTimeout (unset = 1h) are >= the longest
-    timeoutSec of a backend service named *websocket*, and never under 3600 s."""
+    exists, and the policy Istio applies to the route's port and subset (model/destination.py: the subset's parts
+    over the rule's, port-level settings replacing them; without a port on the route, each port-level setting is
+    judged too) defines the subset, never sets h2UpgradePolicy UPGRADE or a non-zero maxRequestsPerConnection, and
+    has connectionPool tcp and http idleTimeout (unset = 1h, 0s = off) >= the longest timeoutSec of the backend
+    services the URL maps send WebSocket upgrades to, and never under 3600 s."""
     rules: dict[str, list[Resource]] = {}
     for rule in of_kind(resources, "DestinationRule"):
         host = dig(rule.props, "spec", "host")
@@ -253,28 +230,29 @@ def websocket_destination(resources: list[Resource], _: Context) -> Iterable[tup
                 if fqdn not in rules:
                     yield service, (f"WebSocket destination {host} has no DestinationRule (connection pool, idle "
                                     "timeouts, outlier detection)")
+                port = number(dig(destination, "destination", "port", "number"))
+                subset = dig(destination, "destination", "subset")
+                where = f"{host}" + (f":{port:g}" if port is not None else "") + (f" subset {subset}" if subset else "")
                 for rule in rules.get(fqdn, []):
-                    yield from ((rule, message) for message in _long_lived_problems(rule, minimum))
+                    spec = rule.props.get("spec") or {}
+                    # Without a port on the route, any port-level setting may be the one that applies.
+                    ports = [port] if port is not None else [None, *_setting_ports(spec, subset)]
+                    for candidate in ports:
+                        policy = effective_policy(spec, candidate, subset)
+                        if policy is None:
+                            yield rule, f"the WebSocket route sends {where}, a subset this rule does not define"
+                            break
+                        shown = where if candidate == port else f"{where} (port {candidate:g} if it is that one)"
+                        yield from ((rule, f"the policy for {shown}: {problem}")
+                                    for problem in long_lived_problems(policy, minimum, outlier_detection=False))
 
 
-def _long_lived_problems(rule: Resource, minimum: float) -> Iterator[str]:
-    spec = rule.props.get("spec") or {}
-    for where, policy in traffic_policies(spec):
-        http = dig(policy, "connectionPool", "http") or {}
-        if http.get("h2UpgradePolicy") == "UPGRADE":
-            yield f"{where}.connectionPool.http.h2UpgradePolicy is UPGRADE: it breaks WebSocket upgrades"
-        per_connection = number(http.get("maxRequestsPerConnection"))
-        if per_connection:
-            yield (f"{where}.connectionPool.http.maxRequestsPerConnection is {per_connection:g}: it churns "
-                   "long-lived connections; leave it unset (unlimited)")
-    for layer in ("tcp", "http"):
-        value = dig(spec, "trafficPolicy", "connectionPool", layer, "idleTimeout")
-        # Istio's default for both is 1 h; a longer load-balancer timeout needs an explicit value.
-        seconds = duration_seconds(value) if value is not None else 3600.0
-        if seconds is None or (seconds != 0 and seconds < minimum):  # 0s turns the idle timeout off
-            shown = repr(value) if value is not None else "unset (1h)"
-            yield (f"trafficPolicy.connectionPool.{layer}.idleTimeout is {shown}; WebSocket connections need "
-                   f"at least {minimum:g}s (the load balancer's WebSocket timeout)")
+def _setting_ports(spec: Mapping[str, Any], subset: str | None) -> list[float]:
+    """Ports that have port-level settings (the rule's, and the subset's)."""
+    policies = [spec.get("trafficPolicy")]
+    policies += [s.get("trafficPolicy") for s in items(spec.get("subsets")) if s.get("name") == subset]
+    return sorted({n for p in policies if isinstance(p, Mapping) for s in items(p.get("portLevelSettings"))
+                   if (n := number(dig(s, "port", "number"))) is not None})
 
 
 # ---------------------------------------------------------------- circuit breakers

@@ -19,6 +19,7 @@ from typing import Any
 from ..contract import HEALTH_PORT, MIN_WEBSOCKET_TIMEOUT_SECONDS, PROTECTED_HEADERS, TOKEN_HEADERS, WEBSOCKET_PORT
 from ..engine import Context, Resource, stack_rule
 from ..model import authz, urlmap
+from ..model import destination as policy_model
 from ..model.urlmap import UPGRADE_HEADERS
 from . import gcp, istio, keycloak
 from .kubernetes import DEPLOYMENT, SERVICE, dig, items, number, pod_spec, pod_template_labels
@@ -278,52 +279,6 @@ def _admits(gateway: Resource, service: Resource, host: str) -> bool:
     return False
 
 
-_POLICY_PARTS = ("connectionPool", "outlierDetection", "loadBalancer", "tls")
-
-
-def effective_policy(rule: Resource, port: float | None, subset: str | None) -> dict[str, Any] | None:
-    """The traffic policy Istio applies to one port of one subset (None: the subset is undefined):
-    the subset's parts override the rule's one by one; then port-level settings for the port (the
-    subset's, else the rule's) replace all four parts, a part they leave out falling back to its
-    default ("port level policies do not inherit")."""
-    spec = rule.props.get("spec") or {}
-    top = spec.get("trafficPolicy") if isinstance(spec.get("trafficPolicy"), Mapping) else {}
-    merged: dict[str, Any] = {k: top[k] for k in (*_POLICY_PARTS, "portLevelSettings") if k in top}
-    if subset is not None:
-        chosen = next((c for c in items(spec.get("subsets")) if c.get("name") == subset), None)
-        if chosen is None:
-            return None
-        own = chosen.get("trafficPolicy") if isinstance(chosen.get("trafficPolicy"), Mapping) else {}
-        merged.update({k: own[k] for k in (*_POLICY_PARTS, "portLevelSettings") if k in own})
-    for port_policy in items(merged.pop("portLevelSettings", None)):
-        if port is not None and number(dig(port_policy, "port", "number")) == port:
-            return {k: port_policy[k] for k in _POLICY_PARTS if k in port_policy}
-    return merged
-
-
-def long_lived_problems(policy: Mapping[str, Any], minimum: float) -> Iterator[str]:
-    """Why a traffic policy would break or cut a WebSocket (h2 upgrade, per-connection request cap,
-    idle timeouts under `minimum` seconds, no outlier detection)."""
-    http = dig(policy, "connectionPool", "http") or {}
-    if http.get("h2UpgradePolicy") == "UPGRADE":
-        yield "connectionPool.http.h2UpgradePolicy is UPGRADE: it breaks WebSocket upgrades"
-    per_connection = number(http.get("maxRequestsPerConnection"))
-    if per_connection:
-        yield f"connectionPool.http.maxRequestsPerConnection is {per_connection:g}: it churns long-lived connections"
-    for layer in ("tcp", "http"):
-        value = dig(policy, "connectionPool", layer, "idleTimeout")
-        seconds = istio.duration_seconds(value) if value is not None else 3600.0  # Istio's default: 1 h
-        if seconds == 0:
-            continue  # 0s turns the idle timeout off
-        if seconds is None or seconds < minimum:
-            shown = repr(value) if value is not None else "unset (1h)"
-            yield f"connectionPool.{layer}.idleTimeout is {shown}; WebSockets need at least {minimum:g}s"
-    detection = policy.get("outlierDetection")
-    thresholds = [number(dig(detection, k)) for k in ("consecutive5xxErrors", "consecutiveGatewayErrors")]
-    if not isinstance(detection, Mapping) or not any(t and t > 0 for t in thresholds):
-        yield "no outlierDetection with consecutive5xxErrors or consecutiveGatewayErrors above 0"
-
-
 def _follow(trace: WebSocketPath, host: str, backend_name: str | None, layers: _Layers) -> None:
     def broken(number_: int, source: Resource, target: Resource | None, problem: str, wanted: str = "") -> None:
         trace.broken = Hop(number_, source, target, problem, wanted)
@@ -372,7 +327,7 @@ def _follow(trace: WebSocketPath, host: str, backend_name: str | None, layers: _
     trace.route = route
     name = route.get("name", "?")
     timeout_value = route.get("timeout")
-    if timeout_value is not None and istio.duration_seconds(timeout_value) != 0:
+    if timeout_value is not None and policy_model.duration_seconds(timeout_value) != 0:
         broken(2, backend, service, f"route {name!r} has timeout {timeout_value!r}: a WebSocket route needs '0s'")
         return
     attempts = number(dig(route, "retries", "attempts"))
@@ -404,12 +359,12 @@ def _follow(trace: WebSocketPath, host: str, backend_name: str | None, layers: _
     policy_port = wanted_port if wanted_port is not None else (number(ports[0].get("port")) if len(ports) == 1
                                                                 else None)
     subset = destination.get("subset")
-    trace.traffic_policy = effective_policy(rule, policy_port, subset)
+    trace.traffic_policy = policy_model.effective_policy(rule.props.get("spec") or {}, policy_port, subset)
     if trace.traffic_policy is None:
         broken(3, service, rule, f"route {name!r} sends to subset {subset!r}, which the rule does not define "
                                  "(Envoy answers 503)")
         return
-    problems = list(long_lived_problems(trace.traffic_policy, max(seconds, MIN_WEBSOCKET_TIMEOUT_SECONDS)))
+    problems = list(policy_model.long_lived_problems(trace.traffic_policy, max(seconds, MIN_WEBSOCKET_TIMEOUT_SECONDS)))
     if problems:
         broken(3, service, rule, problems[0])
         return
