@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import pulumi
@@ -151,18 +152,26 @@ NODE_LOCAL_DNS = "169.254.20.10/32"
 CLOUD_DNS = "169.254.169.254/32"
 
 
+# The cluster's DNS pods and istiod, as every pod's NetworkPolicy (and the intended flows) name them.
+KUBE_DNS_NAMESPACE = "kube-system"
+KUBE_DNS_LABELS: Mapping[str, str] = MappingProxyType({"k8s-app": "kube-dns"})
+DNS_PORT = 53
+ISTIOD_LABELS: Mapping[str, str] = MappingProxyType({"app": "istiod"})
+ISTIOD_XDS_PORT = 15012
+
+
 def dns_egress() -> dict[str, Any]:
     """Egress to the cluster DNS on UDP and TCP 53: kube-dns pods, NodeLocal DNSCache, Cloud DNS."""
     return {
-        "to": [namespace_peer("kube-system", {"k8s-app": "kube-dns"}),
+        "to": [namespace_peer(KUBE_DNS_NAMESPACE, dict(KUBE_DNS_LABELS)),
                {"ipBlock": {"cidr": NODE_LOCAL_DNS}}, {"ipBlock": {"cidr": CLOUD_DNS}}],
-        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+        "ports": [{"protocol": "UDP", "port": DNS_PORT}, {"protocol": "TCP", "port": DNS_PORT}],
     }
 
 
 def istiod_egress(istiod_namespace: str) -> dict[str, Any]:
     """Sidecars fetch config and certificates from istiod (xDS/CA on 15012)."""
-    return {"to": [namespace_peer(istiod_namespace, {"app": "istiod"})], "ports": tcp_ports(15012)}
+    return {"to": [namespace_peer(istiod_namespace, dict(ISTIOD_LABELS))], "ports": tcp_ports(ISTIOD_XDS_PORT)}
 
 
 @dataclass(frozen=True)

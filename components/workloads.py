@@ -28,6 +28,10 @@ class SessionSettings:
     redis_health_timeout_seconds: int
 
 
+# The applications' names (`app.kubernetes.io/name`, ServiceAccount, Service).
+WEBSOCKET_APP = "websocket"
+USER_FRONTEND_APP = "user-frontend"
+ADMIN_FRONTEND_APP = "admin-frontend"
 APP_CONFIG = "app-config"
 APP_SECRETS = "app-secrets"
 REDIS_PASSWORD_KEY = "REDIS_PASSWORD"  # noqa: S105 (a key name, not a value)
@@ -96,7 +100,7 @@ def app_peers(args: WorkloadsArgs) -> podspec.AppPeers:
 
 
 def websocket_service_args(args: WorkloadsArgs, config_map_name: pulumi.Input[str], secret_name: pulumi.Input[str],
-                           secret_version: pulumi.Input[str], name: str = "websocket") -> WebSocketServiceArgs:
+                           secret_version: pulumi.Input[str], name: str = WEBSOCKET_APP) -> WebSocketServiceArgs:
     """The WebSocket service's wiring to the shared ConfigMap, Secret and peers."""
     config_data = app_config_data(args)
     return WebSocketServiceArgs(
@@ -155,13 +159,13 @@ class Workloads(pulumi.ComponentResource):
         peers = app_peers(args)
         user = Frontend(
             "user-frontend",
-            FrontendArgs(namespace=ns, app="user-frontend", path_prefix="/user", settings=args.user_frontend,
+            FrontendArgs(namespace=ns, app=USER_FRONTEND_APP, path_prefix="/user", settings=args.user_frontend,
                          peers=peers),
             opts=child,
         )
         admin = Frontend(
             "admin-frontend",
-            FrontendArgs(namespace=ns, app="admin-frontend", path_prefix="/admin", settings=args.admin_frontend,
+            FrontendArgs(namespace=ns, app=ADMIN_FRONTEND_APP, path_prefix="/admin", settings=args.admin_frontend,
                          peers=peers),
             opts=child,
         )

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from policies.aiwfe_policies.catalog import all_rules
 from policies.aiwfe_policies.engine import ADVISORY, MANDATORY, PackConfig
-from policies.aiwfe_policies.rules import capacity
+from policies.aiwfe_policies.rules import capacity, reachability
+from stacks.flows import data_stores, intended_flows
 from stacks.settings import Settings, SettingsError
 from stacks.stack_file import ROOT, load_stack_config, settings_of
 from stacks.stack_yaml import StackFileError
@@ -41,6 +42,8 @@ def pack_config(settings: Settings) -> PackConfig:
         },
         capacity.REDIS_CAPACITY: {"targetSessionDataBytes": targets.session_data_bytes},
         STRICT_NAMESPACES: {"meshRootNamespace": settings.mesh.istiod_namespace},
+        reachability.FLOWS: {"flows": intended_flows(settings), "trustDomain": settings.mesh.trust_domain},
+        reachability.ALLOW_ALL: {"dataStores": data_stores(settings)},
     }
     for name, values in options.items():
         entry = document.get(name)

@@ -164,6 +164,13 @@ MUTATIONS: dict[str, tuple[str, Callable[[Doc], None]]] = {
     "istio-resource-disallow-auth-header-changes": (
         "Authorization set with a literal", lambda d: props(d, "mesh-product-routes")["spec"]["http"][0].update(
             headers={"request": {"set": {"Authorization": "Bearer static"}}})),
+    "platform-flows-require-allowed-paths": (
+        "WebSocket pods may reach Redis on 6380 only",
+        lambda d: props(d, "websocket-network-policy")["spec"]["egress"][2].update(
+            ports=[{"port": 6380.0, "protocol": "TCP"}])),
+    "platform-network-disallow-allow-all": (
+        "any principal into Redis", lambda d: props(d, "mesh-redis-authorization")["spec"]["rules"][0]["from"][0][
+            "source"].update(principals=["*"])),
     "redis-cluster-require-ha-topology": (
         "no replica per master", lambda d: [props(d, n)["metadata"]["annotations"].update(
             {"aiwfe.io/redis-replicas-per-master": "0"}) for n in REDIS_STATEFULSETS]),

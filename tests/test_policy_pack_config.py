@@ -187,7 +187,7 @@ def test_crossguard_policies_declare_their_options_with_defaults() -> None:
         assert set(policy.config_schema.properties) == set(rule.options)
         for name, schema in policy.config_schema.properties.items():
             assert schema["default"] == rule.options[name].default
-            assert schema["type"] in ("integer", "number", "string")
+            assert schema["type"] in ("integer", "number", "string", "array")
 
 
 def stack_args(config: dict[str, Any] | None) -> StackValidationArgs:

@@ -11,6 +11,7 @@ from .rules import (  # noqa: F401  (importing a rule module registers its rules
     kubernetes,
     paths,
     protection,
+    reachability,
     redis,
 )
 

@@ -62,7 +62,8 @@ class Context:
         return self.stack in self.production_stacks
 
 
-_JSON_TYPES: dict[str, tuple[type, ...]] = {"integer": (int, float), "number": (int, float), "string": (str,)}
+_JSON_TYPES: dict[str, tuple[type, ...]] = {"integer": (int, float), "number": (int, float), "string": (str,),
+                                             "array": (list, tuple)}
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class Option:
     when the config leaves it out."""
 
     type: str
-    """JSON schema type: integer, number or string."""
+    """JSON schema type: integer, number, string or array."""
     default: Any
     description: str
     minimum: float | None = None

@@ -28,3 +28,24 @@ def number(value: Any) -> float | None:
 def namespace_name(resource: Any) -> str:
     """`metadata.namespace` of a declared Kubernetes object, '' when unset."""
     return str(dig(resource.props, "metadata", "namespace") or "")
+
+
+def selector_matches(selector: Any, labels: Mapping[str, Any]) -> bool:
+    """Kubernetes label-selector semantics (matchLabels and matchExpressions)."""
+    if not isinstance(selector, Mapping):
+        return False
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in items(selector.get("matchExpressions")):
+        key, op, values = expr.get("key"), expr.get("operator"), items(expr.get("values"))
+        present = key in labels
+        if op == "In" and (not present or labels[key] not in values):
+            return False
+        if op == "NotIn" and present and labels[key] in values:
+            return False
+        if op == "Exists" and not present:
+            return False
+        if op == "DoesNotExist" and present:
+            return False
+    return True

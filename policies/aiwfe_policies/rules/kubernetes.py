@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from ..engine import Context, Resource, resource_rule, stack_rule
-from ..model.props import dig, items, number
+from ..model.props import dig, items, number, selector_matches
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 STATEFUL_SET = "kubernetes:apps/v1:StatefulSet"
@@ -86,27 +86,6 @@ def effective(spec: Mapping[str, Any], container: Mapping[str, Any], key: str) -
 
 def namespace_of(resource: Resource) -> Any:
     return dig(resource.props, "metadata", "namespace")
-
-
-def selector_matches(selector: Any, labels: Mapping[str, Any]) -> bool:
-    """Kubernetes label-selector semantics (matchLabels and matchExpressions)."""
-    if not isinstance(selector, Mapping):
-        return False
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expr in items(selector.get("matchExpressions")):
-        key, op, values = expr.get("key"), expr.get("operator"), items(expr.get("values"))
-        present = key in labels
-        if op == "In" and (not present or labels[key] not in values):
-            return False
-        if op == "NotIn" and present and labels[key] in values:
-            return False
-        if op == "Exists" and not present:
-            return False
-        if op == "DoesNotExist" and present:
-            return False
-    return True
 
 
 def pod_checks(resource: Resource) -> Iterator[tuple[Mapping[str, Any], str, Mapping[str, Any]]]:
