@@ -16,7 +16,7 @@ from components import podspec
 from components.frontend import Frontend, FrontendArgs, FrontendSettings
 from components.mesh import MeshSettings
 from components.websocket_service import WebSocketService, WebSocketServiceArgs, WebSocketSettings
-from policies.aiwfe_policies.contract import CONNECTIONS_PER_POD_ENV
+from policies.aiwfe_policies.contract import CONNECTIONS_PER_POD_ENV, SHUTDOWN_DRAIN_ENV
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def app_config_data(args: WorkloadsArgs) -> dict[str, pulumi.Input[str]]:
         "CONNECTION_KEY_PREFIX": "connection:",
         "CONNECTION_TTL_SECONDS": str(args.sessions.connection_ttl_seconds),
         CONNECTIONS_PER_POD_ENV: str(args.websocket.connections_per_pod),
-        "SHUTDOWN_DRAIN_SECONDS": str(args.websocket.drain_seconds),
+        SHUTDOWN_DRAIN_ENV: str(args.websocket.drain_seconds),
     }
 
 

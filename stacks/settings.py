@@ -39,6 +39,7 @@ from policies.aiwfe_policies.contract import (
     MIN_WEBSOCKET_TIMEOUT_SECONDS,
     PROTECTED_HEADERS,
     REDIS_MEMORY_HEADROOM,
+    SHUTDOWN_EXIT_SECONDS,
     parse_cpu_millis,
     parse_duration_seconds,
     parse_memory_bytes,
@@ -59,8 +60,6 @@ SUPPORTED_ISTIO_MINORS = (28, 29, 30)
 MTLS_MODES = ("STRICT", "PERMISSIVE")
 # REQUIREMENTS: a Redis health check must time out in 3 s at most.
 MAX_REDIS_HEALTH_TIMEOUT_SECONDS = 3
-# After its drain the WebSocket process gets this long to exit before the grace period ends.
-SHUTDOWN_EXIT_SECONDS = 5
 # Upper bounds of one container (typos like `1Ti` for `1Gi` must not reach a cluster as a request).
 MAX_CONTAINER_MEMORY_BYTES = 256 * 2**30
 MAX_CONTAINER_CPU_MILLIS = 64_000

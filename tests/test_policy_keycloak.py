@@ -77,6 +77,7 @@ def sql_instance(edits: dict[str, Any] | None = None, *, protect: bool = True) -
             "tier": "db-custom-2-7680", "availabilityType": "REGIONAL", "deletionProtectionEnabled": True,
             "backupConfiguration": {"enabled": True, "pointInTimeRecoveryEnabled": True, "startTime": "02:00"},
             "insightsConfig": {"queryInsightsEnabled": True},
+            "ipConfiguration": {"ipv4Enabled": False, "privateNetwork": "projects/aiwfe-prod/global/networks/prod-vpc"},
         },
     }
     return [Wire(SQL_INSTANCE, "keycloak-sql-instance", change(props, edits or {}), protect=protect)]

@@ -171,6 +171,21 @@ MUTATIONS: dict[str, tuple[str, Callable[[Doc], None]]] = {
     "platform-network-disallow-allow-all": (
         "any principal into Redis", lambda d: props(d, "mesh-redis-authorization")["spec"]["rules"][0]["from"][0][
             "source"].update(principals=["*"])),
+    "gcp-compute-firewall-require-google-lb-sources": (
+        "the gateway firewall open to the internet",
+        lambda d: props(d, "load-balancer-allow-google-lb").update(sourceRanges=["0.0.0.0/0"])),
+    "gcp-sql-databaseinstance-require-private-ip": (
+        "Cloud SQL with a public IP",
+        lambda d: props(d, "keycloak-sql-instance")["settings"]["ipConfiguration"].update(ipv4Enabled=True)),
+    "gcp-sql-databaseinstance-require-regional-availability": (
+        "Cloud SQL zonal", lambda d: props(d, "keycloak-sql-instance")["settings"].update(availabilityType="ZONAL")),
+    "keycloak-realm-require-production-hardening": (
+        "brute-force detection off", lambda d: edit_realm(d, lambda r: r.update(bruteForceProtected=False))),
+    "keycloak-workload-require-clustered-cache": (
+        "local caches on three replicas", lambda d: next(e for e in container(d, KC)["env"]
+                                                         if e["name"] == "KC_CACHE").update(value="local")),
+    "kubernetes-workload-require-grace-covers-shutdown": (
+        "grace period shorter than pause + drain", lambda d: pod(d, WS).update(terminationGracePeriodSeconds=30.0)),
     "redis-cluster-require-ha-topology": (
         "no replica per master", lambda d: [props(d, n)["metadata"]["annotations"].update(
             {"aiwfe.io/redis-replicas-per-master": "0"}) for n in REDIS_STATEFULSETS]),

@@ -12,7 +12,8 @@ import pytest
 
 from components.redis_cluster import client_url
 from components.workloads import REDIS_PASSWORD_KEY
-from stacks.settings import SHUTDOWN_EXIT_SECONDS, parse_settings
+from policies.aiwfe_policies.contract import SHUTDOWN_EXIT_SECONDS
+from stacks.settings import parse_settings
 from tests.conftest import STACKS, one, resources_of
 from tools import render as render_tool
 

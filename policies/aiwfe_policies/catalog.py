@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .engine import REGISTRY, Rule
 from .rules import (  # noqa: F401  (importing a rule module registers its rules)
+    baseline,
     capacity,
     gcp,
     istio,

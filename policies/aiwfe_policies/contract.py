@@ -29,6 +29,10 @@ REDIS_EXPORTER_PORT = 9121
 CONNECTIONS_PER_POD_ENV = "MAX_CONNECTIONS_PER_POD"
 # The gauge of open WebSockets each pod exports on its health port (dashboards, alerts, autoscaling).
 WEBSOCKET_CONNECTIONS_METRIC = "websocket_connections_active"
+# The WebSocket service drains for this env var's seconds after SIGTERM, then gets this long to exit;
+# the grace period holds the preStop pause, the drain and the exit (settings and pack both check).
+SHUTDOWN_DRAIN_ENV = "SHUTDOWN_DRAIN_SECONDS"
+SHUTDOWN_EXIT_SECONDS = 5
 # Memory limit = maxmemory x this: a fork for BGSAVE/AOF rewrite copies pages on write (REQUIREMENTS).
 REDIS_MEMORY_HEADROOM = 1.5
 # REQUIREMENTS' capacity targets, which the policy pack judges the declared sizes against (the
