@@ -1,6 +1,12 @@
 """The policy pack against checkov, over the same rendered manifests of both stacks, in one run.
 
     python -m bench.policy [--rounds 5] [--build build] [--json]
+    python -m bench.policy --scale [--sizes 100,700,2800]    # the pack's growth on bigger stacks
+
+`--scale` renders prod plus N synthetic WebSocket services per size (bench/synthetic.py, each a real
+WebSocketService: Deployment, Service, HPA, PDB, ServiceAccount, NetworkPolicy) and times the offline
+runner's load + evaluation in this process; it exits 1 when a step's cost per resource exceeds
+MAX_GROWTH times the step before it.
 
 Both stacks are rendered first (into --build). Each round times, from a cold start as CI runs them:
 the pack's offline runner over `staging` then `prod` (two processes, each reading resources.json
@@ -18,6 +24,7 @@ import os
 import subprocess
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 STACKS = ("staging", "prod")
 # The goal (issue: "the pack should be the faster of the two").
 MAX_RATIO = 1.0
+# Per-resource cost may grow at most this much from one size to the next (linear, with slack).
+MAX_GROWTH = 1.33
+DEFAULT_SIZES = (100, 700, 2800)
 
 
 def median(values: list[float]) -> float:
@@ -68,12 +78,51 @@ def report(build: Path, rounds: int) -> dict[str, Any]:
             "ratio": pack / checkov, "max_ratio": MAX_RATIO, "met": pack / checkov < MAX_RATIO, "runs": runs}
 
 
+def scale_report(sizes: tuple[int, ...]) -> dict[str, Any]:
+    from bench.synthetic import synthetic_program
+    from policies.aiwfe_policies.offline import collector_paused, evaluate_document
+    from stacks.stack_file import load_stack_config
+
+    config = load_stack_config("prod")
+    steps = []
+    for extra in sizes:
+        document = render.resources_document(config, render.run_program(synthetic_program(extra), config))
+        with collector_paused():  # as the offline runner judges
+            start = time.perf_counter()
+            verdict = evaluate_document(document)
+            seconds = time.perf_counter() - start
+        steps.append({"extra_services": extra, "resources": len(document["resources"]), "seconds": seconds,
+                      "ms_per_resource": 1000 * seconds / len(document["resources"]),
+                      "mandatory_failures": len(verdict.mandatory_failures)})
+    growth = [b["ms_per_resource"] / a["ms_per_resource"] for a, b in pairwise(steps)]
+    return {"steps": steps, "growth": growth, "max_growth": MAX_GROWTH, "met": all(g <= MAX_GROWTH for g in growth)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--build", type=Path, default=ROOT / "build")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--scale", action="store_true", help="the pack's growth on bigger synthetic stacks")
+    parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)),
+                        help="extra WebSocket services per step (comma-separated)")
     args = parser.parse_args(argv)
+    if args.scale:
+        try:
+            sizes = tuple(int(s) for s in args.sizes.split(","))
+        except ValueError:
+            print(f"error: --sizes {args.sizes!r}: expected whole numbers separated by commas", file=sys.stderr)
+            return 2
+        scaled = scale_report(sizes)
+        if args.json:
+            print(json.dumps(scaled, indent=2))
+        else:
+            for step in scaled["steps"]:
+                print(f"  {step['resources']:>6} resources: {step['seconds']:6.2f} s "
+                      f"({step['ms_per_resource']:.3f} ms per resource)")
+            print(f"  growth per step: {', '.join(f'{g:.2f}' for g in scaled['growth'])} "
+                  f"(goal <= {MAX_GROWTH}: {'met' if scaled['met'] else 'NOT MET'})")
+        return 0 if scaled["met"] else 1
     try:
         checkov_baseline.checkov_binary()
     except checkov_baseline.CheckovMissingError as missing:

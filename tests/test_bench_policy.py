@@ -27,3 +27,19 @@ def test_policy_benchmark_times_both_and_reports_the_ratio(tmp_path: Path,
 
 def test_median() -> None:
     assert bench_policy.median([3.0, 1.0, 2.0]) == 2.0 and bench_policy.median([1.0, 4.0]) == 2.5
+
+
+def test_scale_mode_reports_each_step(capsys: pytest.CaptureFixture[str]) -> None:
+    code = bench_policy.main(["--scale", "--sizes", "1,4", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == (0 if result["met"] else 1)
+    first, second = result["steps"]
+    # Each synthetic service adds seven (its component and six Kubernetes objects); the stack still passes.
+    assert second["resources"] - first["resources"] == 3 * 7
+    assert first["mandatory_failures"] == second["mandatory_failures"] == 0
+    assert result["growth"] == [pytest.approx(second["ms_per_resource"] / first["ms_per_resource"])]
+
+
+def test_scale_mode_refuses_bad_sizes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench_policy.main(["--scale", "--sizes", "1,x"]) == 2
+    assert capsys.readouterr().err.startswith("error: --sizes")

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import gc
 import json
 import sys
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +74,23 @@ def evaluate_document(document: Mapping[str, Any],
     return evaluate(load_resources(document), context, all_rules(), config)
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a stack is judged: the analyzer's proxies allocate hundreds
+    of thousands of objects, and each collection rescans them all (on 20,000 resources it doubles the
+    time). Reference counting still frees them; the collector runs again afterwards."""
+    gc.collect()
+    gc.freeze()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+        gc.unfreeze()
+
+
 def explain(rule: Rule, width: int = 100) -> str:
     """What a rule prevents, what exactly it checks, where it applies and what it can be given."""
     def para(text: str) -> str:
@@ -121,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         document = json.loads(args.resources.read_text())
         config = load_config(config_path)
-        report = evaluate_document(document, args.production_stacks or DEFAULT_PRODUCTION_STACKS, config)
+        with collector_paused():
+            report = evaluate_document(document, args.production_stacks or DEFAULT_PRODUCTION_STACKS, config)
     except RuleError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from ..engine import Context, Resource, resource_rule, stack_rule
+from ..model.index import index_of
 from ..model.props import dig, items, number, selector_matches
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
@@ -366,18 +367,16 @@ def hpa_replicas(resource: Resource, context: Context) -> Iterable[str]:
 # ---------------------------------------------------------------- stack-level rules
 
 def _of_type(resources: list[Resource], *types: str) -> list[Resource]:
-    return [r for r in resources if r.type in types]
+    return index_of(resources).of_type(*types)
 
 
 def expected_replicas(workload: Resource, resources: list[Resource]) -> float:
     """Declared replicas, or the HPA's minimum when an HPA owns the count (replicas unset = 1)."""
     name = dig(workload.props, "metadata", "name")
     kind = workload.type.rsplit(":", 1)[-1]
-    for hpa in _of_type(resources, HPA):
-        target = dig(hpa.props, "spec", "scaleTargetRef") or {}
-        if target.get("kind") == kind and target.get("name") == name \
-                and namespace_of(hpa) == namespace_of(workload):
-            return number(dig(hpa.props, "spec", "minReplicas")) or 1.0
+    hpa = index_of(resources).hpa_for(HPA, namespace_of(workload), kind, name)
+    if hpa is not None:
+        return number(dig(hpa.props, "spec", "minReplicas")) or 1.0
     replicas = number(dig(workload.props, "spec", "replicas"))
     return 1.0 if replicas is None else replicas
 
@@ -406,14 +405,14 @@ def disruption_budget(resources: list[Resource], _: Context) -> Iterable[tuple[R
     HPA targeting it; unset = 1): a PodDisruptionBudget in its namespace selects its pod labels, and every such PDB
     allows from 1 to replicas - 1 disruptions at that count (maxUnavailable, else replicas - minAvailable;
     percentages rounded up; neither set allows 0)."""
-    pdbs = _of_type(resources, PDB)
+    index = index_of(resources)
     for workload in _of_type(resources, DEPLOYMENT, STATEFUL_SET):
         replicas = expected_replicas(workload, resources)
         if replicas < 2:
             continue
         labels = pod_template_labels(workload)
-        matching = [p for p in pdbs if namespace_of(p) == namespace_of(workload)
-                    and selector_matches(dig(p.props, "spec", "selector"), labels)]
+        candidates = index.selector_candidates(PDB, ("spec", "selector"), namespace_of(workload), labels)
+        matching = [p for p in candidates if selector_matches(dig(p.props, "spec", "selector"), labels)]
         if not matching:
             yield workload, f"{replicas:.0f} replicas but no PodDisruptionBudget selects its pods"
         name = dig(workload.props, "metadata", "name")
@@ -454,9 +453,10 @@ def require_network_policy(resources: list[Resource], _: Context) -> Iterable[tu
     """Every workload (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod) has its pod labels
     selected by the podSelector of some NetworkPolicy in its namespace (an empty podSelector selects all). What the
     policy allows is not examined."""
-    policies = _of_type(resources, NETWORK_POLICY)
+    index = index_of(resources)
     for workload in _of_type(resources, *WORKLOADS):
         labels = pod_template_labels(workload)
-        if not any(namespace_of(p) == namespace_of(workload)
-                   and selector_matches(dig(p.props, "spec", "podSelector") or {}, labels) for p in policies):
+        candidates = index.selector_candidates(NETWORK_POLICY, ("spec", "podSelector"), namespace_of(workload),
+                                               labels)
+        if not any(selector_matches(dig(p.props, "spec", "podSelector") or {}, labels) for p in candidates):
             yield workload, "no NetworkPolicy in its namespace selects its pods"

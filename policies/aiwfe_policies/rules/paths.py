@@ -213,9 +213,24 @@ class _Layers:
         self.backends = gcp.declared(resources, gcp.BACKEND_SERVICE)
         self.services = [r for r in resources if r.type == SERVICE]
         self.deployments = [r for r in resources if r.type == DEPLOYMENT]
+        self._by_label: dict[tuple[str, str, Any], list[Resource]] | None = None
         self.destination_rules = istio.of_kind(resources, "DestinationRule")
         self.gateways = istio.of_kind(resources, "Gateway")
         self.virtual_services = istio.of_kind(resources, "VirtualService")
+
+    def deployments_with(self, namespace: str, selector: Mapping[str, Any]) -> list[Resource]:
+        """Deployments of `namespace` carrying one of the selector's labels (candidates; an empty
+        selector selects nothing here)."""
+        if not selector:
+            return []
+        if self._by_label is None:
+            by_label: dict[tuple[str, str, Any], list[Resource]] = {}
+            for deployment in self.deployments:
+                for key, value in pod_template_labels(deployment).items():
+                    by_label.setdefault((istio.namespace_of(deployment), str(key), value), []).append(deployment)
+            self._by_label = by_label
+        key, value = next(iter(selector.items()))
+        return self._by_label.get((namespace, str(key), value), [])
 
     def concrete_hosts(self, pattern: str, taken: set[str]) -> list[str]:
         """A URL map host rule's host, or for a wildcard (`*`, `*.example.com`) the gateway
@@ -387,8 +402,8 @@ def _follow(trace: WebSocketPath, host: str, backend_name: str | None, layers: _
         return
 
     selector = dig(target.props, "spec", "selector") or {}
-    selected = [d for d in layers.deployments if selector and istio.namespace_of(d) == svc_namespace
-                and all(pod_template_labels(d).get(k) == v for k, v in selector.items())]
+    selected = [d for d in layers.deployments_with(svc_namespace, selector)
+                if all(pod_template_labels(d).get(k) == v for k, v in selector.items())]
     if not selected:
         broken(5, target, None, "its selector matches no pod template", f"Deployment selected by {svc_name}")
         return
