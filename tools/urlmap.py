@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from policies.aiwfe_policies.model import urlmap as router
-
-URL_MAP = "gcp:compute/uRLMap:URLMap"
-BACKEND_SERVICE = "gcp:compute/backendService:BackendService"
+from policies.aiwfe_policies.rules.gcp import BACKEND_SERVICE, URL_MAP
 
 
 def backends_by_name(resources: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:

@@ -81,3 +81,13 @@ def traffic_policies(spec: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str
     yield from with_ports("trafficPolicy", spec.get("trafficPolicy"))
     for subset in items(spec.get("subsets")):
         yield from with_ports(f"subsets[{subset.get('name')}].trafficPolicy", subset.get("trafficPolicy"))
+
+
+def service_fqdn(host: Any, namespace: str) -> str:
+    """Istio's reading of a short host in a VirtualService/DestinationRule: relative to its namespace."""
+    host = str(host)
+    if "." not in host:
+        return f"{host}.{namespace}.svc.cluster.local"
+    if host.count(".") == 1:
+        return f"{host}.svc.cluster.local"
+    return host

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..engine import Resource
 from .authz import authz_pattern_matches
-from .destination import effective_policy
+from .destination import effective_policy, service_fqdn
 from .props import dig, items, namespace_name, number, selector_matches
 
 NAME_LABEL = "app.kubernetes.io/name"
@@ -204,7 +204,7 @@ class Graph:
         for host in self.service_hosts(destination):
             for rule in self.destination_rules:
                 rule_host = str(dig(rule.props, "spec", "host") or "")
-                if _fqdn(rule_host, namespace_name(rule)) != host:
+                if service_fqdn(rule_host, namespace_name(rule)) != host:
                     continue
                 policy = effective_policy(rule.props.get("spec") or {}, float(port.number), None) or {}
                 mode = dig(policy, "tls", "mode")
@@ -283,14 +283,6 @@ def _operation_port(operation: Mapping[str, Any], port: Port) -> bool:
     if "ports" in operation and str(port.number) not in {str(p) for p in items(operation["ports"])}:
         return False
     return str(port.number) not in {str(p) for p in items(operation.get("notPorts"))}
-
-
-def _fqdn(host: str, namespace: str) -> str:
-    if "." not in host:
-        return f"{host}.{namespace}.svc.cluster.local"
-    if host.count(".") == 1:
-        return f"{host}.svc.cluster.local"
-    return host
 
 
 def ports_of(flow: Mapping[str, Any]) -> Iterator[Port]:

@@ -167,7 +167,7 @@ def auth_header_rewrite(resource: Resource, context: Context) -> Iterator[str]:
 def unexpanded_header_placeholders(resource: Resource, context: Context) -> Iterator[str]:
     """On URL maps, backend services and security policies: every header value a headerAction adds or a backend's
     custom request/response header sets holds no `$name` or `${` placeholder, and every `{name}` in it is one GCP
-    expands (stacks.settings.GCP_HEADER_VARIABLES: client_region, tls_version, ...). Removals carry no value and are
+    expands (contract.GCP_HEADER_VARIABLES: client_region, tls_version, ...). Removals carry no value and are
     skipped."""
     for kind, name, value in header_changes(resource):
         if value is None:

@@ -15,7 +15,13 @@ from typing import Any
 from ..contract import MIN_WEBSOCKET_TIMEOUT_SECONDS, TOKEN_HEADERS, WEBSOCKET_PATHS
 from ..engine import Context, Option, Resource, resource_rule, stack_rule
 from ..model.authz import any_pattern_matches, denies_tokenless, jwt_header_names, operation_matches, selects
-from ..model.destination import duration_seconds, effective_policy, long_lived_problems, traffic_policies
+from ..model.destination import (
+    duration_seconds,
+    effective_policy,
+    long_lived_problems,
+    service_fqdn,
+    traffic_policies,
+)
 from ..model.props import namespace_name as namespace_of
 from . import gcp
 from .kubernetes import dig, items, number
@@ -41,16 +47,6 @@ def kind_of(resource: Resource) -> str | None:
 
 def of_kind(resources: Iterable[Resource], kind: str) -> list[Resource]:
     return [r for r in resources if kind_of(r) == kind]
-
-
-def service_fqdn(host: Any, namespace: str) -> str:
-    """Istio's reading of a short host in a VirtualService/DestinationRule: relative to its namespace."""
-    host = str(host)
-    if "." not in host:
-        return f"{host}.{namespace}.svc.cluster.local"
-    if host.count(".") == 1:
-        return f"{host}.svc.cluster.local"
-    return host
 
 
 def http_routes(resource: Resource) -> list[Mapping[str, Any]]:

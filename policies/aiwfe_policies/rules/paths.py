@@ -263,7 +263,7 @@ class _Layers:
 
         def host_of(rule: Resource) -> str:
             host = str(dig(rule.props, "spec", "host") or "")
-            return host if host.startswith("*") else istio.service_fqdn(host, istio.namespace_of(rule))
+            return host if host.startswith("*") else policy_model.service_fqdn(host, istio.namespace_of(rule))
         matching = [r for r in self.destination_rules
                     if istio.namespace_of(r) in order and _host_matches(host_of(r), fqdn)]
         return min(matching, key=lambda r: (order.index(istio.namespace_of(r)), host_of(r) != fqdn),
@@ -357,7 +357,7 @@ def _follow(trace: WebSocketPath, host: str, backend_name: str | None, layers: _
         broken(3, service, None, f"route {name!r} must send WebSockets to exactly one destination",
                "one destination")
         return
-    fqdn = istio.service_fqdn(destination.get("host"), istio.namespace_of(service))
+    fqdn = policy_model.service_fqdn(destination.get("host"), istio.namespace_of(service))
     rule = layers.destination_rule(fqdn, istio.namespace_of(gateway))
     if rule is None:
         broken(3, service, None, f"nothing sets {fqdn}'s connection pool and outlier detection",
