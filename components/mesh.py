@@ -346,8 +346,8 @@ class Mesh(pulumi.ComponentResource):
                 "name": "websocket",
                 "match": [{**m, "headers": {"upgrade": dict(UPGRADE_WEBSOCKET)}} for m in ws_matches],
                 "route": [{"destination": {"host": websocket_host, "port": {"number": WEBSOCKET_PORT}}}],
-                # A WebSocket lives as long as its client: no route timeout, and no retried upgrade.
-                "timeout": "0s",
+                # A WebSocket lives as long as its client: no route timeout (unset: Istio's CRD refuses
+                # '0s', anything under 1 ms), and no retried upgrade.
                 "retries": dict(NO_RETRIES),
             },
             {

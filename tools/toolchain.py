@@ -45,7 +45,7 @@ LAYOUT = 1
 KEEP_BUILDS = 3
 SDK_PACKAGES = {"kubernetes": "pulumi-kubernetes", "gcp": "pulumi-gcp", "random": "pulumi-random"}
 # Sections of versions.toml fetched into folders of their own, outside the Go build's key.
-SEPARATE_SECTIONS = ("keycloak",)
+SEPARATE_SECTIONS = ("keycloak", "validators")
 JVM_ROOT = Path("/usr/lib/jvm")
 
 
@@ -412,7 +412,8 @@ def write_manifest(tc: Toolchain, go_version: str, seconds: dict[str, float]) ->
 
 
 def build_all(force: bool, optional: bool) -> int:
-    """The Go-built tools, then the Keycloak distribution; each is tried even if the other fails."""
+    """The Go-built Pulumi tools, the Keycloak distribution, then the validators; each is tried even if
+    another fails."""
     failures = 0
 
     def pulumi_tools() -> str:
@@ -424,7 +425,15 @@ def build_all(force: bool, optional: bool) -> int:
         dist = fetch_keycloak()
         return f"Keycloak {dist.version} in {dist.home} (Java in {dist.java_home})"
 
-    for part in (pulumi_tools, keycloak):
+    def validators() -> str:
+        from tools import toolchain_validators
+
+        started = time.monotonic()
+        built = toolchain_validators.build(force=force)
+        refused = ", ".join(built.built()["refused"]) or "none"
+        return f"validators ready in {built.home} ({time.monotonic() - started:.0f} s; refused: {refused})"
+
+    for part in (pulumi_tools, keycloak, validators):
         try:
             print(f"toolchain: {part()}")
         except ToolchainError as err:

@@ -172,15 +172,19 @@ def no_injection_disabled(resource: Resource, _: Context) -> Iterable[str]:
                            "second socket).")
 def websocket_route(resource: Resource, _: Context) -> Iterable[str]:
     """For each VirtualService http route that forwards (has `route`) and matches an `Upgrade` header mentioning
-    websocket or a uri exact/prefix of /ws or /websocket (or below): timeout is unset or zero ('0s'), and
-    retries.attempts is exactly 0 (unset fails)."""
+    websocket or a uri exact/prefix of /ws or /websocket (or below): timeout is unset (Istio's default: none;
+    '0s' means the same to Envoy but Istio 1.30's CRD refuses any duration under 1ms, so the API server
+    rejects the object), and retries.attempts is exactly 0 (unset fails)."""
     for index, route in enumerate(http_routes(resource)):
         if not is_websocket_route(route):
             continue
         where = f"spec.http[{route.get('name', index)}]"
         timeout = route.get("timeout")
-        if timeout is not None and duration_seconds(timeout) != 0:
-            yield f"{where}.timeout is {timeout!r}; a WebSocket route needs '0s' (no timeout)"
+        if timeout is not None and duration_seconds(timeout) == 0:
+            yield f"{where}.timeout is {timeout!r}, which Istio's CRD refuses (at least 1ms); leave it unset " \
+                  "(no timeout)"
+        elif timeout is not None:
+            yield f"{where}.timeout is {timeout!r}; a WebSocket route needs none (leave it unset)"
         attempts = number(dig(route, "retries", "attempts"))
         if attempts != 0:
             yield f"{where}.retries.attempts is {attempts}; set retries: {{attempts: 0}} on WebSocket routes"

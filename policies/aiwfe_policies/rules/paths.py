@@ -343,7 +343,7 @@ def _follow(trace: WebSocketPath, host: str, backend_name: str | None, layers: _
     name = route.get("name", "?")
     timeout_value = route.get("timeout")
     if timeout_value is not None and policy_model.duration_seconds(timeout_value) != 0:
-        broken(2, backend, service, f"route {name!r} has timeout {timeout_value!r}: a WebSocket route needs '0s'")
+        broken(2, backend, service, f"route {name!r} has timeout {timeout_value!r}: a WebSocket route needs none")
         return
     attempts = number(dig(route, "retries", "attempts"))
     if attempts != 0:
@@ -444,7 +444,7 @@ def websocket_path(resources: list[Resource], _: Context) -> Iterable[tuple[Reso
     default): declared, timeoutSec >= 3600, protocol HTTP(S), no IAP. Hop 2 -> the VirtualService a
     Gateway admits for the host: the first route whose match holds for the upgrade (uri, headers,
     withoutHeaders, method, authority, gateways; criteria it cannot know count as met) forwards,
-    with timeout 0s and retries.attempts 0. Hop 3 -> the DestinationRule Istio picks for its one
+    with no timeout and retries.attempts 0. Hop 3 -> the DestinationRule Istio picks for its one
     destination (client namespace first; port-level and subset overrides applied): no h2 upgrade,
     no maxRequestsPerConnection, idle timeouts >= the backend timeout, outlier detection. Hop 4 ->
     the Service port, declaring HTTP for Istio. Hop 5 -> the selected Deployments: targetPort is
