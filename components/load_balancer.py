@@ -57,7 +57,9 @@ class LoadBalancerSettings:
     neg_name: str
     """The gateway's standalone NEG, one per zone of `gcp.zones` (GKE names them alike)."""
     gateway_http_port: int
-    """The gateway pods' container port behind Service port 80 (what NEG endpoints point at)."""
+    """The gateway pods' HTTP port, the targetPort of the gateway Service's port 80 (what the NEG
+    endpoints point at): 80 with Istio's Helm `gateway` chart, 8080 with the legacy
+    `istio-ingressgateway` install. The firewall opens it (README "Load balancer")."""
     gateway_health_port: int
     max_rate_per_endpoint: int
     ssl_profile: str

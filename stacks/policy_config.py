@@ -17,7 +17,7 @@ from pathlib import Path
 
 from policies.aiwfe_policies.catalog import all_rules
 from policies.aiwfe_policies.engine import ADVISORY, MANDATORY, PackConfig
-from policies.aiwfe_policies.rules import capacity, reachability
+from policies.aiwfe_policies.rules import baseline, capacity, reachability
 from stacks.flows import data_stores, intended_flows
 from stacks.settings import Settings, SettingsError
 from stacks.stack_file import ROOT, load_stack_config, settings_of
@@ -44,6 +44,7 @@ def pack_config(settings: Settings) -> PackConfig:
         STRICT_NAMESPACES: {"meshRootNamespace": settings.mesh.istiod_namespace},
         reachability.FLOWS: {"flows": intended_flows(settings), "trustDomain": settings.mesh.trust_domain},
         reachability.ALLOW_ALL: {"dataStores": data_stores(settings)},
+        baseline.GATEWAY_PORTS: {"gatewayTargetPort": settings.load_balancer.gateway_http_port},
     }
     for name, values in options.items():
         entry = document.get(name)

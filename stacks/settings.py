@@ -483,7 +483,8 @@ def _parse_load_balancer(top: _Section) -> LoadBalancerSettings:
         log_sample_rate=_float(lb, "logSampleRate", 0.01, 1.0, 1.0),
         neg_name=lb.string("negName", _DNS_LABEL, "must be the NEG name given in the gateway Service's "
                                                    "cloud.google.com/neg annotation (a DNS label)"),
-        gateway_http_port=lb.integer("gatewayHttpPort", 1, 65535, 8080),
+        # No default: it depends on how the gateway was installed (README "Load balancer").
+        gateway_http_port=lb.integer("gatewayHttpPort", 1, 65535),
         gateway_health_port=lb.integer("gatewayHealthPort", 1, 65535, 15021),
         max_rate_per_endpoint=lb.integer("maxRatePerEndpoint", 1, 1_000_000, 1000),
         ssl_profile=profile,

@@ -111,7 +111,7 @@ def test_firewall_admits_only_google_ranges_to_gateway_ports(rendered: dict, sta
     rule = one(rendered[stack], "gcp:compute/firewall:Firewall", "load-balancer-allow-google-lb")["props"]
     assert rule["sourceRanges"] == list(GOOGLE_LB_SOURCE_RANGES)
     assert rule["network"] == s.gcp.network and rule["direction"] == "INGRESS"
-    assert rule["allows"] == [{"protocol": "tcp", "ports": ["8080", "15021"]}]
+    assert rule["allows"] == [{"protocol": "tcp", "ports": [str(s.load_balancer.gateway_http_port), "15021"]}]
     assert rule["targetTags"] == list(s.load_balancer.node_tags)
 
 

@@ -11,6 +11,7 @@ from tests.policy_cases import Case, bad, ok
 from tests.rendered_stacks import rendered_document, rendered_wires, stack_pack_config
 
 FIREWALL = "gcp-compute-firewall-require-google-lb-sources"
+GATEWAY_PORTS = "gcp-compute-firewall-require-gateway-ports"
 SQL_PRIVATE = "gcp-sql-databaseinstance-require-private-ip"
 SQL_REGIONAL = "gcp-sql-databaseinstance-require-regional-availability"
 REALM = "keycloak-realm-require-production-hardening"
@@ -40,13 +41,29 @@ def keycloak_env_index(name: str) -> int:
 
 
 CASES: list[Case] = [
-    *(ok(rule, "prod-as-rendered", prod(), config=PROD) for rule in (FIREWALL, SQL_PRIVATE, SQL_REGIONAL, REALM,
-                                                                      CACHE, GRACE)),
+    *(ok(rule, "prod-as-rendered", prod(), config=PROD) for rule in (FIREWALL, GATEWAY_PORTS, SQL_PRIVATE,
+                                                                      SQL_REGIONAL, REALM, CACHE, GRACE)),
     *(ok(rule, "staging-as-rendered", rendered_wires("staging"), stack="staging", config=STAGING)
-      for rule in (FIREWALL, REALM, CACHE, GRACE)),
-    ok(FIREWALL, "only-the-health-check-range", prod({FW: {"sourceRanges": ["35.191.0.0/16"]}}), config=PROD),
+      for rule in (FIREWALL, GATEWAY_PORTS, REALM, CACHE, GRACE)),
+    # The issue this rule exists for: the legacy gateway's 8080 opened while the Helm gateway serves on 80.
+    bad(GATEWAY_PORTS, "legacy-port-opened-for-the-helm-gateway",
+        prod({FW: {"allows": [{"protocol": "tcp", "ports": ["8080", "15021"]}]}}), config=PROD),
+    bad(GATEWAY_PORTS, "health-port-closed", prod({FW: {"allows": [{"protocol": "tcp", "ports": ["80"]}]}}),
+        config=PROD),
+    bad(GATEWAY_PORTS, "open-to-one-google-range-only", prod({FW: {"sourceRanges": ["35.191.0.0/16"]}}),
+        config=PROD),
+    bad(GATEWAY_PORTS, "firewall-disabled", prod({FW: {"disabled": True}}), config=PROD),
+    ok(GATEWAY_PORTS, "a-port-range-and-the-legacy-port", prod({FW: {"allows": [
+        {"protocol": "tcp", "ports": ["80-8080"]}, {"protocol": "tcp", "ports": ["15021"]}]}}),
+        config={**PROD, GATEWAY_PORTS: {"gatewayTargetPort": 8080}}),
+    ok(GATEWAY_PORTS, "all-tcp-ports", prod({FW: {"allows": [{"protocol": "tcp"}]}}), config=PROD),
+    bad(GATEWAY_PORTS, "udp-only", prod({FW: {"allows": [{"protocol": "udp", "ports": ["80", "15021"]}]}}),
+        config=PROD),
+    ok(FIREWALL, "google-ranges-in-smaller-blocks", prod({FW: {"sourceRanges": [
+        "35.191.0.0/17", "35.191.128.0/17", "130.211.0.0/22"]}}), config=PROD),
     bad(FIREWALL, "open-to-the-internet", prod({FW: {"sourceRanges": ["0.0.0.0/0"]}}), config=PROD),
-    bad(FIREWALL, "a-wider-google-range", prod({FW: {"sourceRanges": ["130.211.0.0/16"]}}), config=PROD),
+    bad(FIREWALL, "a-wider-google-range", prod({FW: {"sourceRanges": ["130.211.0.0/16"]}}),
+        also=(GATEWAY_PORTS,), config=PROD),
     bad(FIREWALL, "tags-next-to-the-ranges", prod({FW: {"sourceTags": ["bastion"]}}), config=PROD),
     bad(SQL_PRIVATE, "a-public-ip", prod({SQL: {"settings.ipConfiguration.ipv4Enabled": True}}), config=PROD),
     bad(SQL_REGIONAL, "zonal", prod({SQL: {"settings.availabilityType": "ZONAL"}}), config=PROD),

@@ -174,6 +174,10 @@ MUTATIONS: dict[str, tuple[str, Callable[[Doc], None]]] = {
     "gcp-compute-firewall-require-google-lb-sources": (
         "the gateway firewall open to the internet",
         lambda d: props(d, "load-balancer-allow-google-lb").update(sourceRanges=["0.0.0.0/0"])),
+    "gcp-compute-firewall-require-gateway-ports": (
+        "the firewall opens the legacy gateway's 8080, the pods serve on 80",
+        lambda d: props(d, "load-balancer-allow-google-lb").update(allows=[{"protocol": "tcp",
+                                                                             "ports": ["8080", "15021"]}])),
     "gcp-sql-databaseinstance-require-private-ip": (
         "Cloud SQL with a public IP",
         lambda d: props(d, "keycloak-sql-instance")["settings"]["ipConfiguration"].update(ipv4Enabled=True)),

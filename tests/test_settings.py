@@ -210,6 +210,8 @@ BAD_VALUES = [
     ("loadBalancer.sslPolicyProfile", "COMPATIBLE", "loadBalancer.sslPolicyProfile", "one of MODERN"),
     ("loadBalancer.logSampleRate", 0, "loadBalancer.logSampleRate", "number from 0.01 to 1.0"),
     ("loadBalancer.negName", ..., "loadBalancer.negName", "is required"),
+    ("loadBalancer.gatewayHttpPort", ..., "loadBalancer.gatewayHttpPort", "is required"),
+    ("loadBalancer.gatewayHttpPort", 0, "loadBalancer.gatewayHttpPort", "whole number from 1 to 65535"),
     ("loadBalancer.nodeTags", ["GKE Nodes"], "loadBalancer.nodeTags", "network tags"),
     ("loadBalancer.cloudArmor.rateLimits", [], "loadBalancer.cloudArmor.rateLimits", "non-empty list"),
     ("loadBalancer.cloudArmor.rateLimits", [{"host": "product", "requests": 10}],
@@ -325,13 +327,14 @@ def test_load_balancer_settings_of_the_committed_stacks(stack: str) -> None:
     lb = parse(stack_values(stack), stack).load_balancer
     assert lb.websocket_timeout_seconds >= 3600 > lb.web_timeout_seconds
     assert any(limit.host == "auth" for limit in lb.cloud_armor.rate_limits)
-    assert (lb.gateway_http_port, lb.gateway_health_port) == (8080, 15021)
+    # Istio's Helm `gateway` chart (namespace istio-ingress, label istio=ingressgateway) serves on 80.
+    assert (lb.gateway_http_port, lb.gateway_health_port) == (80, 15021)
 
 
 def test_load_balancer_defaults() -> None:
     values = stack_values("prod")
-    values[f"{PROJECT}:loadBalancer"] = {"negName": "gw", "cloudArmor": {"rateLimits": [{"host": "auth",
-                                                                                         "requests": 100}]}}
+    values[f"{PROJECT}:loadBalancer"] = {"negName": "gw", "gatewayHttpPort": 8080,
+                                         "cloudArmor": {"rateLimits": [{"host": "auth", "requests": 100}]}}
     lb = parse(values).load_balancer
     assert (lb.websocket_timeout_seconds, lb.web_timeout_seconds, lb.session_affinity) == (3600, 30, "NONE")
     assert (lb.log_sample_rate, lb.ssl_profile, lb.custom_request_headers) == (1.0, "MODERN", {})

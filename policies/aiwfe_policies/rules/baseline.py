@@ -9,12 +9,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from ..contract import GOOGLE_LB_SOURCE_RANGES, SHUTDOWN_DRAIN_ENV, SHUTDOWN_EXIT_SECONDS
-from ..engine import Context, Resource, resource_rule, stack_rule
+from ..engine import Context, Option, Resource, resource_rule, stack_rule
 from ..model.props import dig, items, namespace_name, number
 from .keycloak import CONFIG_MAP, SQL_INSTANCE, is_keycloak, realms
 from .kubernetes import DEPLOYMENT, STATEFUL_SET, WORKLOADS, expected_replicas, pod_spec
 
 FIREWALL = "gcp:compute/firewall:Firewall"
+BACKEND_SERVICE = "gcp:compute/backendService:BackendService"
+HEALTH_CHECK = "gcp:compute/healthCheck:HealthCheck"
+GATEWAY_PORTS = "gcp-compute-firewall-require-gateway-ports"
 _GOOGLE = tuple(ipaddress.ip_network(r) for r in GOOGLE_LB_SOURCE_RANGES)
 DEFAULT_GRACE_SECONDS = 30.0
 
@@ -46,6 +49,86 @@ def firewall_sources(resource: Resource, _: Context) -> Iterable[str]:
     for key in ("sourceTags", "sourceServiceAccounts"):
         if items(props.get(key)):
             yield f"{key} admits other VMs next to the load balancer's ranges"
+
+
+def _last_segment(link: Any) -> str:
+    return str(link).rstrip("/").rsplit("/", 1)[-1]
+
+
+def _health_check_port(check: Resource) -> int | None:
+    for key in ("httpHealthCheck", "httpsHealthCheck", "http2HealthCheck", "tcpHealthCheck", "grpcHealthCheck"):
+        port = number(dig(check.props, key, "port"))
+        if port is not None:
+            return int(port)
+    return None
+
+
+def _opens(firewall: Resource, port: int) -> bool:
+    """An enabled ingress rule admitting tcp `port` from both of Google's ranges."""
+    props = firewall.props
+    if str(props.get("direction") or "INGRESS") != "INGRESS" or props.get("disabled") is True:
+        return False
+    ranges = []
+    for text in items(props.get("sourceRanges")):
+        try:
+            ranges.append(ipaddress.ip_network(str(text), strict=False))
+        except ValueError:
+            continue
+    covered = [*ipaddress.collapse_addresses(r for r in ranges if r.version == 4)]
+    if not all(any(g.subnet_of(c) for c in covered) for g in _GOOGLE):  # blocks may be split
+        return False
+    for allow in items(props.get("allows")):
+        if not isinstance(allow, Mapping) or str(allow.get("protocol", "")).lower() not in ("tcp", "all", "6"):
+            continue
+        ports = [str(p) for p in items(allow.get("ports"))]
+        if not ports:
+            return True
+        for spec in ports:
+            low, _, high = spec.partition("-")
+            if low.isdigit() and int(low) <= port <= int(high or low):
+                return True
+    return False
+
+
+def _describe(firewall: Resource) -> str:
+    allows = [a for a in items(firewall.props.get("allows")) if isinstance(a, Mapping)]
+    ports = [str(p) for a in allows for p in items(a.get("ports"))]
+    return f"{firewall.props.get('name') or firewall.name} opens {', '.join(ports) or 'all ports'}"
+
+
+@stack_rule(GATEWAY_PORTS, severity="high",
+            description="The firewall opens the ports the load balancer sends to: the gateway pods' traffic "
+                        "port (NEG endpoints) and the health check's port. With only the health port open the "
+                        "backends look healthy and every request is dropped.",
+            options={"gatewayTargetPort": Option(
+                "integer", 0, "The gateway pods' traffic port the NEG endpoints point at "
+                "(settings: loadBalancer.gatewayHttpPort); 0 checks the health check ports only.", minimum=0)})
+def firewall_gateway_ports(resources: list[Resource], context: Context) -> Iterable[tuple[Resource | None, str]]:
+    """For each backend service whose backends are network endpoint groups: tcp on the pack config's
+    gatewayTargetPort and on the port of each of its health checks (HealthCheck resources of the
+    stack, by name) is opened by at least one enabled INGRESS firewall whose sourceRanges (merged)
+    cover both 35.191.0.0/16 and 130.211.0.0/22 (ports lists and ranges such as 8000-8100 are read;
+    no ports means all)."""
+    firewalls = [r for r in resources if r.type == FIREWALL]
+    checks = {str(r.props.get("name") or r.name): r for r in resources if r.type == HEALTH_CHECK}
+    target = int(number(context.options.get("gatewayTargetPort")) or 0)
+    for backend in resources:
+        if backend.type != BACKEND_SERVICE or not any(
+                "/networkEndpointGroups/" in str(b.get("group", "")) for b in items(backend.props.get("backends"))
+                if isinstance(b, Mapping)):
+            continue
+        wanted: dict[int, str] = {target: "the gateway pods' traffic port, gatewayTargetPort"} if target else {}
+        links = backend.props.get("healthChecks")
+        for link in items(links) or ([links] if isinstance(links, str) else []):
+            check = checks.get(_last_segment(link))
+            port = _health_check_port(check) if check else None
+            if port is not None:
+                wanted.setdefault(port, f"the port of health check {_last_segment(link)}")
+        opened = "; ".join(sorted(_describe(f) for f in firewalls)) or "the stack declares no firewall"
+        for port, why in sorted(wanted.items()):
+            if not any(_opens(f, port) for f in firewalls):
+                yield backend, (f"backend service {backend.props.get('name') or backend.name} sends to tcp:{port} "
+                                f"({why}) but no ingress firewall opens it to Google's ranges ({opened})")
 
 
 @resource_rule("gcp-sql-databaseinstance-require-private-ip", types=(SQL_INSTANCE,), severity="critical",
