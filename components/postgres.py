@@ -199,9 +199,11 @@ class KeycloakPostgres(pulumi.ComponentResource):
         headless = k8s.core.v1.Service(
             f"{name}-service",
             metadata=podspec.metadata(APP, ns, object_labels),
+            # No appProtocol: Istio reads it before the name and knows no `postgresql`, so the port
+            # would be sniffed; the `tcp-` name declares it opaque TCP (istioctl analyze IST0118).
             spec={"type": "ClusterIP", "selector": match,
                   "ports": [{"name": "tcp-postgres", "port": POSTGRES_PORT, "targetPort": "tcp-postgres",
-                             "protocol": "TCP", "appProtocol": "postgresql"}]},
+                             "protocol": "TCP"}]},
             opts=child,
         )
         probe = {"exec": {"command": ["pg_isready", "--host", SOCKET_DIR, "--port", str(POSTGRES_PORT),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tools import toolchain
+from tools import toolchain, toolchain_validators
 
 
 def test_plugin_versions_are_the_python_sdk_pins() -> None:
@@ -112,3 +112,73 @@ def test_a_missing_jdk_names_the_major(monkeypatch: pytest.MonkeyPatch, tmp_path
     monkeypatch.setattr(toolchain, "find_java", lambda major, root=None: None)
     with pytest.raises(toolchain.ToolchainError, match=r"no JDK 25 in"):
         toolchain.fetch_keycloak()
+
+
+# ---------------------------------------------------------------- the validators (tools/toolchain_validators.py)
+
+def test_validators_have_a_cache_key_of_their_own(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Changing a validator's version rebuilds the validators only, never the Pulumi tools."""
+    pulumi_key, validators_key = toolchain.cache_key(), toolchain_validators.cache_key()
+    copy = tmp_path / "versions.toml"
+    copy.write_text(toolchain.VERSIONS_FILE.read_text().replace('version = "v1.20.0"', 'version = "v1.19.0"'))
+    monkeypatch.setattr(toolchain, "VERSIONS_FILE", copy)
+    assert toolchain_validators.cache_key() != validators_key
+    assert toolchain.cache_key() == pulumi_key
+
+
+def test_every_validator_is_pinned_or_recorded_as_refused() -> None:
+    spec = toolchain_validators.spec()
+    for name, tool in spec.items():
+        assert ("refused" in tool) != ("version" in tool), name
+        if "version" in tool:
+            assert tool["module"] and tool["version"].startswith("v"), name
+    # The API server is the stacks' Kubernetes minor.
+    stack_minor = toolchain.ROOT.joinpath("Pulumi.prod.yaml").read_text().split('kubernetesVersion: "')[1][:4]
+    assert spec["kube_apiserver"]["version"].startswith(f"v{stack_minor}.")
+    assert spec["kube_apiserver"]["local_replace_version"].startswith(f"v0.{stack_minor.split('.')[1]}.")
+
+
+def test_local_replaces_are_the_required_modules_only() -> None:
+    go_mod = """module go.etcd.io/etcd/server/v3
+
+require (
+\tgo.etcd.io/etcd/api/v3 v3.6.16
+\tgo.etcd.io/etcd/client/v3 v3.6.16 // indirect
+\tgolang.org/x/net v0.40.0
+)
+
+replace (
+\tgo.etcd.io/etcd/api/v3 => ../api
+\tgo.etcd.io/etcd/client/v3 => ../client/v3
+)
+
+replace go.etcd.io/etcd => ./FORBIDDEN_DEPENDENCY
+replace golang.org/x/net => golang.org/x/net v0.41.0
+"""
+    assert toolchain_validators.local_replaces(go_mod) == ["go.etcd.io/etcd/api/v3", "go.etcd.io/etcd/client/v3"]
+
+
+def test_filter_types_are_regenerated_from_the_served_modules(tmp_path: Path) -> None:
+    def package(root: Path, relative: str, test_only: bool = False) -> None:
+        folder = root / relative
+        folder.mkdir(parents=True)
+        (folder / ("x_test.go" if test_only else "x.go")).write_text("package x\n")
+
+    contrib, envoy, api = tmp_path / "contrib", tmp_path / "envoy", tmp_path / "api"
+    package(contrib, "envoy/extensions/filters/http/sxg/v3alpha")
+    package(contrib, "envoy/extensions/filters/http/alpn/v3alpha")  # left out, as Istio's generator does
+    package(envoy, "extensions/filters/http/router/v3")
+    package(envoy, "pkg/cache/v3")  # not a filter type
+    package(envoy, "extensions/filters/http/only_tests/v3", test_only=True)
+    package(api, "envoy/config/filter/http/alpn/v2alpha1")
+    gen = tmp_path / "filter_types.gen.go"
+    gen.write_text("//go:build !agent\n\n// Code generated\n\npackage xds\n\nimport (\n\t_ \"gone/v3\"\n)\n")
+    toolchain_validators.regenerate_filter_types(gen, {
+        "github.com/envoyproxy/go-control-plane/contrib": contrib,
+        "github.com/envoyproxy/go-control-plane/envoy": envoy, "istio.io/api": api})
+    text = gen.read_text()
+    assert text.startswith("//go:build !agent\n\n// Code generated\n\npackage xds\n\nimport (\n")
+    imports = [line.strip() for line in text.splitlines() if line.strip().startswith("_ ")]
+    assert imports == ['_ "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/http/sxg/v3alpha"',
+                       '_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"',
+                       '_ "istio.io/api/envoy/config/filter/http/alpn/v2alpha1"']

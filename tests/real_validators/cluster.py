@@ -72,8 +72,19 @@ class ApiClient:
 
     def __init__(self, url: str, ca_file: Path) -> None:
         self.url = url
+        self.ca_file = ca_file
         self._context = ssl.create_default_context(cafile=str(ca_file))
         self._resources: dict[tuple[str, str], tuple[str, bool]] = {}
+
+    def write_kubeconfig(self, path: Path) -> Path:
+        """A kubeconfig for tools that talk to this server (istioctl)."""
+        config = {"apiVersion": "v1", "kind": "Config", "current-context": "aiwfe-test",
+                  "clusters": [{"name": "aiwfe-test", "cluster": {"server": self.url,
+                                                                  "certificate-authority": str(self.ca_file)}}],
+                  "users": [{"name": "aiwfe-admin", "user": {"token": TOKEN}}],
+                  "contexts": [{"name": "aiwfe-test", "context": {"cluster": "aiwfe-test", "user": "aiwfe-admin"}}]}
+        path.write_text(json.dumps(config))  # JSON is YAML
+        return path
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None,
                 content_type: str = "application/json") -> Answer:

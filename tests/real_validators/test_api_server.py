@@ -11,16 +11,13 @@ warn level, and an unknown field are each refused or reported.
 from __future__ import annotations
 
 import copy
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.real_validators.cluster import Answer, ApiClient, ServerError, local_api_server
-from tests.real_validators.conftest import ISTIO_CRDS, STACKS, stack_manifests, tool
+from tests.real_validators.cluster import Answer, ApiClient
+from tests.real_validators.conftest import STACKS, cluster_with_crds, create_namespaces, stack_manifests
 from tools import toolchain_validators
 
 # Pod templates allowed to draw a Pod Security warning, with the reason. Empty: every pod template
@@ -28,44 +25,10 @@ from tools import toolchain_validators
 PSA_WARNING_EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
-def install_crds(client: ApiClient, files: list[Path]) -> list[str]:
-    names = []
-    for path in files:
-        for crd in yaml.safe_load_all(path.read_text()):
-            if not crd:
-                continue
-            answer = client.apply(crd, dry_run=False)
-            assert answer.ok, f"CRD {crd['metadata']['name']} from {path.name} refused: {answer.message}"
-            names.append(crd["metadata"]["name"])
-    for name in names:
-        client.wait_established(name)
-    return names
-
-
 @pytest.fixture(scope="module")
 def api(validators: toolchain_validators.Validators) -> Iterator[ApiClient]:
-    etcd, apiserver = tool(validators, "etcd"), tool(validators, "kube-apiserver")
-    with tempfile.TemporaryDirectory(prefix="aiwfe-apiserver-") as workdir:
-        try:
-            with local_api_server(etcd, apiserver, Path(workdir)) as client:
-                install_crds(client, [ISTIO_CRDS, *sorted(validators.crds.glob("*/*.yaml"))])
-                yield client
-        except ServerError as err:
-            pytest.fail(f"the local API server did not start: {err}")
-
-
-def create_namespaces(client: ApiClient, objects: list[dict[str, Any]]) -> set[str]:
-    """The stack's Namespaces for real (its labels decide Pod Security); namespaces it only uses
-    (the ingress gateway's, monitoring) plain, as a cluster would already have them."""
-    declared = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Namespace"}
-    used = {o["metadata"]["namespace"] for o in objects if o["metadata"].get("namespace")}
-    for name in sorted(used - set(declared)):
-        answer = client.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}, dry_run=False)
-        assert answer.ok, f"namespace {name}: {answer.message}"
-    for name, namespace in declared.items():
-        answer = client.apply(namespace, dry_run=False)
-        assert answer.ok, f"Namespace {name}: {answer.message}"
-    return set(declared)
+    with cluster_with_crds(validators) as client:
+        yield client
 
 
 def label(obj: dict[str, Any]) -> str:
