@@ -25,7 +25,7 @@ class FrontendSettings:
 # The pods run nginx as this user with a read-only root filesystem; everything nginx writes is
 # under /tmp (an emptyDir), as the main config the program renders says.
 FRONTEND_UID = 10101
-FRONTEND_GID = 101
+FRONTEND_GID = 10101  # no host group has it (kube-score: ids above 10000); nginx needs none of its image's
 HEALTH_PATH = "/healthz"
 # The ConfigMap (main config and server block) is mounted here; the folder exists in every nginx image.
 CONF_DIR = "/etc/nginx/conf.d"
@@ -178,7 +178,7 @@ class Frontend(pulumi.ComponentResource):
             "command": list(NGINX_COMMAND),
             "ports": [{"name": "http", "containerPort": FRONTEND_CONTAINER_PORT, "protocol": "TCP"}],
             "resources": s.resources.as_k8s(),
-            "livenessProbe": podspec.http_probe(HEALTH_PATH, "http", period=10, timeout=2, failures=3),
+            "livenessProbe": podspec.tcp_probe("http", period=10, timeout=2, failures=3),
             "readinessProbe": podspec.http_probe(HEALTH_PATH, "http", period=5, timeout=2, failures=2),
             # nginx finishes in-flight requests on SIGQUIT; a short pause lets endpoints update first.
             "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},

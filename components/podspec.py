@@ -84,6 +84,14 @@ def http_probe(path: str, port: str | int, *, period: int, timeout: int, failure
     return probe
 
 
+def tcp_probe(port: str | int, *, period: int, timeout: int, failures: int) -> dict[str, Any]:
+    """A liveness check that the process still accepts connections, apart from the readiness check
+    that it can serve: a dependency's outage then makes the pod unready, never restarts it
+    (kube-score's pod-probes-identical)."""
+    return {"tcpSocket": {"port": port}, "periodSeconds": period, "timeoutSeconds": timeout,
+            "failureThreshold": failures}
+
+
 def tmp_volume(size_limit: str = "64Mi") -> dict[str, Any]:
     return {"name": TMP_VOLUME, "emptyDir": {"sizeLimit": size_limit}}
 

@@ -201,7 +201,9 @@ class KeycloakPostgres(pulumi.ComponentResource):
             metadata=podspec.metadata(APP, ns, object_labels),
             # No appProtocol: Istio reads it before the name and knows no `postgresql`, so the port
             # would be sniffed; the `tcp-` name declares it opaque TCP (istioctl analyze IST0118).
-            spec={"type": "ClusterIP", "selector": match,
+            # Headless: the StatefulSet's serviceName must name a headless Service (its pod's DNS
+            # identity); one instance, so clients reach the same pod either way.
+            spec={"type": "ClusterIP", "clusterIP": "None", "selector": match,
                   "ports": [{"name": "tcp-postgres", "port": POSTGRES_PORT, "targetPort": "tcp-postgres",
                              "protocol": "TCP"}]},
             opts=child,
@@ -224,7 +226,7 @@ class KeycloakPostgres(pulumi.ComponentResource):
             "resources": s.postgres_resources.as_k8s(),
             "startupProbe": {**probe, "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 60},
             "readinessProbe": {**probe, "periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 3},
-            "livenessProbe": {**probe, "periodSeconds": 20, "timeoutSeconds": 5, "failureThreshold": 6},
+            "livenessProbe": podspec.tcp_probe("tcp-postgres", period=20, timeout=5, failures=6),
             "volumeMounts": [
                 {"name": "data", "mountPath": DATA_MOUNT},
                 {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},

@@ -446,8 +446,8 @@ class RedisCluster(pulumi.ComponentResource):
             ],
             "ports": [{"name": "http-metrics", "containerPort": REDIS_EXPORTER_PORT, "protocol": "TCP"}],
             "resources": {"requests": {"cpu": "25m", "memory": "32Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
-            "livenessProbe": podspec.http_probe("/health", "http-metrics", period=10, timeout=PROBE_TIMEOUT_SECONDS,
-                                                failures=3),
+            "livenessProbe": podspec.tcp_probe("http-metrics", period=10, timeout=PROBE_TIMEOUT_SECONDS,
+                                               failures=3),
             "readinessProbe": podspec.http_probe("/health", "http-metrics", period=10,
                                                  timeout=PROBE_TIMEOUT_SECONDS, failures=2),
         }
