@@ -93,3 +93,12 @@ def create_namespaces(client: ApiClient, objects: list[dict[str, Any]]) -> set[s
         answer = client.apply(namespace, dry_run=False)
         assert answer.ok, f"Namespace {name}: {answer.message}"
     return set(declared)
+
+
+@pytest.fixture(scope="session")
+def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Both stacks rendered as `make render` writes them (manifests/, masked/, resources.json)."""
+    root = tmp_path_factory.mktemp("build")
+    for stack in STACKS:
+        render.render(stack, root / stack)
+    return root

@@ -10,20 +10,12 @@ import pytest
 import yaml
 
 from tests.real_validators.conftest import STACKS, tool
-from tools import peers, render, toolchain_validators
+from tools import peers, toolchain_validators
 
 
 @pytest.fixture(scope="module")
 def kube_score(validators: toolchain_validators.Validators) -> Path:
     return tool(validators, "kube-score")
-
-
-@pytest.fixture(scope="module")
-def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("build")
-    for stack in STACKS:
-        render.render(stack, root / stack)
-    return root
 
 
 @pytest.mark.parametrize("stack", STACKS)
