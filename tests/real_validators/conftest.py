@@ -97,8 +97,9 @@ def create_namespaces(client: ApiClient, objects: list[dict[str, Any]]) -> set[s
 
 @pytest.fixture(scope="session")
 def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Both stacks rendered as `make render` writes them (manifests/, masked/, resources.json)."""
+    """Both stacks' files as `make render` writes them (manifests/, masked/, resources.json), from the
+    documents the session has rendered already."""
     root = tmp_path_factory.mktemp("build")
     for stack in STACKS:
-        render.render(stack, root / stack)
+        render.write_outputs(rendered_document(stack), root / stack)
     return root
