@@ -71,8 +71,9 @@ bench: setup
 bench-redis: setup
 	$(BIN)/python -m bench.redis
 
-# The policy pack vs checkov over both stacks' rendered manifests (exit 1 if the pack is not faster).
-bench-policy: setup checkov-setup
+# The policy pack vs checkov and kube-score over both stacks' rendered manifests, per stack, and the
+# peers' findings table (exit 1 if the pack is not faster than checkov).
+bench-policy: setup checkov-setup toolchain
 	$(BIN)/python -m bench.policy
 
 # Real `pulumi preview` of prod vs a flat program registering the same resources, and prod + N services.

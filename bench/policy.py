@@ -76,20 +76,6 @@ def time_kube_score(build: Path, stack: str) -> float:
 TOOLS = {"pack": time_pack, "checkov": time_checkov, "kube-score": time_kube_score}
 
 
-def findings_table(build: Path) -> list[dict[str, Any]]:
-    found = peers.checkov(build)
-    for stack in STACKS:
-        found += peers.kube_score(peers.kube_score_binary(), build / stack / "manifests", stack)
-    rows = []
-    for (peer, check), listed in sorted(peers.FINDINGS.items()):
-        objects = sorted({f.target for f in found if (f.peer, f.check) == (peer, check)})
-        rows.append({"peer": peer, "check": check, "objects": len(objects), "covered_by": listed.covered_by,
-                     "reason": listed.reason})
-    rows += [{"peer": f.peer, "check": f.check, "objects": 1, "covered_by": "UNLISTED", "reason": f.target}
-             for f in peers.unlisted(found)]
-    return rows
-
-
 def report(build: Path, rounds: int) -> dict[str, Any]:
     for stack in STACKS:
         render.render(stack, build / stack)
@@ -105,7 +91,7 @@ def report(build: Path, rounds: int) -> dict[str, Any]:
               for stack, s in seconds.items()}
     met = all(r["pack/checkov"] < MAX_RATIO for r in ratios.values())
     return {"rounds": rounds, "stacks": list(STACKS), "seconds": seconds, "ratios": ratios, "max_ratio": MAX_RATIO,
-            "met": met, "runs": runs, "findings": findings_table(build), "refused": peers.refused_peers()}
+            "met": met, "runs": runs, "findings": peers.rows(peers.collect(build)), "refused": peers.refused_peers()}
 
 
 def scale_report(sizes: tuple[int, ...]) -> dict[str, Any]:

@@ -56,6 +56,8 @@ CASES: list[Case] = [
     ok(GATEWAY_PORTS, "a-port-range-and-the-legacy-port", prod({FW: {"allows": [
         {"protocol": "tcp", "ports": ["80-8080"]}, {"protocol": "tcp", "ports": ["15021"]}]}}),
         config={**PROD, GATEWAY_PORTS: {"gatewayTargetPort": 8080}}),
+    bad(GATEWAY_PORTS, "a-malformed-port-range-opens-nothing", prod({FW: {"allows": [
+        {"protocol": "tcp", "ports": ["80-http", "15021"]}]}}), config=PROD),
     ok(GATEWAY_PORTS, "all-tcp-ports", prod({FW: {"allows": [{"protocol": "tcp"}]}}), config=PROD),
     bad(GATEWAY_PORTS, "udp-only", prod({FW: {"allows": [{"protocol": "udp", "ports": ["80", "15021"]}]}}),
         config=PROD),

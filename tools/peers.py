@@ -67,7 +67,8 @@ class Finding:
 
 
 def kube_score(binary: Path, manifests: Path, stack: str) -> list[Finding]:
-    """kube-score's warnings and criticals (grade below 10) over one stack's manifests."""
+    """Every check kube-score grades below OK (10) over one stack's manifests: critical (1), warning
+    (5) and almost OK (7) alike."""
     files = sorted(str(p) for p in manifests.glob("*.yaml"))
     done = subprocess.run([str(binary), "score", "--output-format", "json", *files], capture_output=True, text=True,
                           check=False)
@@ -86,8 +87,8 @@ def kube_score(binary: Path, manifests: Path, stack: str) -> list[Finding]:
 def checkov(build: Path) -> list[Finding]:
     """checkov's failed checks over every stack under `build`, the deliberate skips included."""
     result = checkov_baseline.scan(build, skip=False)
-    return [Finding("checkov", f.check_id, f.resource, Path(f.file).parts[1] if f.file.startswith("/") else
-                    Path(f.file).parts[0]) for f in result.failures]
+    # checkov names files from the scanned root: /<stack>/manifests/<file>.yaml
+    return [Finding("checkov", f.check_id, f.resource, Path(f.file.lstrip("/")).parts[0]) for f in result.failures]
 
 
 def unlisted(findings: Sequence[Finding]) -> list[Finding]:
@@ -107,26 +108,42 @@ def kube_score_binary() -> Path:
     return binary
 
 
+def collect(build: Path) -> list[Finding]:
+    """checkov over every stack under `build`, then kube-score per stack."""
+    findings = checkov(build)
+    binary = kube_score_binary()
+    for stack in STACKS:
+        findings += kube_score(binary, build / stack / "manifests", stack)
+    return findings
+
+
+def rows(findings: Sequence[Finding]) -> list[dict[str, object]]:
+    """The findings table: one row per listed check (objects it fires on, the covering rule, why),
+    then one per unlisted finding."""
+    table: list[dict[str, object]] = []
+    for (peer, check), listed in sorted(FINDINGS.items()):
+        objects = sorted({f.target for f in findings if (f.peer, f.check) == (peer, check)})
+        table.append({"peer": peer, "check": check, "objects": len(objects), "covered_by": listed.covered_by,
+                      "reason": listed.reason})
+    table += [{"peer": f.peer, "check": f.check, "objects": 1, "covered_by": "UNLISTED",
+               "reason": f"{f.target} ({f.stack})"} for f in unlisted(findings)]
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     build = Path(args[0]) if args else ROOT / "build"
     try:
-        findings = checkov(build)
-        binary = kube_score_binary()
+        findings = collect(build)
     except (checkov_baseline.CheckovMissingError, FileNotFoundError) as missing:
         print(f"error: {missing}", file=sys.stderr)
         return 2
-    for stack in STACKS:
-        findings += kube_score(binary, build / stack / "manifests", stack)
-    for (peer, check), listed in sorted(FINDINGS.items()):
-        hits = sorted({f.target for f in findings if (f.peer, f.check) == (peer, check)})
-        print(f"{peer} {check}: {len(hits)} object(s); covered by {listed.covered_by}\n    {listed.reason}")
+    for row in rows(findings):
+        print(f"{row['peer']} {row['check']}: {row['objects']} object(s); covered by {row['covered_by']}\n"
+              f"    {row['reason']}")
     for peer, why in refused_peers().items():
         print(f"{peer}: not run ({why})")
-    missing = unlisted(findings)
-    for f in missing:
-        print(f"UNLISTED {f.peer} {f.check}: {f.target} ({f.stack})")
-    return 1 if missing else 0
+    return 1 if unlisted(findings) else 0
 
 
 if __name__ == "__main__":

@@ -248,17 +248,22 @@ def check_go(minimum: str) -> str:
     return out
 
 
+def write_go_mod(src: Path, module: str, replaces: list[str], requires: dict[str, str] | None = None) -> None:
+    """A wrapper module's go.mod: `replaces` are `old=new@version` or `old=./local/path`."""
+    src.mkdir(parents=True, exist_ok=True)
+    lines = [f"module {module}", "", "go 1.26", ""]
+    lines += [f"require {path} {version}" for path, version in (requires or {}).items()]
+    for spec in replaces:
+        old, new = spec.split("=", 1)
+        lines.append(f"replace {old} => {new if new.startswith('.') else ' '.join(new.split('@', 1))}")
+    (src / "go.mod").write_text("\n".join(lines) + "\n")
+
+
 def _wrapper(src: Path, name: str, requires: list[tuple[str, str]], replaces: list[str], env: dict[str, str],
              log: Path) -> None:
     """A module that requires the tool's module, so `replace` directives of the tool's own go.mod
     (which `go install mod@version` refuses) are restated here with published versions."""
-    src.mkdir(parents=True, exist_ok=True)
-    lines = [f"module aiwfe.local/toolchain/{name}", "", "go 1.26", ""]
-    for spec in replaces:
-        old, new = spec.split("=", 1)
-        new_path, new_version = new.split("@", 1)
-        lines.append(f"replace {old} => {new_path} {new_version}")
-    (src / "go.mod").write_text("\n".join(lines) + "\n")
+    write_go_mod(src, f"aiwfe.local/toolchain/{name}", replaces)
     for package, version in requires:  # a package path, so go.sum gets everything it imports
         _run(["go", "get", f"{package}@{version}"], src, env, log)
 
@@ -383,11 +388,12 @@ def build(force: bool = False) -> Toolchain:
     return tc
 
 
-def prune(keep: int = KEEP_BUILDS) -> list[Path]:
-    """Remove all but the `keep` most recently completed builds (other checkouts may use them)."""
-    root = cache_root()
-    builds = sorted((d for d in root.iterdir() if (d / "toolchain.json").is_file()),
-                    key=lambda d: (d / "toolchain.json").stat().st_mtime, reverse=True)
+def prune(keep: int = KEEP_BUILDS, root: Path | None = None, marker: str = "toolchain.json") -> list[Path]:
+    """Remove all but the `keep` most recently completed builds (other checkouts may use them); a
+    build is complete when its `marker` file exists."""
+    root = root or cache_root()
+    builds = sorted((d for d in root.iterdir() if (d / marker).is_file()),
+                    key=lambda d: (d / marker).stat().st_mtime, reverse=True)
     for old in builds[keep:]:
         shutil.rmtree(old, ignore_errors=True)
     return builds[keep:]

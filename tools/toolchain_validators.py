@@ -26,8 +26,10 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tools import toolchain as base
 
@@ -62,12 +64,12 @@ class Validators:
     def complete(self) -> bool:
         return self.manifest.is_file()
 
-    def built(self) -> dict:
+    def built(self) -> dict[str, Any]:
         """The manifest: what was built, from which module version, and what was refused."""
         return json.loads(self.manifest.read_text())
 
 
-def spec() -> dict[str, dict]:
+def spec() -> dict[str, dict[str, Any]]:
     return base.versions()[SECTION]
 
 
@@ -81,12 +83,14 @@ def current() -> Validators:
     return Validators(base.cache_root() / SECTION / cache_key())
 
 
-def _go(args: list[str], cwd: Path, env: dict[str, str]) -> str:
-    return subprocess.run(["go", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True).stdout
-
-
-def _download(module: str, version: str, cwd: Path, env: dict[str, str]) -> dict:
-    return json.loads(_go(["mod", "download", "-json", f"{module}@{version}"], cwd, env))
+def _download(module: str, version: str, cwd: Path, env: dict[str, str]) -> dict[str, Any]:
+    """`go mod download -json` of one module version: its `Dir`, `GoMod`, ..."""
+    done = subprocess.run(["go", "mod", "download", "-json", f"{module}@{version}"], cwd=cwd, env=env,
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:  # the JSON on stdout carries the proxy's answer
+        raise base.ToolchainError(f"go mod download {module}@{version} failed: "
+                                  f"{(done.stdout + done.stderr).strip()[-500:]}")
+    return json.loads(done.stdout)
 
 
 def local_replaces(go_mod: str) -> list[str]:
@@ -107,7 +111,7 @@ def regenerate_filter_types(gen_file: Path, modules: dict[str, Path]) -> None:
     the filters of Istio's `go:generate` lines (packages with `v3`, no `/pkg/`, contrib without alpn,
     istio_stats, workload_discovery; istio.io/api filters with a version)."""
 
-    def packages(module: str, root: Path, keep) -> list[str]:
+    def packages(module: str, root: Path, keep: Callable[[str], bool]) -> list[str]:
         found = []
         for folder in sorted(p for p in root.rglob("*") if p.is_dir()):
             if any(f.suffix == ".go" and not f.name.endswith("_test.go") for f in folder.iterdir() if f.is_file()):
@@ -134,18 +138,6 @@ def regenerate_filter_types(gen_file: Path, modules: dict[str, Path]) -> None:
     gen_file.write_text(head + "import (\n" + "\n".join(imports) + "\n)\n")
 
 
-def _wrapper(src: Path, name: str, replaces: list[str], requires: dict[str, str] | None = None) -> None:
-    src.mkdir(parents=True, exist_ok=True)
-    lines = [f"module aiwfe.local/validators/{name}", "", "go 1.26", ""]
-    for module, version in (requires or {}).items():
-        lines.append(f"require {module} {version}")
-    for item in replaces:
-        old, new = item.split("=", 1)
-        target = new if new.startswith(".") else " ".join(new.split("@", 1))
-        lines.append(f"replace {old} => {target}")
-    (src / "go.mod").write_text("\n".join(lines) + "\n")
-
-
 def build_tool(name: str, tool: dict, out: Path, work: Path, env: dict[str, str], log: Path) -> str:
     """One Go-built validator into `out`; returns what it was built from."""
     src = work / name
@@ -170,7 +162,7 @@ def build_tool(name: str, tool: dict, out: Path, work: Path, env: dict[str, str]
             path, at = new.split("@", 1)
             served[old] = Path(_download(path, at, src, env)["Dir"])
         regenerate_filter_types(copy / ISTIO_FILTER_TYPES, served)
-    _wrapper(src, name, replaces, requires)
+    base.write_go_mod(src, f"aiwfe.local/validators/{name}", replaces, requires)
     ldflags = " ".join(["-s", "-w", *(f"-X {x}" for x in tool.get("stamp", []))])
     if "main" in tool:  # a library entry point: a two-line main calls it with the process arguments
         base._run(["go", "get", f"{tool['main']}@{version}"], src, env, log)
@@ -240,9 +232,4 @@ def build(force: bool = False) -> Validators:
 
 
 def prune(keep: int = base.KEEP_BUILDS) -> list[Path]:
-    root = base.cache_root() / SECTION
-    builds = sorted((d for d in root.iterdir() if (d / "validators.json").is_file()),
-                    key=lambda d: (d / "validators.json").stat().st_mtime, reverse=True)
-    for old in builds[keep:]:
-        shutil.rmtree(old, ignore_errors=True)
-    return builds[keep:]
+    return base.prune(keep, base.cache_root() / SECTION, "validators.json")

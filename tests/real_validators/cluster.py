@@ -1,8 +1,9 @@
 """A real etcd and kube-apiserver on loopback, and a small client for what the tests ask of them.
 
 No controllers run: the API server admits or refuses objects (schemas, CRD CEL rules, defaulting,
-admission plugins with Pod Security Admission among them) and stores only what a test creates for
-real (namespaces, CRDs). Everything else is applied with server-side apply and `dryRun=All`.
+admission plugins with Pod Security Admission among them) and stores what a test creates for real
+(CRDs, namespaces; the istioctl test's Services, stub Pods and Istio objects). The admission test
+applies everything else with server-side apply and `dryRun=All`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,7 @@ class ApiClient:
         raise ServerError(f"CRD {crd_name} not established within {timeout:.0f} s")
 
 
-def _wait_ready(probe, process: subprocess.Popen, log: Path, what: str, timeout: float) -> None:
+def _wait_ready(probe: Callable[[], bool], process: subprocess.Popen, log: Path, what: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -164,6 +165,7 @@ def local_api_server(etcd: Path, kube_apiserver: Path, workdir: Path,
     """etcd and kube-apiserver on loopback in `workdir`; stopped (and their data removed) on exit."""
     workdir.mkdir(parents=True, exist_ok=True)
     processes: list[subprocess.Popen] = []
+    logs = ExitStack()
     try:
         client_port, peer_port = free_port(), free_port()
         etcd_log = workdir / "etcd.log"
@@ -175,7 +177,7 @@ def local_api_server(etcd: Path, kube_apiserver: Path, workdir: Path,
              "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
              "--initial-cluster", f"aiwfe-test=http://127.0.0.1:{peer_port}",
              "--log-level", "warn", "--quota-backend-bytes", str(512 * 1024 * 1024)],
-            stdout=etcd_log.open("w"), stderr=subprocess.STDOUT))
+            stdout=logs.enter_context(etcd_log.open("w")), stderr=subprocess.STDOUT))
         _wait_ready(lambda: _http_ok(f"http://127.0.0.1:{client_port}/health"), processes[0], etcd_log,
                     "etcd", startup_timeout)
 
@@ -198,9 +200,16 @@ def local_api_server(etcd: Path, kube_apiserver: Path, workdir: Path,
              f"--service-account-signing-key-file={key}",
              # As on GKE: privileged pods are possible, so Pod Security Admission is what refuses them.
              "--allow-privileged=true", "--v=0"],
-            stdout=api_log.open("w"), stderr=subprocess.STDOUT))
+            stdout=logs.enter_context(api_log.open("w")), stderr=subprocess.STDOUT))
         ca_file = certs / "apiserver.crt"
-        _wait_ready(lambda: ca_file.is_file(), processes[1], api_log, "kube-apiserver (serving certificate)",
+
+        def certificate_written() -> bool:  # both files there, and the certificate loads (not half-written)
+            try:
+                return (certs / "apiserver.key").is_file() and bool(ssl.create_default_context(cafile=str(ca_file)))
+            except (OSError, ssl.SSLError):
+                return False
+
+        _wait_ready(certificate_written, processes[1], api_log, "kube-apiserver (serving certificate)",
                     startup_timeout)
         client = ApiClient(f"https://127.0.0.1:{port}", ca_file)
 
@@ -220,4 +229,5 @@ def local_api_server(etcd: Path, kube_apiserver: Path, workdir: Path,
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        logs.close()
         shutil.rmtree(workdir / "etcd-data", ignore_errors=True)

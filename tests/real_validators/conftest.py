@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.real_validators import built
 from tests.real_validators.cluster import ApiClient, ServerError, local_api_server
 from tests.rendered_stacks import rendered_document
 from tools import render, toolchain_validators
@@ -21,26 +21,12 @@ ISTIO_CRDS = ROOT / "tests" / "schemas" / "istio-1.30.3-crds.yaml"
 STACKS = ("staging", "prod")
 
 
-def _missing(message: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="session")
 def validators() -> toolchain_validators.Validators:
-    v = toolchain_validators.current()
-    if not v.complete():
-        _missing(f"the validators are not built ({v.home}); run `make toolchain`")
-    return v
+    return built.validators()
 
 
-def tool(v: toolchain_validators.Validators, name: str) -> Path:
-    """A built validator's binary; a refused one skips (it is listed in the README with the reason)."""
-    path = v.tool(name)
-    if not path.is_file():
-        _missing(f"{name} is not in {v.bin} (refused: {v.built()['refused']})")
-    return path
+tool = built.tool
 
 
 def stack_manifests(stack: str) -> list[dict[str, Any]]:
@@ -75,7 +61,10 @@ def cluster_with_crds(v: toolchain_validators.Validators) -> Iterator[ApiClient]
     with tempfile.TemporaryDirectory(prefix="aiwfe-apiserver-") as workdir:
         try:
             with local_api_server(etcd, apiserver, Path(workdir)) as client:
-                install_crds(client, [ISTIO_CRDS, *sorted(v.crds.glob("*/*.yaml"))])
+                try:
+                    install_crds(client, [ISTIO_CRDS, *sorted(v.crds.glob("*/*.yaml"))])
+                except ServerError as err:
+                    pytest.fail(f"the CRDs were not established: {err}")
                 yield client
         except ServerError as err:
             pytest.fail(f"the local API server did not start: {err}")

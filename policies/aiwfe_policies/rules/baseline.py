@@ -85,7 +85,7 @@ def _opens(firewall: Resource, port: int) -> bool:
             return True
         for spec in ports:
             low, _, high = spec.partition("-")
-            if low.isdigit() and int(low) <= port <= int(high or low):
+            if low.isdigit() and (high or low).isdigit() and int(low) <= port <= int(high or low):
                 return True
     return False
 

@@ -444,7 +444,8 @@ def websocket_path(resources: list[Resource], _: Context) -> Iterable[tuple[Reso
     default): declared, timeoutSec >= 3600, protocol HTTP(S), no IAP. Hop 2 -> the VirtualService a
     Gateway admits for the host: the first route whose match holds for the upgrade (uri, headers,
     withoutHeaders, method, authority, gateways; criteria it cannot know count as met) forwards,
-    with no timeout and retries.attempts 0. Hop 3 -> the DestinationRule Istio picks for its one
+    with no timeout (unset, or '0s': the same to Envoy; the route rule reports the CRD refusing it) and
+    retries.attempts 0. Hop 3 -> the DestinationRule Istio picks for its one
     destination (client namespace first; port-level and subset overrides applied): no h2 upgrade,
     no maxRequestsPerConnection, idle timeouts >= the backend timeout, outlier detection. Hop 4 ->
     the Service port, declaring HTTP for Istio. Hop 5 -> the selected Deployments: targetPort is
