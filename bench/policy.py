@@ -4,7 +4,8 @@
     python -m bench.policy --scale [--sizes 100,700,2800]    # the pack's growth on bigger stacks
 
 `--scale` renders prod plus N synthetic WebSocket services per size (bench/synthetic.py, each a real
-WebSocketService: Deployment, Service, HPA, PDB, ServiceAccount, NetworkPolicy) and times the offline
+WebSocketService: Deployment, Service, HPA, PDB, ServiceAccount, NetworkPolicy; 20 to a namespace
+with the app namespace's baseline) and times the offline
 runner's load + evaluation in this process; it exits 1 when a step's cost per resource exceeds
 MAX_GROWTH times the step before it.
 
@@ -95,14 +96,15 @@ def report(build: Path, rounds: int) -> dict[str, Any]:
 
 
 def scale_report(sizes: tuple[int, ...]) -> dict[str, Any]:
-    from bench.synthetic import synthetic_program
+    from bench.synthetic import SERVICES_PER_NAMESPACE, synthetic_program
     from policies.aiwfe_policies.offline import collector_paused, evaluate_document
     from stacks.stack_file import load_stack_config
 
     config = load_stack_config("prod")
     steps = []
     for extra in sizes:
-        document = render.resources_document(config, render.run_program(synthetic_program(extra), config))
+        program = synthetic_program(extra, SERVICES_PER_NAMESPACE)
+        document = render.resources_document(config, render.run_program(program, config))
         with collector_paused():  # as the offline runner judges
             start = time.perf_counter()
             verdict = evaluate_document(document)

@@ -51,3 +51,21 @@ def test_scale_mode_reports_each_step(capsys: pytest.CaptureFixture[str]) -> Non
 def test_scale_mode_refuses_bad_sizes(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench_policy.main(["--scale", "--sizes", "1,x"]) == 2
     assert capsys.readouterr().err.startswith("error: --sizes")
+
+
+def test_the_scale_series_spreads_services_over_namespaces_with_their_baseline() -> None:
+    from bench.synthetic import synthetic_namespace, synthetic_program
+    from tools import render
+
+    assert [synthetic_namespace(i, 20) for i in (1, 20, 21, 41)] == [
+        "synthetic-ns-1", "synthetic-ns-1", "synthetic-ns-2", "synthetic-ns-3"]
+    config = render.load_stack_config("prod")
+    resources = render.resources_document(config, render.run_program(synthetic_program(41, 20), config))["resources"]
+    in_namespace: dict[str, set[str]] = {}
+    for r in resources:
+        meta = r["props"].get("metadata") or {}
+        if str(meta.get("namespace", "")).startswith("synthetic-ns-"):
+            in_namespace.setdefault(meta["namespace"], set()).add(r["props"]["kind"])
+    assert sorted(in_namespace) == ["synthetic-ns-1", "synthetic-ns-2", "synthetic-ns-3"]
+    for kinds in in_namespace.values():
+        assert {"Deployment", "Service", "NetworkPolicy", "PeerAuthentication", "AuthorizationPolicy"} <= kinds
