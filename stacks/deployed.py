@@ -13,6 +13,7 @@ included) leaves the stack resource without outputs, while components it never r
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +25,11 @@ from stacks.settings import Settings, SettingsError
 REDIS_LAYOUT_OUTPUT = "redis_layout"
 MIGRATION_RUNBOOK = "docs/upgrades.md#redis (step 4)"
 _READ_RESOURCE_OUTPUTS = "pulumi:pulumi:readStackResourceOutputs"
+# A file:// backend rewrites the stack's checkpoint in place while an update starts: a read at that
+# moment finds it empty ("failed to load checkpoint: EOF", seen in CI). Read again, briefly.
+_TORN_CHECKPOINT = "failed to load checkpoint"
+READ_ATTEMPTS = 5
+READ_PAUSE_SECONDS = 0.5
 
 
 def last_deployed_layout() -> Mapping[str, Any] | None:
@@ -32,8 +38,16 @@ def last_deployed_layout() -> Mapping[str, Any] | None:
     # A file:// backend names every stack's organization `organization`.
     organization = pulumi.get_organization() or "organization"
     name = f"{organization}/{pulumi.get_project()}/{pulumi.get_stack()}"
-    # The SDK raises when the engine reports a failure: the preview stops rather than guess.
-    result = pulumi.runtime.invoke(_READ_RESOURCE_OUTPUTS, {"stackName": name})
+    # The SDK raises when the engine reports a failure: the preview stops rather than guess, except
+    # for a checkpoint caught mid-write, which is read again.
+    for attempt in range(1, READ_ATTEMPTS + 1):
+        try:
+            result = pulumi.runtime.invoke(_READ_RESOURCE_OUTPUTS, {"stackName": name})
+            break
+        except Exception as err:  # the SDK raises a bare Exception for a failed invoke
+            if _TORN_CHECKPOINT not in str(err) or attempt == READ_ATTEMPTS:
+                raise
+            time.sleep(READ_PAUSE_SECONDS)
     return deployed_layout((result.value or {}).get("outputs") or {})
 
 
