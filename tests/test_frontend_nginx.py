@@ -15,7 +15,6 @@ from __future__ import annotations
 import http.client
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -37,6 +36,7 @@ from components.frontend import (
     render_nginx_main_conf,
     render_nginx_server_conf,
 )
+from tests import processes
 from tests.conftest import STACKS, one, require_tool
 
 PREFIXES = ("/user", "/admin")
@@ -136,14 +136,8 @@ def free_loopback_port() -> int:
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    os.kill(proc.pid, signal.SIGTERM)  # fast shutdown of the master, which stops its workers
-    try:
-        proc.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=STOP_TIMEOUT)
+    # SIGTERM is nginx's fast shutdown of the master, which stops its workers.
+    processes.stop(proc, timeout=STOP_TIMEOUT)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from requests.adapters import HTTPAdapter
 
 from components import keycloak as kc
 from components.keycloak_realm import IMPORT_DIR
+from tests.processes import stop
 from tools import render, toolchain
 
 STACK = "staging"
@@ -321,11 +322,6 @@ def running_keycloak(dist: toolchain.KeycloakDist, rendered: RenderedKeycloak, d
                   300, process, log_path)
             yield server
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, timeout=60)
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.processes import stop
+
 FIELD_MANAGER = "aiwfe-tests"
 TOKEN = "aiwfe-test-admin-token"
 
@@ -223,11 +225,6 @@ def local_api_server(etcd: Path, kube_apiserver: Path, workdir: Path,
         yield client
     finally:
         for process in reversed(processes):
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, timeout=20)
         logs.close()
         shutil.rmtree(workdir / "etcd-data", ignore_errors=True)
