@@ -146,7 +146,7 @@ class FrontendArgs:
 class Frontend(pulumi.ComponentResource):
     """nginx serving the app's static files on a high port, Service port 80.
 
-    Outputs: `service_name`, `service_host`, `service_port`, `path_prefix`.
+    Outputs: `service_name`, `service_host`, `service_port`, `path_prefix`, `flow_end`.
     """
 
     service_name: pulumi.Output[str]
@@ -234,9 +234,11 @@ class Frontend(pulumi.ComponentResource):
         self.service_host = service_host
         self.service_port = pulumi.Output.from_input(FRONTEND_SERVICE_PORT)
         self.path_prefix = pulumi.Output.from_input(args.path_prefix)
+        self.flow_end = podspec.flow_end(args.namespace, app, {"http": FRONTEND_CONTAINER_PORT}, scraped=())
         self.register_outputs({
             "service_name": self.service_name,
             "service_host": self.service_host,
             "service_port": self.service_port,
             "path_prefix": self.path_prefix,
+            "flow_end": self.flow_end,
         })

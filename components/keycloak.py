@@ -204,9 +204,10 @@ class Keycloak(pulumi.ComponentResource):
     """Keycloak in namespace `settings.namespace` with its database and imported realm.
 
     Outputs: `issuer`, `jwks_uri`, `realm`, `namespace`, `service_host`, `service_port`,
-    `service_account`, `database_service_account` (None with Cloud SQL), `reconcile_service_account`
-    (the realm Job's, which calls Keycloak's admin API inside the mesh), `public_host`,
-    `admin_password` and `services_client_secret` (Pulumi secrets).
+    `container_port`, `service_account`, `database_service_account` and `database_port` (None with
+    Cloud SQL), `reconcile_service_account` (the realm Job's, which calls Keycloak's admin API inside
+    the mesh), `public_host`, `admin_password` and `services_client_secret` (Pulumi secrets), and
+    `flow_ends` (its workloads as the platform's flows name them; `podspec.flow_end`).
     """
 
     def __init__(self, name: str, args: KeycloakArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -239,6 +240,8 @@ class Keycloak(pulumi.ComponentResource):
 
         # ---- database
         database_service_account: pulumi.Output[str] | None = None
+        database_end: pulumi.Output[dict[str, Any]] | None = None
+        database_port: int | None = None
         workload_identity: pulumi.Output[str] | None = None
         instance_connection: pulumi.Output[str] | None = None
         if cloudsql:
@@ -255,6 +258,8 @@ class Keycloak(pulumi.ComponentResource):
                 opts=child,
             )
             database_service_account = postgres.service_account
+            database_end = postgres.flow_end
+            database_port = postgres.port
         self.jdbc_url = database_url(s)
 
         account_annotations = {"iam.gke.io/gcp-service-account": workload_identity} if workload_identity else {}
@@ -335,6 +340,9 @@ class Keycloak(pulumi.ComponentResource):
         self.namespace = ns
         self.service_host = service_host
         self.service_port = pulumi.Output.from_input(HTTP_PORT)
+        # The Service maps its port to the container's by name; the mesh's policies see the pod's.
+        self.container_port = pulumi.Output.from_input(HTTP_PORT)
+        self.database_port = database_port
         self.service_account = account.metadata["name"]
         self.database_service_account = database_service_account
         self.public_host = pulumi.Output.from_input(args.public_host)
@@ -343,12 +351,21 @@ class Keycloak(pulumi.ComponentResource):
         self.reconcile_service_account = reconcile_account
         self.deployment_name = deployment.metadata["name"]
         self.service_name = service.metadata["name"]
+        ports = {"http": HTTP_PORT, "jgroups": JGROUPS_PORT, "jgroups-fd": JGROUPS_FD_PORT,
+                 "management": MANAGEMENT_PORT}
+        ends = {APP: podspec.flow_end(ns, APP, ports, scraped=("management",)),
+                RECONCILE: podspec.flow_end(ns, RECONCILE)}
+        if database_end is not None:
+            ends[POSTGRES_APP] = database_end
+        self.flow_ends = pulumi.Output.all(**ends)
         self.register_outputs({
             "issuer": self.issuer, "jwks_uri": self.jwks_uri, "realm": self.realm, "namespace": self.namespace,
             "service_host": self.service_host, "service_port": self.service_port,
+            "container_port": self.container_port, "database_port": self.database_port,
             "service_account": self.service_account, "database_service_account": self.database_service_account,
             "reconcile_service_account": self.reconcile_service_account, "public_host": self.public_host,
             "admin_password": self.admin_password, "services_client_secret": self.services_client_secret,
+            "flow_ends": self.flow_ends,
         })
 
     # ------------------------------------------------------------ pieces

@@ -208,7 +208,7 @@ class MeshArgs:
     keycloak_service_host: pulumi.Input[str]
     redis_namespace: pulumi.Input[str]
     keycloak_service_port: pulumi.Input[int] = 8080
-    keycloak_container_port: int = 8080
+    keycloak_container_port: pulumi.Input[int] = 8080
     keycloak_service_account: pulumi.Input[str] = "keycloak"
     keycloak_labels: Mapping[str, str] = field(default_factory=lambda: {"app.kubernetes.io/name": "keycloak"})
     keycloak_database_service_account: pulumi.Input[str] | None = None

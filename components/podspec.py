@@ -199,6 +199,23 @@ class AppPeers:
 SIDECAR_METRICS_PORT = 15020
 
 
+def flow_end(namespace: Any, app: str, ports: Mapping[str, Any] | None = None, *,
+             scraped: Sequence[str] | None = None, holds_data: bool = False) -> pulumi.Output[dict[str, Any]]:
+    """A workload as the platform's flows name it (`stacks/flows.py`): its namespace and
+    `app.kubernetes.io/name`, its ports by role, the roles the scraper reads (`scraped`, to which the
+    sidecar's merged metrics port is added; None: not scraped) and whether it holds data. A component
+    output, so the flows follow what the component actually declared."""
+    named = dict(ports or {})
+    if unknown := [role for role in scraped or () if role not in named]:
+        raise ValueError(f"{app}: scraped port roles {unknown} are not among its ports {sorted(named)}")
+    if scraped is not None:
+        named["sidecar-metrics"] = SIDECAR_METRICS_PORT
+    scraped_roles = [*scraped, "sidecar-metrics"] if scraped is not None else []
+    return pulumi.Output.all(namespace, named).apply(lambda values: {
+        "namespace": values[0], "workload": app, "ports": {k: int(v) for k, v in values[1].items()},
+        "scraped": scraped_roles, "holdsData": holds_data})
+
+
 def default_deny(resource_name: str, namespace: Any, object_labels: Mapping[str, str],
                  opts: pulumi.ResourceOptions | None = None) -> k8s.networking.v1.NetworkPolicy:
     """Every pod of the namespace starts closed both ways; each workload opens what it needs."""

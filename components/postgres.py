@@ -162,7 +162,8 @@ class KeycloakPostgresArgs:
 
 
 class KeycloakPostgres(pulumi.ComponentResource):
-    """PostgreSQL 15 for Keycloak in the cluster. Outputs: `host`, `port`, `service_account`."""
+    """PostgreSQL 15 for Keycloak in the cluster. Outputs: `host`, `port`, `service_account`,
+    `flow_end`."""
 
     def __init__(self, name: str, args: KeycloakPostgresArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("aiwfe:platform:KeycloakPostgres", name, None, opts)
@@ -288,4 +289,6 @@ class KeycloakPostgres(pulumi.ComponentResource):
                                          ".svc.cluster.local")
         self.port = POSTGRES_PORT
         self.service_account = account.metadata["name"]
-        self.register_outputs({"host": self.host, "port": self.port, "service_account": self.service_account})
+        self.flow_end = podspec.flow_end(ns, APP, {"postgres": POSTGRES_PORT}, holds_data=True)
+        self.register_outputs({"host": self.host, "port": self.port, "service_account": self.service_account,
+                               "flow_end": self.flow_end})

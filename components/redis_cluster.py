@@ -272,7 +272,8 @@ class RedisCluster(pulumi.ComponentResource):
 
     Outputs: `namespace`, `client_url`, `seed_addresses`, `password` (secret), `password_secret_name`,
     `password_secret_key`, `service_account`, `client_port`, `bus_port`, and the layout's
-    `node_count`, `master_count`, `replicas_per_master` (plain numbers, for alert expressions).
+    `node_count`, `master_count`, `replicas_per_master` (plain numbers, for alert expressions), and
+    `flow_ends` (the nodes and the bootstrap Job as the platform's flows name them).
     """
 
     def __init__(self, name: str, args: RedisClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -371,6 +372,11 @@ class RedisCluster(pulumi.ComponentResource):
         self.master_count = len(plan.shards)
         self.replicas_per_master = s.replicas_per_master
         self.layout = layout_record(s, args.zones)
+        self.flow_ends = pulumi.Output.all(
+            podspec.flow_end(ns, APP, {"client": REDIS_PORT, "bus": REDIS_BUS_PORT, "exporter": REDIS_EXPORTER_PORT},
+                             scraped=("exporter",), holds_data=True),
+            podspec.flow_end(ns, BOOTSTRAP),
+        ).apply(lambda ends: {APP: ends[0], BOOTSTRAP: ends[1]})
         self.register_outputs({
             "namespace": self.namespace,
             "client_url": self.client_url,
@@ -386,6 +392,7 @@ class RedisCluster(pulumi.ComponentResource):
             "master_count": self.master_count,
             "replicas_per_master": self.replicas_per_master,
             "layout": self.layout,
+            "flow_ends": self.flow_ends,
         })
 
     # ------------------------------------------------------------ pieces

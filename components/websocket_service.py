@@ -67,7 +67,7 @@ class WebSocketServiceArgs:
 class WebSocketService(pulumi.ComponentResource):
     """A horizontally scaled WebSocket service that drains connections on shutdown.
 
-    Outputs: `service_name`, `service_host` (cluster DNS name), `websocket_port`, `health_port`.
+    Outputs: `service_name`, `service_host` (cluster DNS name), `websocket_port`, `health_port`, `flow_end`.
     """
 
     service_name: pulumi.Output[str]
@@ -210,11 +210,14 @@ class WebSocketService(pulumi.ComponentResource):
         self.service_host = service_host
         self.websocket_port = pulumi.Output.from_input(WEBSOCKET_PORT)
         self.health_port = pulumi.Output.from_input(HEALTH_PORT)
+        self.flow_end = podspec.flow_end(args.namespace, app, {"websocket": WEBSOCKET_PORT, "health": HEALTH_PORT},
+                                         scraped=("health",))
         self.register_outputs({
             "service_name": self.service_name,
             "service_host": self.service_host,
             "websocket_port": self.websocket_port,
             "health_port": self.health_port,
+            "flow_end": self.flow_end,
         })
 
 

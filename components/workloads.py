@@ -124,7 +124,8 @@ class Workloads(pulumi.ComponentResource):
     """Everything that runs in the application namespace.
 
     Outputs: `websocket_service_host`, `websocket_port`, `health_port`, `user_frontend_host`,
-    `admin_frontend_host`, `frontend_port`, `config_map_name`, `secret_name`.
+    `admin_frontend_host`, `frontend_port`, `config_map_name`, `secret_name`, `flow_ends` (the three
+    workloads as the platform's flows name them).
     """
 
     def __init__(self, name: str, args: WorkloadsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -178,6 +179,8 @@ class Workloads(pulumi.ComponentResource):
         self.frontend_port = user.service_port
         self.config_map_name = config_map.metadata["name"]
         self.secret_name = secret.metadata["name"]
+        self.flow_ends = pulumi.Output.all(websocket.flow_end, user.flow_end, admin.flow_end).apply(
+            lambda ends: {WEBSOCKET_APP: ends[0], USER_FRONTEND_APP: ends[1], ADMIN_FRONTEND_APP: ends[2]})
         self.register_outputs({
             "websocket_service_host": self.websocket_service_host,
             "websocket_port": self.websocket_port,
@@ -187,4 +190,5 @@ class Workloads(pulumi.ComponentResource):
             "frontend_port": self.frontend_port,
             "config_map_name": self.config_map_name,
             "secret_name": self.secret_name,
+            "flow_ends": self.flow_ends,
         })

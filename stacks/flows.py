@@ -1,83 +1,99 @@
 """The flows the platform needs, declared once, for the reachability rules of the policy pack.
 
-Each end is a declared workload (its namespace and `app.kubernetes.io/name`, as the components
-name them) or a peer outside the stack (the ingress gateway, the scraper, kube-dns, istiod, as the
-settings and the components' NetworkPolicies name them). The pack checks that every NetworkPolicy,
-AuthorizationPolicy and mTLS setting lets each flow through (`policies/aiwfe_policies/rules/
-reachability.py`); stacks/policy_config.py writes them into the pack config.
+Each end is a workload as its component declared it (the components' `flow_ends` outputs: namespace,
+`app.kubernetes.io/name`, ports by role, what the scraper reads, whether it holds data) or a peer
+outside the stack (the ingress gateway, the scraper, kube-dns, istiod, as the settings and the
+components' NetworkPolicies name them). This module decides only who calls whom on which port role;
+the ports are the components' own. `stacks.platform` exports the result (`intended_flows`,
+`data_stores`), and `stacks.policy_config` writes it into the pack config, where the rules of
+`policies/aiwfe_policies/rules/reachability.py` check every NetworkPolicy, AuthorizationPolicy and
+mTLS setting against it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from components import keycloak, podspec, postgres, redis_cluster
 from components.workloads import ADMIN_FRONTEND_APP, USER_FRONTEND_APP, WEBSOCKET_APP
-from policies.aiwfe_policies.contract import (
-    FRONTEND_CONTAINER_PORT,
-    HEALTH_PORT,
-    REDIS_BUS_PORT,
-    REDIS_EXPORTER_PORT,
-    REDIS_PORT,
-    WEBSOCKET_PORT,
-)
 from stacks.settings import Settings
 
+FlowEnds = Mapping[str, Mapping[str, Any]]
+"""`app.kubernetes.io/name` -> the component's flow end (components.podspec.flow_end)."""
 
-def _workload(namespace: str, app: str) -> dict[str, Any]:
-    return {"namespace": namespace, "workload": app}
+FLOWS_OUTPUT = "intended_flows"
+DATA_STORES_OUTPUT = "data_stores"
 
 
-def _flow(source: dict[str, Any], destination: dict[str, Any], *ports: int | str) -> dict[str, Any]:
-    def name(end: dict[str, Any]) -> str:
+class FlowEndError(ValueError):
+    """A component's flow ends lack a workload or a port role the platform's flows use."""
+
+
+def _end(ends: FlowEnds, app: str) -> Mapping[str, Any]:
+    if app not in ends:
+        raise FlowEndError(f"no component declared the workload {app!r} (declared: {sorted(ends)})")
+    return ends[app]
+
+
+def _ports(end: Mapping[str, Any], *roles: str) -> list[str]:
+    missing = [role for role in roles if role not in end["ports"]]
+    if missing:
+        raise FlowEndError(f"workload {end['workload']!r} declares no port for {missing} "
+                           f"(declared: {sorted(end['ports'])})")
+    return [str(end["ports"][role]) for role in roles]
+
+
+def _identity(end: Mapping[str, Any]) -> dict[str, Any]:
+    return {"namespace": end["namespace"], "workload": end["workload"]}
+
+
+def _flow(source: Mapping[str, Any], destination: Mapping[str, Any], ports: list[str]) -> dict[str, Any]:
+    def name(end: Mapping[str, Any]) -> str:
         return str(end.get("workload") or end.get("name"))
-    return {"name": f"{name(source)} -> {name(destination)}", "from": source, "to": destination,
-            "ports": [str(port) for port in ports]}
+    def identity(end: Mapping[str, Any]) -> dict[str, Any]:
+        return _identity(end) if "workload" in end else dict(end)
+    return {"name": f"{name(source)} -> {name(destination)}", "from": identity(source),
+            "to": identity(destination), "ports": ports}
 
 
-def intended_flows(settings: Settings) -> list[dict[str, Any]]:
+def intended_flows(settings: Settings, ends: FlowEnds) -> list[dict[str, Any]]:
+    """Every flow the platform needs, ports taken from the components' declared ends."""
     mesh, monitoring = settings.mesh, settings.monitoring
-    app_ns, redis_ns, keycloak_ns = settings.app_namespace, settings.redis.namespace, settings.keycloak.namespace
     gateway = {"name": "ingress-gateway", "namespace": mesh.ingress_gateway_namespace,
                "labels": dict(mesh.ingress_gateway_labels), "serviceAccount": mesh.ingress_gateway_service_account}
     scraper = {"name": "scraper", "namespace": monitoring.namespace, "labels": dict(monitoring.scraper_labels or {})}
     kube_dns = {"name": "kube-dns", "namespace": podspec.KUBE_DNS_NAMESPACE, "labels": dict(podspec.KUBE_DNS_LABELS)}
     istiod = {"name": "istiod", "namespace": mesh.istiod_namespace, "labels": dict(podspec.ISTIOD_LABELS)}
 
-    websocket = _workload(app_ns, WEBSOCKET_APP)
-    frontends = [_workload(app_ns, USER_FRONTEND_APP), _workload(app_ns, ADMIN_FRONTEND_APP)]
-    redis = _workload(redis_ns, redis_cluster.APP)
-    bootstrap = _workload(redis_ns, redis_cluster.BOOTSTRAP)
-    identity = _workload(keycloak_ns, keycloak.APP)
-    reconcile = _workload(keycloak_ns, keycloak.RECONCILE)
-    database = [_workload(keycloak_ns, postgres.APP)] if settings.keycloak.database.in_cluster else []
-    metrics = podspec.SIDECAR_METRICS_PORT
+    websocket = _end(ends, WEBSOCKET_APP)
+    frontends = [_end(ends, USER_FRONTEND_APP), _end(ends, ADMIN_FRONTEND_APP)]
+    redis = _end(ends, redis_cluster.APP)
+    bootstrap = _end(ends, redis_cluster.BOOTSTRAP)
+    identity = _end(ends, keycloak.APP)
+    reconcile = _end(ends, keycloak.RECONCILE)
+    database = [ends[postgres.APP]] if postgres.APP in ends else []
 
     flows = [
-        _flow(gateway, websocket, WEBSOCKET_PORT),
-        *(_flow(gateway, frontend, FRONTEND_CONTAINER_PORT) for frontend in frontends),
-        _flow(gateway, identity, keycloak.HTTP_PORT),
-        _flow(websocket, redis, REDIS_PORT),
-        _flow(redis, redis, REDIS_PORT, REDIS_BUS_PORT),
-        _flow(bootstrap, redis, REDIS_PORT),
-        *(_flow(identity, store, postgres.POSTGRES_PORT) for store in database),
-        _flow(identity, identity, keycloak.JGROUPS_PORT, keycloak.JGROUPS_FD_PORT),
-        _flow(reconcile, identity, keycloak.HTTP_PORT),
-        _flow(scraper, websocket, HEALTH_PORT, metrics),
-        *(_flow(scraper, frontend, metrics) for frontend in frontends),
-        _flow(scraper, redis, REDIS_EXPORTER_PORT, metrics),
-        _flow(scraper, identity, keycloak.MANAGEMENT_PORT, metrics),
+        _flow(gateway, websocket, _ports(websocket, "websocket")),
+        *(_flow(gateway, frontend, _ports(frontend, "http")) for frontend in frontends),
+        _flow(gateway, identity, _ports(identity, "http")),
+        _flow(websocket, redis, _ports(redis, "client")),
+        _flow(redis, redis, _ports(redis, "client", "bus")),
+        _flow(bootstrap, redis, _ports(redis, "client")),
+        *(_flow(identity, store, _ports(store, "postgres")) for store in database),
+        _flow(identity, identity, _ports(identity, "jgroups", "jgroups-fd")),
+        _flow(reconcile, identity, _ports(identity, "http")),
     ]
-    every_workload = [websocket, *frontends, redis, bootstrap, identity, reconcile, *database]
-    for workload in every_workload:
-        flows.append(_flow(workload, kube_dns, f"{podspec.DNS_PORT}/UDP", podspec.DNS_PORT))
-        flows.append(_flow(workload, istiod, podspec.ISTIOD_XDS_PORT))
+    for end in ends.values():
+        if end["scraped"]:
+            flows.append(_flow(scraper, end, _ports(end, *end["scraped"])))
+    for end in ends.values():
+        flows.append(_flow(end, kube_dns, [f"{podspec.DNS_PORT}/UDP", str(podspec.DNS_PORT)]))
+        flows.append(_flow(end, istiod, [str(podspec.ISTIOD_XDS_PORT)]))
     return flows
 
 
-def data_stores(settings: Settings) -> list[dict[str, Any]]:
+def data_stores(ends: FlowEnds) -> list[dict[str, Any]]:
     """Workloads that hold data: no NetworkPolicy may admit every pod, or a whole namespace, into them."""
-    stores = [_workload(settings.redis.namespace, redis_cluster.APP)]
-    if settings.keycloak.database.in_cluster:
-        stores.append(_workload(settings.keycloak.namespace, postgres.APP))
-    return stores
+    return [_identity(end) for end in ends.values() if end["holdsData"]]

@@ -4,7 +4,7 @@ only the settings and the other components' outputs it needs."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import pulumi
 import pulumi_gcp as gcp
@@ -19,6 +19,7 @@ from components.observability import Observability, ObservabilityArgs, ScrapeTar
 from components.redis_cluster import RedisCluster, RedisClusterArgs
 from components.workloads import Workloads, WorkloadsArgs
 from policies.aiwfe_policies.contract import WEBSOCKET_CONNECTIONS_METRIC
+from stacks import flows
 from stacks.deployed import REDIS_LAYOUT_OUTPUT, last_deployed_layout, refuse_layout_change
 from stacks.settings import Settings, load_settings
 
@@ -111,8 +112,10 @@ class KeycloakPeer(Protocol):
     namespace: pulumi.Input[str]
     service_host: pulumi.Input[str]
     service_port: pulumi.Input[int]
+    container_port: pulumi.Input[int]
     service_account: pulumi.Input[str]
     database_service_account: pulumi.Input[str] | None
+    database_port: int | None
     reconcile_service_account: pulumi.Input[str]
 
 
@@ -147,8 +150,10 @@ def mesh_args(settings: Settings, app_namespace: pulumi.Input[str], *, lb_websoc
         keycloak_namespace=keycloak.namespace,
         keycloak_service_host=keycloak.service_host,
         keycloak_service_port=keycloak.service_port,
+        keycloak_container_port=keycloak.container_port,
         keycloak_service_account=keycloak.service_account,
         keycloak_database_service_account=keycloak.database_service_account,
+        **({"keycloak_database_port": keycloak.database_port} if keycloak.database_port is not None else {}),
         keycloak_internal_service_accounts=[keycloak.reconcile_service_account],
         redis_namespace=redis.namespace,
         redis_service_account=redis.service_account,
@@ -251,6 +256,13 @@ def keycloak_args(settings: Settings) -> KeycloakArgs:
     )
 
 
+def flow_ends(platform: Platform) -> pulumi.Output[dict[str, Any]]:
+    """Every workload of the stack as its component declared it, by `app.kubernetes.io/name`."""
+    return pulumi.Output.all(platform.workloads.flow_ends, platform.redis.flow_ends,
+                             platform.keycloak.flow_ends).apply(
+        lambda parts: {app: end for part in parts for app, end in part.items()})
+
+
 def main() -> None:
     """The program: validate config (before any resource), build, export."""
     settings = load_settings()
@@ -271,6 +283,10 @@ def main() -> None:
     pulumi.export("mesh_mtls_mode", platform.mesh.mtls_mode)
     pulumi.export("redis_namespace", platform.redis.namespace)
     pulumi.export(REDIS_LAYOUT_OUTPUT, platform.redis.layout)
+    # What the policy pack's reachability rules check (stacks.policy_config reads these).
+    ends = flow_ends(platform)
+    pulumi.export(flows.FLOWS_OUTPUT, ends.apply(lambda e: flows.intended_flows(settings, e)))
+    pulumi.export(flows.DATA_STORES_OUTPUT, ends.apply(flows.data_stores))
     pulumi.export("redis_client_url", platform.redis.client_url)
     pulumi.export("redis_password_secret_name", platform.redis.password_secret_name)
     pulumi.export("redis_password", platform.redis.password)  # a Pulumi secret: encrypted in state

@@ -1,5 +1,7 @@
 """The policy pack's config for one stack, from its settings: enforcement levels (`policy.advisory`),
-the capacity rules' targets (`targets`, `keycloak.sizing`) and the mesh's root namespace. The file is what
+the capacity rules' targets (`targets`, `keycloak.sizing`) and the mesh's root namespace; and from
+what the program exports: the flows the platform needs and its data stores (`stacks/flows.py`, built
+from the components' outputs, so this module runs the program under the mock engine). The file is what
 
     pulumi preview --policy-pack policies --policy-pack-config build/<stack>/policy-config.json
 
@@ -13,21 +15,56 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from policies.aiwfe_policies.catalog import all_rules
 from policies.aiwfe_policies.engine import ADVISORY, MANDATORY, PackConfig
 from policies.aiwfe_policies.rules import baseline, capacity, reachability
-from stacks.flows import data_stores, intended_flows
+from stacks import mock_run
+from stacks.flows import DATA_STORES_OUTPUT, FLOWS_OUTPUT, FlowEndError
 from stacks.settings import Settings, SettingsError
-from stacks.stack_file import ROOT, load_stack_config, settings_of
+from stacks.stack_file import ROOT, StackConfig, load_stack_config, settings_of
 from stacks.stack_yaml import StackFileError
 
 FILE_NAME = "policy-config.json"
 STRICT_NAMESPACES = "istio-security-v1-peerauthentication-require-strict-namespaces"
 
 
-def pack_config(settings: Settings) -> PackConfig:
+class MissingFlowsError(ValueError):
+    """The program exported no flows (it is not the platform program, or it failed early)."""
+
+
+@dataclass(frozen=True)
+class PlatformFlows:
+    """What the program exports for the reachability rules."""
+
+    flows: list[dict[str, Any]]
+    data_stores: list[dict[str, Any]]
+
+    @classmethod
+    def from_exports(cls) -> PlatformFlows:
+        """From the program the mock engine just ran."""
+        return cls.from_outputs(mock_run.stack_exports(FLOWS_OUTPUT, DATA_STORES_OUTPUT))
+
+    @classmethod
+    def from_outputs(cls, outputs: Mapping[str, Any]) -> PlatformFlows:
+        missing = [name for name in (FLOWS_OUTPUT, DATA_STORES_OUTPUT) if not isinstance(outputs.get(name), list)]
+        if missing:
+            raise MissingFlowsError(f"the program exported no {', '.join(missing)} "
+                                    f"(exports: {sorted(outputs) or 'none'})")
+        return cls(flows=outputs[FLOWS_OUTPUT], data_stores=outputs[DATA_STORES_OUTPUT])
+
+
+def program_flows(config: StackConfig, program: Callable[[], None] = mock_run.platform_program) -> PlatformFlows:
+    """Run the program offline (mock engine) and read the flows it exports."""
+    mock_run.run_program(program, config)
+    return PlatformFlows.from_exports()
+
+
+def pack_config(settings: Settings, platform: PlatformFlows) -> PackConfig:
     """Validated against the pack's rules and options, like a hand-written config would be."""
     targets, mix = settings.targets, settings.keycloak.sizing
     document: dict[str, object] = {"all": MANDATORY}
@@ -42,8 +79,8 @@ def pack_config(settings: Settings) -> PackConfig:
         },
         capacity.REDIS_CAPACITY: {"targetSessionDataBytes": targets.session_data_bytes},
         STRICT_NAMESPACES: {"meshRootNamespace": settings.mesh.istiod_namespace},
-        reachability.FLOWS: {"flows": intended_flows(settings), "trustDomain": settings.mesh.trust_domain},
-        reachability.ALLOW_ALL: {"dataStores": data_stores(settings)},
+        reachability.FLOWS: {"flows": platform.flows, "trustDomain": settings.mesh.trust_domain},
+        reachability.ALLOW_ALL: {"dataStores": platform.data_stores},
         baseline.GATEWAY_PORTS: {"gatewayTargetPort": settings.load_balancer.gateway_http_port},
     }
     for name, values in options.items():
@@ -52,9 +89,9 @@ def pack_config(settings: Settings) -> PackConfig:
     return PackConfig.parse(document, {rule.name: rule for rule in all_rules()})
 
 
-def write(settings: Settings, path: Path) -> Path:
+def write(settings: Settings, platform: PlatformFlows, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(pack_config(settings).as_json(), indent=2, sort_keys=True) + "\n")
+    path.write_text(json.dumps(pack_config(settings, platform).as_json(), indent=2, sort_keys=True) + "\n")
     return path
 
 
@@ -64,11 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help=f"default build/<stack>/{FILE_NAME}")
     args = parser.parse_args(argv)
     try:
-        settings = settings_of(load_stack_config(args.stack))
-    except (SettingsError, FileNotFoundError, StackFileError) as error:
+        config = load_stack_config(args.stack)
+        settings = settings_of(config)
+        platform = program_flows(config)
+    except (SettingsError, FileNotFoundError, StackFileError, MissingFlowsError, FlowEndError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(write(settings, args.out or ROOT / "build" / args.stack / FILE_NAME))
+    print(write(settings, platform, args.out or ROOT / "build" / args.stack / FILE_NAME))
     return 0
 
 

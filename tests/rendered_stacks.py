@@ -17,16 +17,22 @@ from tools import render
 
 
 @cache
+def _rendered(stack: str) -> tuple[dict[str, Any], policy_config.PlatformFlows]:
+    config = render.load_stack_config(stack)
+    registrations = render.run_program(render.platform_program, config)
+    return render.resources_document(config, registrations), policy_config.PlatformFlows.from_exports()
+
+
 def rendered_document(stack: str) -> dict[str, Any]:
     """`resources.json` of the stack, as `tools.render` writes it."""
-    config = render.load_stack_config(stack)
-    return render.resources_document(config, render.run_program(render.platform_program, config))
+    return _rendered(stack)[0]
 
 
 @cache
 def stack_pack_config(stack: str) -> dict[str, Any]:
-    """The stack's own pack config (levels and targets from its settings)."""
-    return policy_config.pack_config(render.settings_of(render.load_stack_config(stack))).as_json()
+    """The stack's own pack config (levels and targets from its settings, flows from its program)."""
+    settings = render.settings_of(render.load_stack_config(stack))
+    return policy_config.pack_config(settings, _rendered(stack)[1]).as_json()
 
 
 def rendered_wires(stack: str = "prod", edits: Mapping[str, Mapping[str, Any]] | None = None, *,

@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from stacks import stack_file
+from stacks import mock_run, stack_file
 from stacks.settings import SECRET_KEYS, SettingsError
 from stacks.stack_file import PLACEHOLDER_SECRET
 from tests import istio_schemas, monitoring_schemas
@@ -126,7 +126,7 @@ def test_no_secret_value_is_written_anywhere(rendered: dict, stack: str) -> None
     assert secrets["redis-cluster-auth"] == {"password": render_tool.SECRET_MARKER,
                                              "auth.conf": render_tool.SECRET_MARKER}
     # The generated password itself (the mock's stand-in) is written nowhere either.
-    generated = render_tool._computed_outputs("random:index/randomPassword:RandomPassword", "redis-cluster-password",
+    generated = mock_run.computed_outputs("random:index/randomPassword:RandomPassword", "redis-cluster-password",
                                               {"length": 32})["result"]
     for path in files:
         assert generated not in path.read_text(), f"generated password leaked into {path}"

@@ -9,7 +9,7 @@ earlier update again. Each update records the git commit it ran from (`environme
 `git.dirty`), so `rollback` checks that commit out into a temporary `git worktree` (the caller's
 checkout is never touched), previews with the policy pack, then runs `up` from there with that
 commit's `Pulumi.<stack>.yaml`. The pack runs with the stack's pack config (levels and capacity
-targets), written by the deployed checkout's own `stacks.policy_config` from its own settings.
+targets), written by the deployed checkout's own `stacks.policy_config` from its own settings and program.
 The Automation API drives the `pulumi` CLI found on PATH.
 
 Exit codes: 0 done, 1 the update failed (after `--rollback-on-failure`, also when the rollback
