@@ -1,11 +1,13 @@
 """The policy pack against the peer scanners, over the same rendered manifests of both stacks, in one run.
 
     python -m bench.policy [--rounds 5] [--build build] [--json]
-    python -m bench.policy --scale [--sizes 100,700,2800]    # the pack's growth on bigger stacks
+    python -m bench.policy --scale [--sizes 60,420,1730]    # the pack's growth on bigger stacks
 
 `--scale` renders prod plus N synthetic WebSocket services per size (bench/synthetic.py, each a real
-WebSocketService: Deployment, Service, HPA, PDB, ServiceAccount, NetworkPolicy; 20 to a namespace
-with the app namespace's baseline) and times the offline
+WebSocketService: Deployment, Service, HPA, PDB, ServiceAccount, NetworkPolicy, with its own public host
+routed like the product host: VirtualService, DestinationRule, RequestAuthentication, ALLOW policy; 20
+to a namespace with the app namespace's baseline, a Gateway, a DENY-without-token policy and a URL map
+for its hosts) and times the offline
 runner's load + evaluation in this process; it exits 1 when a step's cost per resource exceeds
 MAX_GROWTH times the step before it.
 
@@ -39,7 +41,7 @@ STACKS = ("staging", "prod")
 MAX_RATIO = 1.0
 # Per-resource cost may grow at most this much from one size to the next (linear, with slack).
 MAX_GROWTH = 1.33
-DEFAULT_SIZES = (100, 700, 2800)
+DEFAULT_SIZES = (60, 420, 1730)  # about 1k, 5k and 20k resources
 
 
 def median(values: list[float]) -> float:

@@ -2,6 +2,11 @@
 
 Each extra workload is a `WebSocketService` named `synthetic-<i>` (component and app name), built
 from the running stack's own settings objects, so it costs what the real WebSocket service costs.
+Spread over namespaces (the policy pack's scale series), each service also gets its own public host
+`synthetic-<i>.<product host>`, routed the way the real product host is, through the mesh's own
+builders: a VirtualService with the WebSocket routes, a DestinationRule, a RequestAuthentication and
+an ALLOW policy; each namespace gets a Gateway admitting its hosts, the gateway's DENY-without-token
+policy for them and a URL map sending their WebSocket paths to the WebSocket backend.
 Imports happen inside the program, as in `tools.render.platform_program`, so that a measuring child
 charges them to the program run, not to its start-up.
 """
@@ -9,6 +14,13 @@ charges them to the program run, not to its start-up.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pulumi
+
+    from components.mesh import IstioApis
+    from stacks.settings import Settings
 
 SYNTHETIC_PREFIX = "synthetic"
 # The policy pack's scale series spreads the services over namespaces (the pack indexes by namespace);
@@ -54,7 +66,13 @@ def add_websocket_services(count: int, per_namespace: int | None = None) -> None
     from components.mesh import istio_api_versions
     from components.redis_cluster import client_url
     from components.websocket_service import WebSocketService
-    from components.workloads import APP_CONFIG, APP_SECRETS, websocket_service_args
+    from components.workloads import (
+        APP_CONFIG,
+        APP_SECRETS,
+        REDIS_PASSWORD_KEY,
+        app_config_data,
+        websocket_service_args,
+    )
     from stacks.platform import mesh_namespace_labels, pod_security_labels, workloads_args
     from stacks.settings import load_settings
 
@@ -63,6 +81,7 @@ def add_websocket_services(count: int, per_namespace: int | None = None) -> None
     redis_url = pulumi.Output.from_input(client_url(settings.redis, settings.gcp.zones))
     password = pulumi.Output.secret("synthetic-stand-in-password")
     namespaces: dict[str, pulumi.Output[str]] = {}
+    configured: set[str] = set()
     for index in range(1, count + 1):
         if per_namespace is None:
             ns = settings.app_namespace
@@ -81,7 +100,92 @@ def add_websocket_services(count: int, per_namespace: int | None = None) -> None
                                                  metadata={"name": name, "namespace": namespaces[ns],
                                                            "labels": labels}, spec=spec)
         args_of_workloads = workloads_args(settings, namespaces[ns], redis_url, password)
+        if ns not in configured and ns != settings.app_namespace:
+            # The app namespace's ConfigMap and Secret, which its services read their settings from.
+            configured.add(ns)
+            shared = podspec.labels("aiwfe-app", "config")
+            k8s.core.v1.ConfigMap(f"{ns}-app-config", metadata=podspec.metadata(APP_CONFIG, namespaces[ns], shared),
+                                  data=app_config_data(args_of_workloads))
+            k8s.core.v1.Secret(f"{ns}-app-secrets", metadata=podspec.metadata(APP_SECRETS, namespaces[ns], shared),
+                               type="Opaque", string_data={REDIS_PASSWORD_KEY: password})
         name = synthetic_name(index)
         args = websocket_service_args(args_of_workloads, pulumi.Output.from_input(APP_CONFIG),
                                       pulumi.Output.from_input(APP_SECRETS), "synthetic", name=name)
         WebSocketService(name, args)
+        if per_namespace is not None:
+            add_route(settings, apis, ns, namespaces[ns], name)
+    if per_namespace is not None:
+        for ns in {synthetic_namespace(index, per_namespace) for index in range(1, count + 1)}:
+            first = (int(ns.rsplit("-", 1)[1]) - 1) * per_namespace + 1
+            names = [synthetic_name(i) for i in range(first, min(first + per_namespace, count + 1))]
+            add_namespace_edge(settings, apis, ns, names)
+
+
+def synthetic_host(name: str, product_host: str) -> str:
+    return f"{name}.{product_host}"
+
+
+def _issuer(settings: Settings) -> str:
+    return f"https://{settings.auth_host}/realms/{settings.keycloak.realm}"
+
+
+def add_route(settings: Settings, apis: IstioApis, ns: str, namespace: pulumi.Input[str], name: str) -> None:
+    """One service's host in the mesh, as the real WebSocket service's is declared."""
+    import pulumi_kubernetes as k8s
+
+    from components import mesh, podspec
+    from policies.aiwfe_policies.contract import WEBSOCKET_PORT
+
+    issuer = _issuer(settings)
+    host = mesh.cluster_host(name, namespace)
+    labels = podspec.labels(name, "mesh")
+    gateway = f"{settings.mesh.ingress_gateway_namespace}/{ns}"
+    idle = f"{settings.load_balancer.websocket_timeout_seconds}s"
+    connections = settings.websocket.connections_per_pod * settings.websocket.max_replicas
+    app = {"app.kubernetes.io/name": name}
+    for kind, api, spec in (
+        ("VirtualService", apis.networking, {"hosts": [synthetic_host(name, settings.product_host)],
+                                             "gateways": [gateway], "http": mesh.websocket_routes(host)}),
+        ("DestinationRule", apis.networking, mesh.websocket_destination(host, connections, idle)),
+        ("RequestAuthentication", apis.security, {"selector": {"matchLabels": app}, "jwtRules": mesh.jwt_rules(
+            issuer, f"{issuer}/protocol/openid-connect/certs")}),
+        ("AuthorizationPolicy", apis.security, mesh.allow_policy(
+            app, [settings.mesh.ingress_gateway_principal], [WEBSOCKET_PORT],
+            request_principals=mesh.issuer_principals(issuer))),
+    ):
+        k8s.apiextensions.CustomResource(f"{name}-{kind.lower()}", api_version=api, kind=kind,
+                                         metadata=podspec.metadata(name, namespace, labels), spec=spec)
+
+
+def add_namespace_edge(settings: Settings, apis: IstioApis, ns: str, names: list[str]) -> None:
+    """A namespace's hosts at the edge: its Gateway, its DENY-without-token policy and its URL map."""
+    import pulumi_gcp as gcp
+    import pulumi_kubernetes as k8s
+
+    from components import load_balancer, mesh, podspec
+
+    gateway_ns = settings.mesh.ingress_gateway_namespace
+    hosts = [synthetic_host(name, settings.product_host) for name in names]
+    labels = podspec.labels(ns, "mesh")
+    k8s.apiextensions.CustomResource(
+        f"{ns}-gateway", api_version=apis.networking, kind="Gateway",
+        metadata=podspec.metadata(ns, gateway_ns, labels),
+        spec={"selector": dict(settings.mesh.ingress_gateway_labels),
+              "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"},
+                           "hosts": [f"{ns}/{host}" for host in hosts]}]})
+    k8s.apiextensions.CustomResource(
+        f"{ns}-edge-require-jwt", api_version=apis.security, kind="AuthorizationPolicy",
+        metadata=podspec.metadata(f"{ns}-require-jwt", gateway_ns, labels),
+        spec=mesh.edge_require_jwt(settings.mesh.ingress_gateway_labels, _issuer(settings),
+                                   [(host, mesh.authz_paths("/public")) for host in hosts]))
+
+    def backend(kind: str) -> str:
+        return load_balancer.global_link(settings.gcp.project, "backendServices",
+                                         f"{load_balancer.DEFAULT_NAME_PREFIX}-{kind}")
+    gcp.compute.URLMap(
+        f"{ns}-url-map", name=f"{ns}-https", default_service=backend("web"),
+        host_rules=[gcp.compute.URLMapHostRuleArgs(hosts=hosts, path_matcher="synthetic")],
+        path_matchers=[gcp.compute.URLMapPathMatcherArgs(
+            name="synthetic", default_service=backend("web"),
+            path_rules=[gcp.compute.URLMapPathMatcherPathRuleArgs(paths=list(load_balancer.WEBSOCKET_PATHS),
+                                                                  service=backend("websocket"))])])

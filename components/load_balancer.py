@@ -69,6 +69,8 @@ class LoadBalancerSettings:
     cloud_armor: CloudArmorSettings
 
 
+DEFAULT_NAME_PREFIX = "aiwfe"
+"""The LB's GCP resources are named `<prefix>-<what>` (`aiwfe-websocket`, `aiwfe-https`, ...)."""
 # The WebSocket paths of the product host; everything else of it, and the auth host, is `web`.
 WEBSOCKET_PATHS = ("/ws", "/ws/*", "/websocket", "/websocket/*")
 FRONTEND_PATHS = ("/user", "/user/*", "/admin", "/admin/*")
@@ -113,7 +115,7 @@ class LoadBalancerArgs:
     project: str
     zones: Sequence[str]
     network: str
-    name_prefix: str = "aiwfe"
+    name_prefix: str = DEFAULT_NAME_PREFIX
     """Prefix of every GCP resource name (names are per project)."""
     protect: bool = False
     """Prod: the static IP is protected (DNS points at it; a new one means a DNS change and downtime)."""

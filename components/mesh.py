@@ -176,6 +176,102 @@ def host_patterns(host: pulumi.Input[str]) -> list[pulumi.Input[str]]:
     return [host, pulumi.Output.concat(host, ":*")]
 
 
+def jwt_rules(issuer: pulumi.Input[str], jwks_uri: pulumi.Input[str]) -> list[dict[str, Any]]:
+    """RequestAuthentication rules for Keycloak's tokens, from either header the clients send."""
+    return [{
+        "issuer": issuer,
+        # istiod fetches this JWKS and pushes it to the proxies: istiod needs egress to it.
+        "jwksUri": jwks_uri,
+        "fromHeaders": [dict(h) for h in JWT_FROM_HEADERS],
+        # Keep the token header: the app needs Authorization, and the browser's handshake fails
+        # unless the server can answer the `jwt-auth` subprotocol it was offered.
+        "forwardOriginalToken": True,
+    }]
+
+
+def issuer_principals(issuer: pulumi.Input[str]) -> list[pulumi.Output[str]]:
+    """Request principals of one issuer's tokens (`<iss>/<sub>`), never any issuer's."""
+    return [pulumi.Output.concat(issuer, "/*")]
+
+
+def websocket_routes(service_host: pulumi.Input[str]) -> list[dict[str, Any]]:
+    """The WebSocket paths of a host: upgrades to the service, anything else answered 426."""
+    ws_matches = [m for prefix in WEBSOCKET_PATHS for m in uri_matches(prefix)]
+    return [
+        {
+            "name": "websocket",
+            "match": [{**m, "headers": {"upgrade": dict(UPGRADE_WEBSOCKET)}} for m in ws_matches],
+            "route": [{"destination": {"host": service_host, "port": {"number": WEBSOCKET_PORT}}}],
+            # A WebSocket lives as long as its client: no route timeout (unset: Istio's CRD refuses
+            # '0s', anything under 1 ms), and no retried upgrade.
+            "retries": dict(NO_RETRIES),
+        },
+        {
+            # The WebSocket paths accept nothing but upgrades.
+            "name": "websocket-upgrade-required",
+            "match": ws_matches,
+            "directResponse": {"status": 426, "body": {"string": "WebSocket upgrade required\n"}},
+        },
+    ]
+
+
+def websocket_destination(host: pulumi.Input[str], max_connections: int,
+                          idle_timeout: pulumi.Input[str]) -> dict[str, Any]:
+    """A WebSocket service's DestinationRule: a pool that never caps below capacity, sockets that
+    outlive the load balancer's timeout, no HTTP/2 upgrade."""
+    return {
+        "host": host,
+        "trafficPolicy": {
+            # No `tls`: auto mTLS picks ISTIO_MUTUAL for sidecar-injected endpoints.
+            "connectionPool": {
+                "tcp": {"maxConnections": max_connections,
+                        "connectTimeout": "5s",
+                        # An idle socket outlives the load balancer's limit.
+                        "idleTimeout": idle_timeout,
+                        "tcpKeepalive": {"time": "300s", "interval": "75s"}},
+                # No maxRequestsPerConnection (unlimited) and never UPGRADE to
+                # HTTP/2: both break or churn upgraded connections.
+                "http": {"idleTimeout": idle_timeout, "h2UpgradePolicy": "DO_NOT_UPGRADE",
+                         "http1MaxPendingRequests": max_connections},
+            },
+            "outlierDetection": dict(WEBSOCKET_OUTLIER_DETECTION),
+        },
+    }
+
+
+def allow_policy(match_labels: Mapping[str, str], principals: Sequence[pulumi.Input[str]], ports: Sequence[Any],
+                 *, request_principals: Sequence[pulumi.Input[str]] = (),
+                 methods: Sequence[str] = ()) -> dict[str, Any]:
+    """An ALLOW AuthorizationPolicy: these workload principals (and, if given, token principals)
+    on these ports, nothing else."""
+    source: dict[str, Any] = {"principals": list(principals)}
+    if request_principals:
+        source["requestPrincipals"] = list(request_principals)
+    operation: dict[str, Any] = {"ports": [pulumi.Output.from_input(p).apply(str) for p in ports]}
+    if methods:
+        operation["methods"] = list(methods)
+    return {
+        "selector": {"matchLabels": dict(match_labels)},
+        "action": "ALLOW",
+        "rules": [{"from": [{"source": source}], "to": [{"operation": operation}]}],
+    }
+
+
+def edge_require_jwt(gateway_labels: Mapping[str, str], issuer: pulumi.Input[str],
+                     anonymous: Sequence[tuple[pulumi.Input[str], Sequence[pulumi.Input[str]]]]) -> dict[str, Any]:
+    """The gateway's DENY policy: on each (host, anonymous paths), a request without one of the
+    issuer's tokens is refused unless its path is anonymous.
+
+    DENY (not ALLOW) because the gateway may serve other hosts: this only concerns ours."""
+    not_issuer = {"source": {"notRequestPrincipals": issuer_principals(issuer)}}
+    return {
+        "selector": {"matchLabels": dict(gateway_labels)},
+        "action": "DENY",
+        "rules": [{"from": [not_issuer], "to": [{"operation": {"hosts": host_patterns(host), "notPaths": list(paths)}}]}
+                  for host, paths in anonymous],
+    }
+
+
 @dataclass(frozen=True)
 class FrontendRoute:
     """A static frontend served at a path prefix of the product host."""
@@ -308,20 +404,7 @@ class Mesh(pulumi.ComponentResource):
         }
 
     def _jwt_rules(self) -> list[dict[str, Any]]:
-        args = self._args
-        return [{
-            "issuer": args.jwt_issuer,
-            # istiod fetches this JWKS and pushes it to the proxies: istiod needs egress to it.
-            "jwksUri": args.jwks_uri,
-            "fromHeaders": [dict(h) for h in JWT_FROM_HEADERS],
-            # Keep the token header: the app needs Authorization, and the browser's handshake fails
-            # unless the server can answer the `jwt-auth` subprotocol it was offered.
-            "forwardOriginalToken": True,
-        }]
-
-    def _issuer_principals(self) -> list[pulumi.Output[str]]:
-        """Request principals of Keycloak's tokens (`<iss>/<sub>`), never any issuer's."""
-        return [pulumi.Output.concat(self._args.jwt_issuer, "/*")]
+        return jwt_rules(self._args.jwt_issuer, self._args.jwks_uri)
 
     # ------------------------------------------------------------ edge
 
@@ -339,24 +422,7 @@ class Mesh(pulumi.ComponentResource):
         })
 
     def _product_routes(self, args: MeshArgs, app_ns: pulumi.Input[str]) -> None:
-        websocket_host = cluster_host(args.websocket_service, app_ns)
-        ws_matches = [m for prefix in WEBSOCKET_PATHS for m in uri_matches(prefix)]
-        routes: list[dict[str, Any]] = [
-            {
-                "name": "websocket",
-                "match": [{**m, "headers": {"upgrade": dict(UPGRADE_WEBSOCKET)}} for m in ws_matches],
-                "route": [{"destination": {"host": websocket_host, "port": {"number": WEBSOCKET_PORT}}}],
-                # A WebSocket lives as long as its client: no route timeout (unset: Istio's CRD refuses
-                # '0s', anything under 1 ms), and no retried upgrade.
-                "retries": dict(NO_RETRIES),
-            },
-            {
-                # The WebSocket paths accept nothing but upgrades.
-                "name": "websocket-upgrade-required",
-                "match": ws_matches,
-                "directResponse": {"status": 426, "body": {"string": "WebSocket upgrade required\n"}},
-            },
-        ]
+        routes = websocket_routes(cluster_host(args.websocket_service, app_ns))
         for frontend in args.frontends:
             routes.append({
                 "name": frontend.service,
@@ -420,26 +486,15 @@ class Mesh(pulumi.ComponentResource):
         selector = {"matchLabels": dict(mesh.ingress_gateway_labels)}
         self._resource("edge-jwt", self.apis.security, "RequestAuthentication", EDGE_JWT_NAME, gateway_ns,
                        {"selector": selector, "jwtRules": self._jwt_rules()})
-        # RequestAuthentication alone admits token-less requests. DENY (not ALLOW) because the
-        # gateway may serve other hosts: this only concerns ours, and everything on them needs a
+        # RequestAuthentication alone admits token-less requests: everything on our hosts needs a
         # Keycloak token except the paths listed as anonymous.
         product_anonymous = [p for f in args.frontends for p in authz_paths(f.path_prefix)]
         auth_anonymous: list[pulumi.Input[str]] = [pulumi.Output.concat("/realms/", args.keycloak_realm, "/*"),
                                                    *(f"{p}*" for p in KEYCLOAK_ASSET_PREFIXES)]
-        not_keycloak = {"source": {"notRequestPrincipals": self._issuer_principals()}}
         self._resource("edge-require-jwt", self.apis.security, "AuthorizationPolicy", EDGE_REQUIRE_JWT_NAME,
-                       gateway_ns, {
-                           "selector": selector,
-                           "action": "DENY",
-                           "rules": [
-                               {"from": [not_keycloak],
-                                "to": [{"operation": {"hosts": host_patterns(args.product_host),
-                                                      "notPaths": product_anonymous}}]},
-                               {"from": [not_keycloak],
-                                "to": [{"operation": {"hosts": host_patterns(args.auth_host),
-                                                      "notPaths": auth_anonymous}}]},
-                           ],
-                       })
+                       gateway_ns, edge_require_jwt(mesh.ingress_gateway_labels, args.jwt_issuer,
+                                                    [(args.product_host, product_anonymous),
+                                                     (args.auth_host, auth_anonymous)]))
 
     # ------------------------------------------------------------ destinations
 
@@ -451,24 +506,8 @@ class Mesh(pulumi.ComponentResource):
 
         websocket_idle = pulumi.Output.from_input(args.lb_websocket_timeout_seconds).apply(idle)
         self._resource("websocket-destination", self.apis.networking, "DestinationRule", args.websocket_service,
-                       app_ns, {
-                           "host": cluster_host(args.websocket_service, app_ns),
-                           "trafficPolicy": {
-                               # No `tls`: auto mTLS picks ISTIO_MUTUAL for sidecar-injected endpoints.
-                               "connectionPool": {
-                                   "tcp": {"maxConnections": args.websocket_max_connections,
-                                           "connectTimeout": "5s",
-                                           # An idle socket outlives the load balancer's limit.
-                                           "idleTimeout": websocket_idle,
-                                           "tcpKeepalive": {"time": "300s", "interval": "75s"}},
-                                   # No maxRequestsPerConnection (unlimited) and never UPGRADE to
-                                   # HTTP/2: both break or churn upgraded connections.
-                                   "http": {"idleTimeout": websocket_idle, "h2UpgradePolicy": "DO_NOT_UPGRADE",
-                                            "http1MaxPendingRequests": args.websocket_max_connections},
-                               },
-                               "outlierDetection": dict(WEBSOCKET_OUTLIER_DETECTION),
-                           },
-                       })
+                       app_ns, websocket_destination(cluster_host(args.websocket_service, app_ns),
+                                                     args.websocket_max_connections, websocket_idle))
         for frontend in args.frontends:
             self._backend_rule(f"{frontend.service}-destination", frontend.service, app_ns,
                                cluster_host(frontend.service, app_ns))
@@ -492,17 +531,9 @@ class Mesh(pulumi.ComponentResource):
                match_labels: Mapping[str, str], principals: Sequence[pulumi.Input[str]], ports: Sequence[Any],
                *, request_principals: Sequence[pulumi.Input[str]] = (),
                methods: Sequence[str] = ()) -> None:
-        source: dict[str, Any] = {"principals": list(principals)}
-        if request_principals:
-            source["requestPrincipals"] = list(request_principals)
-        operation: dict[str, Any] = {"ports": [pulumi.Output.from_input(p).apply(str) for p in ports]}
-        if methods:
-            operation["methods"] = list(methods)
-        self._resource(resource_name, self.apis.security, "AuthorizationPolicy", object_name, namespace, {
-            "selector": {"matchLabels": dict(match_labels)},
-            "action": "ALLOW",
-            "rules": [{"from": [{"source": source}], "to": [{"operation": operation}]}],
-        })
+        self._resource(resource_name, self.apis.security, "AuthorizationPolicy", object_name, namespace,
+                       allow_policy(match_labels, principals, ports, request_principals=request_principals,
+                                    methods=methods))
 
     def _workload_policies(self, args: MeshArgs, app_ns: pulumi.Input[str]) -> None:
         gateway = args.settings.ingress_gateway_principal
@@ -511,7 +542,7 @@ class Mesh(pulumi.ComponentResource):
         self._resource("websocket-jwt", self.apis.security, "RequestAuthentication", "websocket-jwt", app_ns,
                        {"selector": {"matchLabels": websocket_labels}, "jwtRules": self._jwt_rules()})
         self._allow("websocket-authorization", args.websocket_service, app_ns, websocket_labels, [gateway],
-                    [WEBSOCKET_PORT], request_principals=self._issuer_principals())
+                    [WEBSOCKET_PORT], request_principals=issuer_principals(args.jwt_issuer))
         for frontend in args.frontends:
             self._allow(f"{frontend.service}-authorization", frontend.service, app_ns,
                         {"app.kubernetes.io/name": frontend.service}, [gateway], [FRONTEND_CONTAINER_PORT],

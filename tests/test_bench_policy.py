@@ -42,8 +42,9 @@ def test_scale_mode_reports_each_step(capsys: pytest.CaptureFixture[str]) -> Non
     result = json.loads(capsys.readouterr().out)
     assert code == (0 if result["met"] else 1)
     first, second = result["steps"]
-    # Each synthetic service adds seven (its component and six Kubernetes objects); the stack still passes.
-    assert second["resources"] - first["resources"] == 3 * 7
+    # Each synthetic service adds eleven (its component, six Kubernetes objects and four mesh objects for
+    # its host); the stack still passes.
+    assert second["resources"] - first["resources"] == 3 * 11
     assert first["mandatory_failures"] == second["mandatory_failures"] == 0
     assert result["growth"] == [pytest.approx(second["ms_per_resource"] / first["ms_per_resource"])]
 
@@ -68,4 +69,34 @@ def test_the_scale_series_spreads_services_over_namespaces_with_their_baseline()
             in_namespace.setdefault(meta["namespace"], set()).add(r["props"]["kind"])
     assert sorted(in_namespace) == ["synthetic-ns-1", "synthetic-ns-2", "synthetic-ns-3"]
     for kinds in in_namespace.values():
-        assert {"Deployment", "Service", "NetworkPolicy", "PeerAuthentication", "AuthorizationPolicy"} <= kinds
+        assert {"Deployment", "Service", "NetworkPolicy", "PeerAuthentication", "AuthorizationPolicy",
+                "VirtualService", "DestinationRule", "RequestAuthentication", "ConfigMap", "Secret"} <= kinds
+    # One Gateway, one DENY-without-token policy and one URL map per namespace, for its hosts.
+    gateways = [r for r in resources if r["props"].get("kind") == "Gateway"]
+    assert len(gateways) == 1 + 3
+    url_maps = [r for r in resources if r["type"] == "gcp:compute/uRLMap:URLMap"]
+    assert sorted(r["props"]["name"] for r in url_maps if r["props"]["name"].startswith("synthetic")) == [
+        "synthetic-ns-1-https", "synthetic-ns-2-https", "synthetic-ns-3-https"]
+
+
+def test_every_synthetic_host_is_traced_to_its_own_pods() -> None:
+    """The scale series is many routes and hosts, not copies: each synthetic host's WebSocket paths
+    are followed by the pack from the URL map to that service's Deployment, unbroken."""
+    from bench.synthetic import synthetic_host, synthetic_name, synthetic_program
+    from policies.aiwfe_policies.offline import load_resources
+    from policies.aiwfe_policies.rules.paths import trace_websocket_paths
+    from tools import render
+
+    config = render.load_stack_config("prod")
+    document = render.resources_document(config, render.run_program(synthetic_program(25, 20), config))
+    traces = trace_websocket_paths(load_resources(document))
+    product = next(r["props"]["spec"]["hosts"][0] for r in document["resources"]
+                   if r["name"] == "mesh-product-routes")
+    for index in range(1, 26):
+        name = synthetic_name(index)
+        mine = [t for t in traces if t.host == synthetic_host(name, product)]
+        assert len(mine) == 4, name  # /ws, /websocket and a path below each
+        for trace in mine:
+            assert trace.broken is None, (name, trace.broken)
+            assert [d.name for d in trace.deployments] == [f"{name}-deployment"]
+            assert trace.destination_rule is not None and trace.destination_rule.name == f"{name}-destinationrule"

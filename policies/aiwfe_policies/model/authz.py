@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..engine import Resource
+from .index import index_of
 from .props import dig, items, namespace_name
 
 
@@ -50,6 +51,66 @@ def denies_tokenless(rule: Mapping[str, Any]) -> bool:
         return True
     return any(set(s.get("source") or {}) == {"notRequestPrincipals"} and items(s["source"]["notRequestPrincipals"])
                for s in sources)
+
+
+class TokenlessDenies:
+    """A stack's unconditional DENY-without-token rules, per gateway they select, looked up by host:
+    an operation naming only exact hosts (`h`, `h:80`, `h:*`) can match no other host, so a request
+    is checked against those naming its host and those naming no host or a wider pattern."""
+
+    def __init__(self, resources: list[Resource]) -> None:
+        self._rules = [(p, rule) for p in resources
+                       if p.type.endswith(":AuthorizationPolicy") and dig(p.props, "spec", "action") == "DENY"
+                       for rule in items(dig(p.props, "spec", "rules")) if denies_tokenless(rule)]
+        # Keyed by what `selects` reads of a gateway: gateways alike share one lookup.
+        self._per_gateway: dict[tuple[str, str], tuple[dict[str, list[Mapping[str, Any]]],
+                                                       list[Mapping[str, Any]]]] = {}
+
+    @classmethod
+    def of(cls, resources: list[Resource]) -> TokenlessDenies:
+        return index_of(resources).memo("tokenless-denies", lambda: cls(resources))
+
+    def operations(self, gateway: Resource, host: str) -> list[Mapping[str, Any]]:
+        """The operations (`to[].operation`, `{}` for a rule without `to`) of the rules selecting
+        `gateway` that may match a request for `host`."""
+        key = (namespace_name(gateway), repr(sorted((str(k), repr(v)) for k, v in
+                                                    (dig(gateway.props, "spec", "selector") or {}).items())))
+        if key not in self._per_gateway:
+            by_host: dict[str, list[Mapping[str, Any]]] = {}
+            general: list[Mapping[str, Any]] = []
+            selected: dict[int, bool] = {}
+            for policy, rule in self._rules:
+                if id(policy) not in selected:
+                    selected[id(policy)] = selects(policy, gateway)
+                if not selected[id(policy)]:
+                    continue
+                for target in items(rule.get("to")) or [{}]:
+                    operation = target.get("operation") or {}
+                    keys = _exact_host_keys(operation)
+                    if keys is None:
+                        general.append(operation)
+                    for host_key in keys or ():
+                        by_host.setdefault(host_key, []).append(operation)
+            self._per_gateway[key] = (by_host, general)
+        by_host, general = self._per_gateway[key]
+        return by_host.get(_host_key(host), []) + general
+
+
+def _host_key(host: str) -> str:
+    return host.lower().split(":", 1)[0]
+
+
+def _exact_host_keys(operation: Mapping[str, Any]) -> set[str] | None:
+    """The hosts (port dropped) an operation is limited to; None when it may match any host."""
+    if "hosts" not in operation:
+        return None
+    keys = set()
+    for pattern in map(str, items(operation["hosts"])):
+        bare = pattern[:-2] if pattern.endswith(":*") else pattern
+        if "*" in bare:
+            return None
+        keys.add(_host_key(bare))
+    return keys
 
 
 def selects(policy: Resource, gateway: Resource) -> bool:

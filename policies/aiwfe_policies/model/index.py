@@ -5,13 +5,15 @@ scanning the whole stack for each workload, so their cost grows linearly with th
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ..engine import Resource
 from .props import dig
 
 _LAST: list[tuple[list[Resource], tuple[int, int, int, int], ResourceIndex]] = []
+T = TypeVar("T")
 
 
 @dataclass
@@ -21,6 +23,14 @@ class ResourceIndex:
     _namespaces_built: set[str] = field(default_factory=set)
     _hpa_targets: dict[tuple[Any, Any, Any], Resource] | None = None
     _selectors: dict[tuple[str, tuple[str, ...]], Any] = field(default_factory=dict)
+    _memo: dict[str, Any] = field(default_factory=dict)
+
+    def memo(self, key: str, build: Callable[[], T]) -> T:
+        """What `build` derives from this evaluation's resources, built once and shared by every rule
+        that asks (kept only once built whole: a value unknown at preview raises again next time)."""
+        if key not in self._memo:
+            self._memo[key] = build()
+        return self._memo[key]
 
     def of_type(self, *types: str) -> list[Resource]:
         if len(types) == 1:

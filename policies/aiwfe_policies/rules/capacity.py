@@ -20,6 +20,7 @@ from ..contract import (
     parse_memory_bytes,
 )
 from ..engine import Context, Option, Resource, stack_rule
+from ..model.index import index_of
 from . import keycloak, paths, redis
 from .kubernetes import DEPLOYMENT, HPA, dig, expected_replicas, items, namespace_of, number, pod_spec
 
@@ -46,22 +47,17 @@ def keycloak_required_vcpu(authentications_per_minute: float, password_login_per
 
 
 def _hpa_max(workload: Resource, resources: list[Resource]) -> float | None:
-    for hpa in resources:
-        target = dig(hpa.props, "spec", "scaleTargetRef") or {}
-        if hpa.type == HPA and target.get("kind") == "Deployment" \
-                and target.get("name") == dig(workload.props, "metadata", "name") \
-                and namespace_of(hpa) == namespace_of(workload):
-            return number(dig(hpa.props, "spec", "maxReplicas"))
-    return None
+    hpa = index_of(resources).hpa_for(HPA, namespace_of(workload), "Deployment",
+                                      dig(workload.props, "metadata", "name"))
+    return number(dig(hpa.props, "spec", "maxReplicas")) if hpa is not None else None
 
 
 def env_value(container: Mapping[str, Any], name: str, workload: Resource, resources: list[Resource]) -> Any:
     """An env var's value: literal, from the ConfigMap key it references, or from a ConfigMap the
     container imports whole (`envFrom`, with its prefix); None when it has none."""
     def config_map_data(config_name: Any) -> Mapping[str, Any]:
-        for config_map in resources:
-            if config_map.type == redis.CONFIG_MAP and namespace_of(config_map) == namespace_of(workload) \
-                    and dig(config_map.props, "metadata", "name") == config_name:
+        for config_map in index_of(resources).in_namespace(redis.CONFIG_MAP, namespace_of(workload)):
+            if dig(config_map.props, "metadata", "name") == config_name:
                 return dig(config_map.props, "data") or {}
         return {}
     for env in items(container.get("env")):

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..contract import MIN_WEBSOCKET_TIMEOUT_SECONDS, TOKEN_HEADERS, WEBSOCKET_PATHS
 from ..engine import Context, Option, Resource, resource_rule, stack_rule
-from ..model.authz import any_pattern_matches, denies_tokenless, jwt_header_names, operation_matches, selects
+from ..model.authz import TokenlessDenies, any_pattern_matches, jwt_header_names, operation_matches
 from ..model.destination import (
     duration_seconds,
     effective_policy,
@@ -359,9 +359,7 @@ def require_jwt_on_public_routes(resources: list[Resource], _: Context) -> Itera
     without `when` conditions and whose `from` is empty or only notRequestPrincipals: its operation
     (without methods or ports) matches the request, or its notPaths lists the path (anonymous)."""
     gateways = {(namespace_of(g), str(dig(g.props, "metadata", "name"))): g for g in of_kind(resources, "Gateway")}
-    deny_rules = [(p, rule) for p in of_kind(resources, "AuthorizationPolicy")
-                  if dig(p.props, "spec", "action") == "DENY"
-                  for rule in items(dig(p.props, "spec", "rules")) if denies_tokenless(rule)]
+    denies = TokenlessDenies.of(resources)
     for service in of_kind(resources, "VirtualService"):
         refs = [str(g) for g in items(dig(service.props, "spec", "gateways")) if g != "mesh"]
         for ref in refs:
@@ -370,7 +368,6 @@ def require_jwt_on_public_routes(resources: list[Resource], _: Context) -> Itera
             if gateway is None:
                 yield service, f"binds to gateway {ref}, which the stack does not declare: JWT coverage unknown"
                 continue
-            rules = [rule for policy, rule in deny_rules if selects(policy, gateway)]
             for route in http_routes(service):
                 if "route" not in route:
                     continue  # direct responses and redirects forward nothing
@@ -382,22 +379,21 @@ def require_jwt_on_public_routes(resources: list[Resource], _: Context) -> Itera
                 for host in items(dig(service.props, "spec", "hosts")):
                     # Envoy also routes `Host: <host>:<port>`; a rule naming only the bare host misses it.
                     for request_host in (str(host), f"{host}:80"):
+                        operations = denies.operations(gateway, request_host)
                         for path in paths:
-                            if not _covered(rules, request_host, path):
+                            if not _covered(operations, request_host, path):
                                 yield service, (f"route {route.get('name')} ({request_host}{path}) on gateway {ref} "
                                                 "is neither denied without a token nor listed as anonymous")
 
 
-def _covered(rules: list[Mapping[str, Any]], host: str, path: str) -> bool:
-    for rule in rules:
-        operations = [o.get("operation") or {} for o in items(rule.get("to"))] or [{}]
-        for operation in operations:
-            if operation_matches(operation, host, path):
-                return True  # denied without a token
-            anonymous = {k: v for k, v in operation.items() if k != "notPaths"}
-            if operation.get("notPaths") and operation_matches(anonymous, host, path) \
-                    and any_pattern_matches(operation["notPaths"], path):
-                return True  # explicitly anonymous
+def _covered(operations: list[Mapping[str, Any]], host: str, path: str) -> bool:
+    for operation in operations:
+        if operation_matches(operation, host, path):
+            return True  # denied without a token
+        anonymous = {k: v for k, v in operation.items() if k != "notPaths"}
+        if operation.get("notPaths") and operation_matches(anonymous, host, path) \
+                and any_pattern_matches(operation["notPaths"], path):
+            return True  # explicitly anonymous
     return False
 
 

@@ -20,6 +20,7 @@ from ..contract import HEALTH_PORT, MIN_WEBSOCKET_TIMEOUT_SECONDS, PROTECTED_HEA
 from ..engine import Context, Resource, stack_rule
 from ..model import authz, urlmap
 from ..model import destination as policy_model
+from ..model.index import index_of
 from ..model.urlmap import UPGRADE_HEADERS
 from . import gcp, istio, keycloak
 from .kubernetes import DEPLOYMENT, SERVICE, dig, items, number, pod_spec, pod_template_labels
@@ -193,7 +194,11 @@ def _serving_url_maps(resources: list[Resource]) -> list[Resource]:
 
 def trace_websocket_paths(resources: list[Resource]) -> list[WebSocketPath]:
     """Every WebSocket path (and a path below it) of every host that serves them, followed until
-    it ends or breaks."""
+    it ends or breaks. Traced once per evaluation; the rules that ask only read the traces."""
+    return index_of(resources).memo("websocket-paths", lambda: _trace(resources))
+
+
+def _trace(resources: list[Resource]) -> list[WebSocketPath]:
     layers = _Layers(resources)
     traces: list[WebSocketPath] = []
     for url_map in _serving_url_maps(resources):
@@ -217,6 +222,39 @@ class _Layers:
         self.destination_rules = istio.of_kind(resources, "DestinationRule")
         self.gateways = istio.of_kind(resources, "Gateway")
         self.virtual_services = istio.of_kind(resources, "VirtualService")
+        # Lookups by host, reference and name, so each traced path costs the same however many
+        # hosts, routes and services the stack has.
+        self._services_by_name = {(dig(s.props, "metadata", "namespace"), dig(s.props, "metadata", "name")): s
+                                  for s in reversed(self.services)}
+        self._gateways_by_ref: dict[str, list[Resource]] = {}
+        for gateway in self.gateways:
+            self._gateways_by_ref.setdefault(istio_gateway_ref(gateway), []).append(gateway)
+        self._routes_by_host: dict[str, list[Resource]] = {}
+        self._routes_by_wildcard: list[Resource] = []
+        for service in self.virtual_services:
+            hosts = [str(h).lower() for h in items(dig(service.props, "spec", "hosts"))]
+            if any("*" in h for h in hosts):
+                self._routes_by_wildcard.append(service)
+            for host in {h for h in hosts if "*" not in h}:
+                self._routes_by_host.setdefault(host, []).append(service)
+        self._order = {id(r): i for i, r in enumerate(
+            [*self.virtual_services, *self.gateways, *self.destination_rules])}
+        self._rules_by_host: dict[tuple[str, str], list[Resource]] = {}
+        self._wildcard_rules: dict[str, list[Resource]] = {}
+        for rule in self.destination_rules:
+            namespace, host = istio.namespace_of(rule), _rule_host(rule)
+            if "*" in host:
+                self._wildcard_rules.setdefault(namespace, []).append(rule)
+            else:
+                self._rules_by_host.setdefault((namespace, host.lower()), []).append(rule)
+
+    def service(self, namespace: str, name: str) -> Resource | None:
+        return self._services_by_name.get((namespace, name))
+
+    def routes_for(self, host: str) -> list[Resource]:
+        """VirtualServices that may list `host` (by exact name or a wildcard), in declaration order."""
+        candidates = {id(v): v for v in self._routes_by_host.get(host.lower(), []) + self._routes_by_wildcard}
+        return sorted(candidates.values(), key=lambda v: self._order[id(v)])
 
     def deployments_with(self, namespace: str, selector: Mapping[str, Any]) -> list[Resource]:
         """Deployments of `namespace` carrying one of the selector's labels (candidates; an empty
@@ -229,8 +267,9 @@ class _Layers:
                 for key, value in pod_template_labels(deployment).items():
                     by_label.setdefault((istio.namespace_of(deployment), str(key), value), []).append(deployment)
             self._by_label = by_label
-        key, value = next(iter(selector.items()))
-        return self._by_label.get((namespace, str(key), value), [])
+        # Every pair must match: the smallest bucket holds all candidates.
+        return min((self._by_label.get((namespace, str(key), value), []) for key, value in selector.items()),
+                   key=len)
 
     def concrete_hosts(self, pattern: str, taken: set[str]) -> list[str]:
         """A URL map host rule's host, or for a wildcard (`*`, `*.example.com`) the gateway
@@ -246,11 +285,12 @@ class _Layers:
         VirtualService lists the host and is bound to a Gateway whose servers admit its namespace
         for that host (`ns/host`, `./host`, `*/host` or a bare host)."""
         pairs = []
-        for service in self.virtual_services:
+        for service in self.routes_for(host):
             if not any(_host_matches(str(h), host) for h in items(dig(service.props, "spec", "hosts"))):
                 continue
-            for gateway in self.gateways:
-                if istio_gateway_ref(gateway) in _gateway_refs(service) and _admits(gateway, service, host):
+            bound = [g for ref in _gateway_refs(service) for g in self._gateways_by_ref.get(ref, [])]
+            for gateway in sorted(bound, key=lambda g: self._order[id(g)]):
+                if _admits(gateway, service, host):
                     pairs.append((service, gateway))
         return pairs
 
@@ -260,14 +300,19 @@ class _Layers:
         `exportTo` is not modelled."""
         service_namespace = fqdn.split(".")[1] if fqdn.count(".") >= 1 else ""
         order = [client_namespace, service_namespace, ROOT_NAMESPACE]
-
-        def host_of(rule: Resource) -> str:
-            host = str(dig(rule.props, "spec", "host") or "")
-            return host if host.startswith("*") else policy_model.service_fqdn(host, istio.namespace_of(rule))
-        matching = [r for r in self.destination_rules
-                    if istio.namespace_of(r) in order and _host_matches(host_of(r), fqdn)]
-        return min(matching, key=lambda r: (order.index(istio.namespace_of(r)), host_of(r) != fqdn),
+        matching = []
+        for namespace in dict.fromkeys(order):
+            matching += self._rules_by_host.get((namespace, fqdn.lower()), [])
+            matching += [r for r in self._wildcard_rules.get(namespace, []) if _host_matches(_rule_host(r), fqdn)]
+        matching.sort(key=lambda r: self._order[id(r)])  # min() keeps the first of equals, as a scan does
+        return min(matching, key=lambda r: (order.index(istio.namespace_of(r)), _rule_host(r) != fqdn),
                    default=None)
+
+
+def _rule_host(rule: Resource) -> str:
+    """A DestinationRule's host as a full name (a wildcard as written)."""
+    host = str(dig(rule.props, "spec", "host") or "")
+    return host if host.startswith("*") else policy_model.service_fqdn(host, istio.namespace_of(rule))
 
 
 def istio_gateway_ref(gateway: Resource) -> str:
@@ -366,8 +411,7 @@ def _follow(trace: WebSocketPath, host: str, backend_name: str | None, layers: _
     trace.destination_rule = rule
     svc_name, _, rest = fqdn.partition(".")
     svc_namespace = rest.partition(".")[0]
-    target = next((s for s in layers.services if dig(s.props, "metadata", "name") == svc_name
-                   and dig(s.props, "metadata", "namespace") == svc_namespace), None)
+    target = layers.service(svc_namespace, svc_name)
     wanted_port = number(dig(destination, "port", "number"))
     ports = items(dig(target.props, "spec", "ports")) if target is not None else []
     # Without a port in the route, Istio applies the settings of the Service's single port.
@@ -563,9 +607,7 @@ def auth_path(resources: list[Resource], _: Context) -> Iterable[tuple[Resource,
             for message in _envoy_filter_problems(resource):
                 yield resource, f"{label(resource)}: {message}"
 
-    deny_rules = [(p, rule) for p in istio.of_kind(resources, "AuthorizationPolicy")
-                  if dig(p.props, "spec", "action") == "DENY"
-                  for rule in items(dig(p.props, "spec", "rules")) if authz.denies_tokenless(rule)]
+    denies = authz.TokenlessDenies.of(resources)
     for trace in trace_websocket_paths(resources):
         gateway = trace.gateway
         if trace.virtual_service is None or trace.route is None or gateway is None:
@@ -573,16 +615,14 @@ def auth_path(resources: list[Resource], _: Context) -> Iterable[tuple[Resource,
         if issuers and not any(_reads_browser_token(a, gateway) for a in authentications):
             yield gateway, (f"{label(gateway)} carries {trace.path} but no RequestAuthentication on it reads the "
                             "token from both Authorization and Sec-WebSocket-Protocol")
-        rules = [rule for policy, rule in deny_rules if authz.selects(policy, gateway)]
-        if not _token_required(rules, trace.host, trace.path):
+        if not _token_required(denies.operations(gateway, trace.host), trace.host, trace.path):
             yield trace.virtual_service, (f"{trace.host}{trace.path} on {label(gateway)} is reached without a valid "
                                           "token: no DENY rule for requests without a request principal")
 
 
-def _token_required(rules: list[Mapping[str, Any]], host: str, path: str) -> bool:
+def _token_required(operations: list[Mapping[str, Any]], host: str, path: str) -> bool:
     """A DENY-without-token rule matches the request itself (listing it as anonymous does not count)."""
-    return any(authz.operation_matches(o.get("operation") or {}, host, path)
-               for rule in rules for o in (items(rule.get("to")) or [{}]))
+    return any(authz.operation_matches(operation, host, path) for operation in operations)
 
 
 def _reads_browser_token(authentication: Resource, gateway: Resource) -> bool:
