@@ -39,8 +39,10 @@ def keycloak_peer(s: Settings) -> types.SimpleNamespace:
     return types.SimpleNamespace(
         issuer=issuer, jwks_uri=f"{issuer}/protocol/openid-connect/certs", realm=s.keycloak.realm,
         namespace=s.keycloak.namespace, service_host=f"keycloak.{s.keycloak.namespace}.svc.cluster.local",
-        service_port=8080, service_account="keycloak", reconcile_service_account="keycloak-realm-reconcile",
-        database_service_account="keycloak-postgres" if in_cluster else None)
+        service_port=8080, container_port=8080, service_account="keycloak",
+        reconcile_service_account="keycloak-realm-reconcile",
+        database_service_account="keycloak-postgres" if in_cluster else None,
+        database_port=5432 if in_cluster else None)
 
 
 # What a RedisCluster hands the mesh (the platform passes the component's outputs).
