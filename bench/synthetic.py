@@ -82,6 +82,7 @@ def add_websocket_services(count: int, per_namespace: int | None = None) -> None
     password = pulumi.Output.secret("synthetic-stand-in-password")
     namespaces: dict[str, pulumi.Output[str]] = {}
     configured: set[str] = set()
+    routed: dict[str, list[str]] = {}  # namespace -> its services' names, in order
     for index in range(1, count + 1):
         if per_namespace is None:
             ns = settings.app_namespace
@@ -114,11 +115,9 @@ def add_websocket_services(count: int, per_namespace: int | None = None) -> None
         WebSocketService(name, args)
         if per_namespace is not None:
             add_route(settings, apis, ns, namespaces[ns], name)
-    if per_namespace is not None:
-        for ns in {synthetic_namespace(index, per_namespace) for index in range(1, count + 1)}:
-            first = (int(ns.rsplit("-", 1)[1]) - 1) * per_namespace + 1
-            names = [synthetic_name(i) for i in range(first, min(first + per_namespace, count + 1))]
-            add_namespace_edge(settings, apis, ns, names)
+            routed.setdefault(ns, []).append(name)
+    for ns, names in routed.items():
+        add_namespace_edge(settings, apis, ns, names)
 
 
 def synthetic_host(name: str, product_host: str) -> str:

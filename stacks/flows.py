@@ -37,11 +37,23 @@ def _end(ends: FlowEnds, app: str) -> Mapping[str, Any]:
 
 
 def _ports(end: Mapping[str, Any], *roles: str) -> list[str]:
-    missing = [role for role in roles if role not in end["ports"]]
+    missing = [role for role in roles if role not in (end.get("ports") or {})]
     if missing:
         raise FlowEndError(f"workload {end['workload']!r} declares no port for {missing} "
                            f"(declared: {sorted(end['ports'])})")
     return [str(end["ports"][role]) for role in roles]
+
+
+def merge_ends(*parts: FlowEnds) -> dict[str, Mapping[str, Any]]:
+    """The components' ends as one map; two workloads of one name would make the flows ambiguous."""
+    merged: dict[str, Mapping[str, Any]] = {}
+    for part in parts:
+        for app, end in part.items():
+            if app in merged:
+                raise FlowEndError(f"two components declare the workload {app!r} "
+                                   f"(in {merged[app]['namespace']!r} and {end['namespace']!r})")
+            merged[app] = end
+    return merged
 
 
 def _identity(end: Mapping[str, Any]) -> dict[str, Any]:
@@ -86,7 +98,7 @@ def intended_flows(settings: Settings, ends: FlowEnds) -> list[dict[str, Any]]:
         _flow(reconcile, identity, _ports(identity, "http")),
     ]
     for end in ends.values():
-        if end["scraped"]:
+        if end.get("scraped"):
             flows.append(_flow(scraper, end, _ports(end, *end["scraped"])))
     for end in ends.values():
         flows.append(_flow(end, kube_dns, [f"{podspec.DNS_PORT}/UDP", str(podspec.DNS_PORT)]))
@@ -96,4 +108,4 @@ def intended_flows(settings: Settings, ends: FlowEnds) -> list[dict[str, Any]]:
 
 def data_stores(ends: FlowEnds) -> list[dict[str, Any]]:
     """Workloads that hold data: no NetworkPolicy may admit every pod, or a whole namespace, into them."""
-    return [_identity(end) for end in ends.values() if end["holdsData"]]
+    return [_identity(end) for end in ends.values() if end.get("holdsData")]

@@ -14,6 +14,7 @@ from typing import Any
 
 import pulumi
 from google.protobuf import json_format
+from pulumi.output import contains_unknowns
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
@@ -176,14 +177,38 @@ def run_program(program: Callable[[], Any], config: StackConfig,
     return monitor.registrations
 
 
-def stack_exports(*names: str) -> dict[str, Any]:
-    """The values the program just run exported under `names` (those it exported), resolved.
+class ExportError(ValueError):
+    """An export the caller reads is secret or not known after the run."""
 
-    Read from the root stack resource: under the mock engine its outputs are never registered
-    (the SDK's mock setup registers the stack before the program runs)."""
-    exported = getattr(pulumi.runtime.get_root_resource(), "outputs", {}) or {}
-    wanted = {name: exported[name] for name in names if name in exported}
-    return _sync_await(pulumi.Output.from_input(wanted).future()) or {}
+
+def exported_names() -> list[str]:
+    """What the program just run exported."""
+    return sorted(_root_outputs())
+
+
+def stack_exports(*names: str) -> dict[str, Any]:
+    """The plain values the program just run exported under `names` (those it exported).
+
+    Raises ExportError for a secret (its value would end up in a file) or a value still unknown."""
+    exported = _root_outputs()
+    values = {}
+    for name in names:
+        if name not in exported:
+            continue
+        output = pulumi.Output.from_input(exported[name])
+        if _sync_await(output.is_secret()):
+            raise ExportError(f"stack output {name} is secret; only plain values are read from the program")
+        value = _sync_await(output.future(with_unknowns=True))
+        if contains_unknowns(value):
+            raise ExportError(f"stack output {name} is not known after the offline run")
+        values[name] = value
+    return values
+
+
+def _root_outputs() -> dict[str, Any]:
+    # The root stack resource's `outputs` (what `pulumi.export` adds): under the mock engine they are
+    # never registered (the SDK's mock setup registers the stack before the program runs).
+    return dict(getattr(pulumi.runtime.get_root_resource(), "outputs", None) or {})
 
 
 def platform_program() -> None:

@@ -260,7 +260,7 @@ def flow_ends(platform: Platform) -> pulumi.Output[dict[str, Any]]:
     """Every workload of the stack as its component declared it, by `app.kubernetes.io/name`."""
     return pulumi.Output.all(platform.workloads.flow_ends, platform.redis.flow_ends,
                              platform.keycloak.flow_ends).apply(
-        lambda parts: {app: end for part in parts for app, end in part.items()})
+        lambda parts: flows.merge_ends(*parts))
 
 
 def main() -> None:

@@ -47,14 +47,18 @@ class PlatformFlows:
     @classmethod
     def from_exports(cls) -> PlatformFlows:
         """From the program the mock engine just ran."""
-        return cls.from_outputs(mock_run.stack_exports(FLOWS_OUTPUT, DATA_STORES_OUTPUT))
+        exports = mock_run.stack_exports(FLOWS_OUTPUT, DATA_STORES_OUTPUT)
+        try:
+            return cls.from_outputs(exports)
+        except MissingFlowsError as error:
+            raise MissingFlowsError(f"{error} (it exported: {', '.join(mock_run.exported_names()) or 'nothing'})") \
+                from None
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, Any]) -> PlatformFlows:
         missing = [name for name in (FLOWS_OUTPUT, DATA_STORES_OUTPUT) if not isinstance(outputs.get(name), list)]
         if missing:
-            raise MissingFlowsError(f"the program exported no {', '.join(missing)} "
-                                    f"(exports: {sorted(outputs) or 'none'})")
+            raise MissingFlowsError(f"the program exported no {', '.join(missing)}")
         return cls(flows=outputs[FLOWS_OUTPUT], data_stores=outputs[DATA_STORES_OUTPUT])
 
 
@@ -104,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         config = load_stack_config(args.stack)
         settings = settings_of(config)
         platform = program_flows(config)
-    except (SettingsError, FileNotFoundError, StackFileError, MissingFlowsError, FlowEndError) as error:
+    except (SettingsError, FileNotFoundError, StackFileError, MissingFlowsError, FlowEndError,
+            mock_run.ExportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(write(settings, platform, args.out or ROOT / "build" / args.stack / FILE_NAME))

@@ -4,17 +4,19 @@ the stack's namespaces, match the rendered workloads, and bad ends fail with one
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from typing import Any
 
+import pulumi
 import pytest
 
 import components.keycloak
 from policies.aiwfe_policies import offline
 from policies.aiwfe_policies.rules.reachability import FLOWS
 from stacks import flows as platform_flows
-from stacks import policy_config
+from stacks import mock_run, policy_config
 from stacks.stack_file import StackConfig, load_stack_config, settings_of
 from tools import render
 
@@ -123,7 +125,8 @@ def test_a_workload_or_port_role_no_component_declared_is_one_line() -> None:
 
 
 def test_a_program_that_exports_no_flows_has_no_pack_config() -> None:
-    with pytest.raises(policy_config.MissingFlowsError, match="exported no intended_flows, data_stores"):
+    with pytest.raises(policy_config.MissingFlowsError,
+                       match=r"exported no intended_flows, data_stores \(it exported: nothing\)"):
         policy_config.program_flows(load_stack_config("prod"), program=lambda: None)
 
 
@@ -132,3 +135,25 @@ def test_the_program_exports_what_the_pack_config_carries() -> None:
     _, exported = run(config)
     written = policy_config.pack_config(settings_of(config), exported).as_json()
     assert written[FLOWS]["flows"] == exported.flows
+
+
+def test_two_components_declaring_one_workload_is_an_error() -> None:
+    ends = {"websocket": end("websocket", "aiwfe", websocket=8080)}
+    assert platform_flows.merge_ends(ends, {"redis-cluster": end("redis-cluster", "aiwfe-redis")}).keys() == {
+        "websocket", "redis-cluster"}
+    with pytest.raises(platform_flows.FlowEndError,
+                       match="two components declare the workload 'websocket' \\(in 'aiwfe' and 'other'\\)"):
+        platform_flows.merge_ends(ends, {"websocket": end("websocket", "other", websocket=8080)})
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    (lambda: pulumi.Output.secret([{"name": "a -> b"}]), "is secret"),
+    (lambda: pulumi.Output(set(), asyncio.sleep(0, None), asyncio.sleep(0, False)), "is not known"),
+])
+def test_a_secret_or_unknown_export_is_refused(value: Any, problem: str) -> None:
+    def program() -> None:
+        pulumi.export(platform_flows.FLOWS_OUTPUT, value())
+        pulumi.export(platform_flows.DATA_STORES_OUTPUT, [])
+
+    with pytest.raises(mock_run.ExportError, match=f"stack output intended_flows {problem}"):
+        policy_config.program_flows(load_stack_config("prod"), program=program)

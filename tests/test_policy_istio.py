@@ -205,6 +205,9 @@ CASES = [
     bad(JWT, "the policy denies only some methods",
         edge(ap={"spec.rules.0.to.0.operation.methods": ["POST"]})),
     bad(JWT, "bound to a gateway the stack does not declare", edge(vs={"spec.gateways": ["istio-ingress/other"]})),
+    bad(JWT, "a DENY policy of another API group than Istio's denies nothing",
+        edge(without=("mesh-edge-require-jwt",), extra=(Wire("kubernetes:security.example.com/v1:AuthorizationPolicy",
+                                                              "mesh-edge-require-jwt", deny_without_token()),))),
     # auth headers
     ok(AUTH_HEADERS, "other headers may be set",
        edge(vs={"spec.http.2.headers": {"request": {"set": {"x-request-source": "edge"}}}})),

@@ -31,6 +31,7 @@ from stacks.flows import FlowEndError
 from stacks.mock_run import (  # noqa: F401 (the render's public names, used by the tests and benches)
     SECRET_MARKER,
     EchoMocks,
+    ExportError,
     RecordingMonitor,
     Registration,
     mask_secrets,
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except (FileNotFoundError, OutputFolderError, stack_yaml.StackFileError, RuleError,
-            policy_config.MissingFlowsError, FlowEndError) as error:
+            policy_config.MissingFlowsError, FlowEndError, ExportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"rendered stack {args.stack}: {len(result.document['resources'])} resources, "

@@ -3,7 +3,7 @@ operations, who a DENY rule stops, which workloads a policy selects, where a JWT
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..engine import Resource
@@ -58,23 +58,20 @@ class TokenlessDenies:
     an operation naming only exact hosts (`h`, `h:80`, `h:*`) can match no other host, so a request
     is checked against those naming its host and those naming no host or a wider pattern."""
 
-    def __init__(self, resources: list[Resource]) -> None:
-        self._rules = [(p, rule) for p in resources
-                       if p.type.endswith(":AuthorizationPolicy") and dig(p.props, "spec", "action") == "DENY"
+    def __init__(self, policies: list[Resource]) -> None:
+        self._rules = [(p, rule) for p in policies if dig(p.props, "spec", "action") == "DENY"
                        for rule in items(dig(p.props, "spec", "rules")) if denies_tokenless(rule)]
-        # Keyed by what `selects` reads of a gateway: gateways alike share one lookup.
-        self._per_gateway: dict[tuple[str, str], tuple[dict[str, list[Mapping[str, Any]]],
-                                                       list[Mapping[str, Any]]]] = {}
+        self._per_gateway: dict[int, tuple[dict[str, list[Mapping[str, Any]]], list[Mapping[str, Any]]]] = {}
 
     @classmethod
-    def of(cls, resources: list[Resource]) -> TokenlessDenies:
-        return index_of(resources).memo("tokenless-denies", lambda: cls(resources))
+    def of(cls, resources: list[Resource], policies: Callable[[], list[Resource]]) -> TokenlessDenies:
+        """The stack's, built once per evaluation from its Istio AuthorizationPolicies (`policies()`)."""
+        return index_of(resources).memo("tokenless-denies", lambda: cls(policies()))
 
     def operations(self, gateway: Resource, host: str) -> list[Mapping[str, Any]]:
         """The operations (`to[].operation`, `{}` for a rule without `to`) of the rules selecting
         `gateway` that may match a request for `host`."""
-        key = (namespace_name(gateway), repr(sorted((str(k), repr(v)) for k, v in
-                                                    (dig(gateway.props, "spec", "selector") or {}).items())))
+        key = id(gateway)
         if key not in self._per_gateway:
             by_host: dict[str, list[Mapping[str, Any]]] = {}
             general: list[Mapping[str, Any]] = []

@@ -1,6 +1,8 @@
 """The stack's resources indexed by type and by namespace, built once per evaluation: stack rules
 that pair resources (a workload and its HPA, PDBs, NetworkPolicies) look them up instead of
-scanning the whole stack for each workload, so their cost grows linearly with the stack."""
+scanning the whole stack for each workload, so their cost grows linearly with the stack. `memo`
+keeps what several rules derive from the same resources (the WebSocket traces, the token-less
+DENY rules) for the rest of the evaluation."""
 
 from __future__ import annotations
 

@@ -359,7 +359,7 @@ def require_jwt_on_public_routes(resources: list[Resource], _: Context) -> Itera
     without `when` conditions and whose `from` is empty or only notRequestPrincipals: its operation
     (without methods or ports) matches the request, or its notPaths lists the path (anonymous)."""
     gateways = {(namespace_of(g), str(dig(g.props, "metadata", "name"))): g for g in of_kind(resources, "Gateway")}
-    denies = TokenlessDenies.of(resources)
+    denies = TokenlessDenies.of(resources, lambda: of_kind(resources, "AuthorizationPolicy"))
     for service in of_kind(resources, "VirtualService"):
         refs = [str(g) for g in items(dig(service.props, "spec", "gateways")) if g != "mesh"]
         for ref in refs:

@@ -192,16 +192,19 @@ def _serving_url_maps(resources: list[Resource]) -> list[Resource]:
     return [r for r in resources if r.type == gcp.URL_MAP and items(r.props.get("hostRules"))]
 
 
-def trace_websocket_paths(resources: list[Resource]) -> list[WebSocketPath]:
+def trace_websocket_paths(resources: list[Resource]) -> tuple[WebSocketPath, ...]:
     """Every WebSocket path (and a path below it) of every host that serves them, followed until
-    it ends or breaks. Traced once per evaluation; the rules that ask only read the traces."""
-    return index_of(resources).memo("websocket-paths", lambda: _trace(resources))
+    it ends or breaks. Traced once per evaluation and shared by the rules that ask: read-only."""
+    return index_of(resources).memo("websocket-paths", lambda: tuple(_trace(resources)))
 
 
 def _trace(resources: list[Resource]) -> list[WebSocketPath]:
+    url_maps = _serving_url_maps(resources)
+    if not url_maps:
+        return []
     layers = _Layers(resources)
     traces: list[WebSocketPath] = []
-    for url_map in _serving_url_maps(resources):
+    for url_map in url_maps:
         for pattern, path, found in urlmap.websocket_routes(url_map.props):
             backend_name = found.services[0] if found.services else None
             for host in layers.concrete_hosts(pattern, exact_hosts(url_map)):
@@ -223,9 +226,9 @@ class _Layers:
         self.gateways = istio.of_kind(resources, "Gateway")
         self.virtual_services = istio.of_kind(resources, "VirtualService")
         # Lookups by host, reference and name, so each traced path costs the same however many
-        # hosts, routes and services the stack has.
-        self._services_by_name = {(dig(s.props, "metadata", "namespace"), dig(s.props, "metadata", "name")): s
-                                  for s in reversed(self.services)}
+        # hosts, routes and services the stack has. Built from the fields the scans they replace
+        # read, and, where a scan read a field only for some resources, on first use.
+        self._services_by_name: dict[Any, list[Resource]] | None = None
         self._gateways_by_ref: dict[str, list[Resource]] = {}
         for gateway in self.gateways:
             self._gateways_by_ref.setdefault(istio_gateway_ref(gateway), []).append(gateway)
@@ -239,17 +242,34 @@ class _Layers:
                 self._routes_by_host.setdefault(host, []).append(service)
         self._order = {id(r): i for i, r in enumerate(
             [*self.virtual_services, *self.gateways, *self.destination_rules])}
-        self._rules_by_host: dict[tuple[str, str], list[Resource]] = {}
-        self._wildcard_rules: dict[str, list[Resource]] = {}
+        self._rules_in: dict[str, list[Resource]] = {}
         for rule in self.destination_rules:
-            namespace, host = istio.namespace_of(rule), _rule_host(rule)
-            if "*" in host:
-                self._wildcard_rules.setdefault(namespace, []).append(rule)
-            else:
-                self._rules_by_host.setdefault((namespace, host.lower()), []).append(rule)
+            self._rules_in.setdefault(istio.namespace_of(rule), []).append(rule)
+        self._rule_hosts: dict[str, tuple[dict[str, list[Resource]], list[Resource]]] = {}
 
     def service(self, namespace: str, name: str) -> Resource | None:
-        return self._services_by_name.get((namespace, name))
+        """The first Service declared with this name in this namespace."""
+        if self._services_by_name is None:
+            by_name: dict[Any, list[Resource]] = {}
+            for service in self.services:
+                by_name.setdefault(dig(service.props, "metadata", "name"), []).append(service)
+            self._services_by_name = by_name
+        return next((s for s in self._services_by_name.get(name, [])
+                     if dig(s.props, "metadata", "namespace") == namespace), None)
+
+    def _rules_by_host(self, namespace: str) -> tuple[dict[str, list[Resource]], list[Resource]]:
+        """A namespace's DestinationRules by exact host, and those with a wildcard host."""
+        if namespace not in self._rule_hosts:
+            exact: dict[str, list[Resource]] = {}
+            wildcard: list[Resource] = []
+            for rule in self._rules_in.get(namespace, []):
+                host = _rule_host(rule)
+                if "*" in host:
+                    wildcard.append(rule)
+                else:
+                    exact.setdefault(host.lower(), []).append(rule)
+            self._rule_hosts[namespace] = (exact, wildcard)
+        return self._rule_hosts[namespace]
 
     def routes_for(self, host: str) -> list[Resource]:
         """VirtualServices that may list `host` (by exact name or a wildcard), in declaration order."""
@@ -302,8 +322,9 @@ class _Layers:
         order = [client_namespace, service_namespace, ROOT_NAMESPACE]
         matching = []
         for namespace in dict.fromkeys(order):
-            matching += self._rules_by_host.get((namespace, fqdn.lower()), [])
-            matching += [r for r in self._wildcard_rules.get(namespace, []) if _host_matches(_rule_host(r), fqdn)]
+            exact, wildcard = self._rules_by_host(namespace)
+            matching += exact.get(fqdn.lower(), [])
+            matching += [r for r in wildcard if _host_matches(_rule_host(r), fqdn)]
         matching.sort(key=lambda r: self._order[id(r)])  # min() keeps the first of equals, as a scan does
         return min(matching, key=lambda r: (order.index(istio.namespace_of(r)), _rule_host(r) != fqdn),
                    default=None)
@@ -607,7 +628,7 @@ def auth_path(resources: list[Resource], _: Context) -> Iterable[tuple[Resource,
             for message in _envoy_filter_problems(resource):
                 yield resource, f"{label(resource)}: {message}"
 
-    denies = authz.TokenlessDenies.of(resources)
+    denies = authz.TokenlessDenies.of(resources, lambda: istio.of_kind(resources, "AuthorizationPolicy"))
     for trace in trace_websocket_paths(resources):
         gateway = trace.gateway
         if trace.virtual_service is None or trace.route is None or gateway is None:
