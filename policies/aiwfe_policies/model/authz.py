@@ -54,14 +54,17 @@ def denies_tokenless(rule: Mapping[str, Any]) -> bool:
 
 
 class TokenlessDenies:
-    """A stack's unconditional DENY-without-token rules, per gateway they select, looked up by host:
-    an operation naming only exact hosts (`h`, `h:80`, `h:*`) can match no other host, so a request
-    is checked against those naming its host and those naming no host or a wider pattern."""
+    """A stack's unconditional DENY-without-token rules, looked up by the host of a request: an
+    operation naming only exact hosts (`h`, `h:80`, `h:*`) can match no other host, so a request is
+    checked against those naming its host and those naming no host or a wider pattern, of the
+    policies selecting the gateway in question."""
 
     def __init__(self, policies: list[Resource]) -> None:
         self._rules = [(p, rule) for p in policies if dig(p.props, "spec", "action") == "DENY"
                        for rule in items(dig(p.props, "spec", "rules")) if denies_tokenless(rule)]
-        self._per_gateway: dict[int, tuple[dict[str, list[Mapping[str, Any]]], list[Mapping[str, Any]]]] = {}
+        self._tables: tuple[dict[str, list[tuple[Resource, Mapping[str, Any]]]],
+                            list[tuple[Resource, Mapping[str, Any]]]] | None = None
+        self._selects: dict[tuple[int, int], bool] = {}
 
     @classmethod
     def of(cls, resources: list[Resource], policies: Callable[[], list[Resource]]) -> TokenlessDenies:
@@ -71,26 +74,27 @@ class TokenlessDenies:
     def operations(self, gateway: Resource, host: str) -> list[Mapping[str, Any]]:
         """The operations (`to[].operation`, `{}` for a rule without `to`) of the rules selecting
         `gateway` that may match a request for `host`."""
-        key = id(gateway)
-        if key not in self._per_gateway:
-            by_host: dict[str, list[Mapping[str, Any]]] = {}
-            general: list[Mapping[str, Any]] = []
-            selected: dict[int, bool] = {}
+        if self._tables is None:
+            by_host: dict[str, list[tuple[Resource, Mapping[str, Any]]]] = {}
+            general: list[tuple[Resource, Mapping[str, Any]]] = []
             for policy, rule in self._rules:
-                if id(policy) not in selected:
-                    selected[id(policy)] = selects(policy, gateway)
-                if not selected[id(policy)]:
-                    continue
                 for target in items(rule.get("to")) or [{}]:
                     operation = target.get("operation") or {}
                     keys = _exact_host_keys(operation)
                     if keys is None:
-                        general.append(operation)
+                        general.append((policy, operation))
                     for host_key in keys or ():
-                        by_host.setdefault(host_key, []).append(operation)
-            self._per_gateway[key] = (by_host, general)
-        by_host, general = self._per_gateway[key]
-        return by_host.get(_host_key(host), []) + general
+                        by_host.setdefault(host_key, []).append((policy, operation))
+            self._tables = (by_host, general)
+        by_host, general = self._tables
+        found = []
+        for policy, operation in by_host.get(_host_key(host), []) + general:
+            pair = (id(policy), id(gateway))
+            if pair not in self._selects:
+                self._selects[pair] = selects(policy, gateway)
+            if self._selects[pair]:
+                found.append(operation)
+        return found
 
 
 def _host_key(host: str) -> str:
