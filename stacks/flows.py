@@ -37,10 +37,11 @@ def _end(ends: FlowEnds, app: str) -> Mapping[str, Any]:
 
 
 def _ports(end: Mapping[str, Any], *roles: str) -> list[str]:
-    missing = [role for role in roles if role not in (end.get("ports") or {})]
+    declared = end.get("ports") or {}
+    missing = [role for role in roles if role not in declared]
     if missing:
         raise FlowEndError(f"workload {end['workload']!r} declares no port for {missing} "
-                           f"(declared: {sorted(end['ports'])})")
+                           f"(declared: {sorted(declared)})")
     return [str(end["ports"][role]) for role in roles]
 
 

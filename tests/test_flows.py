@@ -157,3 +157,17 @@ def test_a_secret_or_unknown_export_is_refused(value: Any, problem: str) -> None
 
     with pytest.raises(mock_run.ExportError, match=f"stack output intended_flows {problem}"):
         policy_config.program_flows(load_stack_config("prod"), program=program)
+
+
+def test_a_component_cannot_scrape_a_port_it_does_not_declare() -> None:
+    from components import podspec
+
+    with pytest.raises(ValueError, match=r"redis-cluster: scraped port roles \['metrics'\] are not among its "
+                                         r"ports \['client'\]"):
+        podspec.flow_end("aiwfe-redis", "redis-cluster", {"client": 6379}, scraped=("metrics",))
+    ends = {app: end(app, "aiwfe") for app in ("websocket", "user-frontend", "admin-frontend", "redis-cluster",
+                                                "redis-cluster-bootstrap", "keycloak", "keycloak-realm-reconcile")}
+    del ends["websocket"]["ports"]  # an end without its `ports` map
+    with pytest.raises(platform_flows.FlowEndError,
+                       match=r"'websocket' declares no port for \['websocket'\] \(declared: \[\]\)"):
+        platform_flows.intended_flows(settings_of(load_stack_config("prod")), ends)
