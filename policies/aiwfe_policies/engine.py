@@ -10,10 +10,13 @@ evaluated instead of passing or failing by accident.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
+
+from .wire import plain_props
 
 if TYPE_CHECKING:
     from pulumi_policy.proxy import UnknownValueError
@@ -319,6 +322,22 @@ def analyzer_props(wire_props: Mapping[str, Any]) -> Mapping[str, Any]:
     return unknown_checking_proxy(deserialize_properties(json.loads(json.dumps(wire_props))))
 
 
+def offline_props(wire_props: Mapping[str, Any]) -> Mapping[str, Any]:
+    """What `analyzer_props` gives, without importing the SDK when the props need nothing of it
+    (`wire.plain_props`); the offline runner's reading."""
+    plain = plain_props(wire_props)
+    return plain if plain is not None else analyzer_props(wire_props)
+
+
+class _NeverRaisedError(Exception):
+    """Stands for UnknownValueError while pulumi_policy is not loaded: only its proxy raises that."""
+
+
+def _unknown_value_error() -> type[Exception]:
+    proxy = sys.modules.get("pulumi_policy.proxy")
+    return proxy.UnknownValueError if proxy is not None else _NeverRaisedError
+
+
 def run_resource_rule(rule: Rule, resource: Resource, context: Context) -> list[str]:
     if rule.applies_to is None or not rule.applies_to(resource.type) or (rule.prod_only and not context.is_prod):
         return []
@@ -365,7 +384,7 @@ def evaluate(resources: list[Resource], context: Context, rules: Iterable[Rule] 
              config: PackConfig | None = None) -> Report:
     """Run every rule (or `rules`) over the stack's resources, at the levels and with the options of
     `config` (the rules' own defaults without one)."""
-    from pulumi_policy.proxy import UnknownValueError
+    unknown_error = _unknown_value_error()
 
     selected = list(rules if rules is not None else REGISTRY.values())
     config = config or PackConfig()
@@ -384,7 +403,7 @@ def evaluate(resources: list[Resource], context: Context, rules: Iterable[Rule] 
             try:
                 for resource, message in run_stack_rule(rule, resources, rule_context):
                     record(rule, resource.urn if resource else "", message)
-            except UnknownValueError as unknown:
+            except unknown_error as unknown:
                 report.not_evaluated.append({"policy": rule.name, "urn": "", "reason": _reason(unknown)})
             except Exception as error:  # a bug or malformed props: never a verdict
                 raise RuleError(rule.name, _culprit(rule, resources, rule_context), error) from error
@@ -393,7 +412,7 @@ def evaluate(resources: list[Resource], context: Context, rules: Iterable[Rule] 
             try:
                 for message in run_resource_rule(rule, resource, rule_context):
                     record(rule, resource.urn, message)
-            except UnknownValueError as unknown:
+            except unknown_error as unknown:
                 report.not_evaluated.append({"policy": rule.name, "urn": resource.urn, "reason": _reason(unknown)})
             except Exception as error:
                 raise RuleError(rule.name, resource.urn, error) from error

@@ -14,11 +14,9 @@ unknown, or a rule fails on what it is given (the message names the rule and the
 from __future__ import annotations
 
 import argparse
-import difflib
 import gc
 import json
 import sys
-import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,8 +31,8 @@ from .engine import (
     Resource,
     Rule,
     RuleError,
-    analyzer_props,
     evaluate,
+    offline_props,
 )
 
 SUPPORTED_FORMATS = (1,)
@@ -42,7 +40,7 @@ CONFIG_FILE = "policy-config.json"
 
 
 def load_resources(document: Mapping[str, Any]) -> list[Resource]:
-    """resources.json entries -> Resources, props deserialized the way the analyzer does."""
+    """resources.json entries -> Resources, props as the analyzer would hand them to rules."""
     if document.get("formatVersion") not in SUPPORTED_FORMATS:
         raise ValueError(f"unsupported formatVersion {document.get('formatVersion')!r}; "
                          f"this runner reads {SUPPORTED_FORMATS}")
@@ -50,7 +48,7 @@ def load_resources(document: Mapping[str, Any]) -> list[Resource]:
         # An empty render (a program that failed early, a wrong file) must not read as a pass.
         raise ValueError(f"no resources for stack {document.get('stack')!r}: nothing to judge")
     return [
-        Resource(type=r["type"], name=r["name"], urn=r["urn"], props=analyzer_props(r.get("props") or {}),
+        Resource(type=r["type"], name=r["name"], urn=r["urn"], props=offline_props(r.get("props") or {}),
                  protect=bool(r.get("protect")), parent=r.get("parent") or "")
         for r in document["resources"]
     ]
@@ -93,6 +91,8 @@ def collector_paused() -> Iterator[None]:
 
 def explain(rule: Rule, width: int = 100) -> str:
     """What a rule prevents, what exactly it checks, where it applies and what it can be given."""
+    import textwrap  # only here: a judging run should not pay for it
+
     def para(text: str) -> str:
         return textwrap.fill(text, width, initial_indent="  ", subsequent_indent="  ")
 
@@ -126,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.explain:
         rule = rules.get(args.explain)
         if rule is None:
+            import difflib
+
             close = difflib.get_close_matches(args.explain, list(rules), n=3, cutoff=0.5)
             hint = f"; did you mean {' or '.join(close)}?" if close else "; --list shows every policy"
             print(f"error: no policy named {args.explain!r}{hint}", file=sys.stderr)
