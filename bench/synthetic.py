@@ -14,6 +14,7 @@ charges them to the program run, not to its start-up.
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def add_websocket_services(count: int, per_namespace: int | None = None) -> None
 
     from components import podspec
     from components.mesh import istio_api_versions
-    from components.redis_cluster import client_url
+    from components.redis_cluster import REDIS_PORT, client_url
     from components.websocket_service import WebSocketService
     from components.workloads import (
         APP_CONFIG,
@@ -78,8 +79,11 @@ def add_websocket_services(count: int, per_namespace: int | None = None) -> None
 
     settings = load_settings()
     apis = istio_api_versions(settings.mesh.istio_version)
-    redis_url = pulumi.Output.from_input(client_url(settings.redis, settings.gcp.zones))
     password = pulumi.Output.secret("synthetic-stand-in-password")
+    # What the services need of a RedisCluster's outputs, without declaring one per namespace.
+    redis = SimpleNamespace(namespace=pulumi.Output.from_input(settings.redis.namespace),
+                            client_url=pulumi.Output.from_input(client_url(settings.redis, settings.gcp.zones)),
+                            client_port=pulumi.Output.from_input(REDIS_PORT), password=password)
     namespaces: dict[str, pulumi.Output[str]] = {}
     configured: set[str] = set()
     routed: dict[str, list[str]] = {}  # namespace -> its services' names, in order
@@ -100,7 +104,7 @@ def add_websocket_services(count: int, per_namespace: int | None = None) -> None
                 k8s.apiextensions.CustomResource(f"{ns}-{name}", api_version=apis.security, kind=kind,
                                                  metadata={"name": name, "namespace": namespaces[ns],
                                                            "labels": labels}, spec=spec)
-        args_of_workloads = workloads_args(settings, namespaces[ns], redis_url, password)
+        args_of_workloads = workloads_args(settings, namespaces[ns], redis)
         if ns not in configured and ns != settings.app_namespace:
             # The app namespace's ConfigMap and Secret, which its services read their settings from.
             configured.add(ns)

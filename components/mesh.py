@@ -303,28 +303,36 @@ class MeshArgs:
     keycloak_namespace: pulumi.Input[str]
     keycloak_service_host: pulumi.Input[str]
     redis_namespace: pulumi.Input[str]
-    keycloak_service_port: pulumi.Input[int] = 8080
-    keycloak_container_port: pulumi.Input[int] = 8080
-    keycloak_service_account: pulumi.Input[str] = "keycloak"
+    # Keycloak's and Redis's own facts: no defaults here, so nothing can silently disagree with them.
+    keycloak_service_port: pulumi.Input[int]
+    keycloak_container_port: pulumi.Input[int]
+    keycloak_service_account: pulumi.Input[str]
+    redis_service_account: pulumi.Input[str]
+    redis_bootstrap_service_account: pulumi.Input[str]
+    redis_client_port: pulumi.Input[int]
     keycloak_labels: Mapping[str, str] = field(default_factory=lambda: {"app.kubernetes.io/name": "keycloak"})
     keycloak_database_service_account: pulumi.Input[str] | None = None
     """The in-cluster PostgreSQL's ServiceAccount; None with Cloud SQL (no policy then)."""
     keycloak_database_labels: Mapping[str, str] = field(
         default_factory=lambda: {"app.kubernetes.io/name": "keycloak-postgres"})
-    keycloak_database_port: int = 5432
+    keycloak_database_port: int | None = None
+    """The in-cluster PostgreSQL's port (given with its ServiceAccount)."""
     keycloak_internal_service_accounts: Sequence[pulumi.Input[str]] = ()
     """ServiceAccounts in Keycloak's namespace that may call it on its HTTP port besides the gateway
     (the realm reconcile Job's)."""
-    redis_service_account: pulumi.Input[str] = "redis-cluster"
-    redis_bootstrap_service_account: pulumi.Input[str] = "redis-cluster-bootstrap"
     redis_labels: Mapping[str, str] = field(default_factory=lambda: {"app.kubernetes.io/name": "redis-cluster"})
-    redis_client_port: pulumi.Input[int] = 6379
     websocket_service: str = "websocket"
     websocket_service_account: str = "websocket"
     frontends: Sequence[FrontendRoute] = (
         FrontendRoute("user-frontend", "/user", "user-frontend"),
         FrontendRoute("admin-frontend", "/admin", "admin-frontend"),
     )
+
+    def __post_init__(self) -> None:
+        # Checked before any child exists: a Mesh is never half-created.
+        if (self.keycloak_database_service_account is None) != (self.keycloak_database_port is None):
+            raise ValueError("MeshArgs: keycloak_database_service_account and keycloak_database_port go together "
+                             "(both for the in-cluster PostgreSQL, neither with Cloud SQL)")
 
 
 class Mesh(pulumi.ComponentResource):

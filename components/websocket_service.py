@@ -55,8 +55,8 @@ class WebSocketServiceArgs:
     """Changes when the Secret's content does (never the content, nor its unsalted hash), so a
     rotated password rolls the pods: environment variables are read only at container start."""
     redis_password_key: str
-    redis_namespace: str
-    redis_port: int
+    redis_namespace: pulumi.Input[str]
+    redis_port: pulumi.Input[int]
     peers: podspec.AppPeers
     connections_metric: str | None = None
     """The name the cluster's custom metrics API serves the pods' open-connection gauge under

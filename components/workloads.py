@@ -52,8 +52,8 @@ class WorkloadsArgs:
     scraper_labels: Mapping[str, str] | None
     redis_url: pulumi.Input[str]
     """REDIS_URL for cluster clients (seeds, no password)."""
-    redis_namespace: str
-    redis_port: int
+    redis_namespace: pulumi.Input[str]
+    redis_port: pulumi.Input[int]
     redis_password: pulumi.Input[str]
     """Must be a Pulumi secret; it only ever lands in the `app-secrets` Secret."""
     connections_metric: str | None = None

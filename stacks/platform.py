@@ -81,10 +81,18 @@ def redis_cluster_args(settings: Settings) -> RedisClusterArgs:
     )
 
 
-def workloads_args(settings: Settings, namespace: pulumi.Input[str], redis_url: pulumi.Input[str],
-                   redis_password: pulumi.Input[str]) -> WorkloadsArgs:
-    """What the workloads get: their settings, the mesh peers, and the Redis cluster's address and
-    password (its outputs)."""
+class RedisClientPeer(Protocol):
+    """What the workloads need of the Redis cluster (a `RedisCluster`'s outputs)."""
+
+    namespace: pulumi.Input[str]
+    client_url: pulumi.Input[str]
+    client_port: pulumi.Input[int]
+    password: pulumi.Input[str]
+
+
+def workloads_args(settings: Settings, namespace: pulumi.Input[str], redis: RedisClientPeer) -> WorkloadsArgs:
+    """What the workloads get: their settings, the mesh peers, and the Redis cluster's namespace,
+    address, port and password (its outputs)."""
     return WorkloadsArgs(
         namespace=namespace,
         websocket=settings.websocket,
@@ -94,10 +102,10 @@ def workloads_args(settings: Settings, namespace: pulumi.Input[str], redis_url: 
         mesh=settings.mesh,
         monitoring_namespace=settings.monitoring.namespace,
         scraper_labels=settings.monitoring.scraper_labels,
-        redis_url=redis_url,
-        redis_namespace=settings.redis.namespace,
-        redis_port=settings.redis.port,
-        redis_password=redis_password,
+        redis_url=redis.client_url,
+        redis_namespace=redis.namespace,
+        redis_port=redis.client_port,
+        redis_password=redis.password,
         # The adapter serves the service's own gauge under a name its provider decides.
         connections_metric=custom_metric_name(settings.monitoring.provider, WEBSOCKET_CONNECTIONS_METRIC),
     )
@@ -153,7 +161,7 @@ def mesh_args(settings: Settings, app_namespace: pulumi.Input[str], *, lb_websoc
         keycloak_container_port=keycloak.container_port,
         keycloak_service_account=keycloak.service_account,
         keycloak_database_service_account=keycloak.database_service_account,
-        **({"keycloak_database_port": keycloak.database_port} if keycloak.database_port is not None else {}),
+        keycloak_database_port=keycloak.database_port,
         keycloak_internal_service_accounts=[keycloak.reconcile_service_account],
         redis_namespace=redis.namespace,
         redis_service_account=redis.service_account,
@@ -211,8 +219,7 @@ def build(settings: Settings) -> Platform:
     redis = RedisCluster("redis-cluster", redis_cluster_args(settings))
     keycloak = Keycloak("keycloak", keycloak_args(settings),
                         opts=pulumi.ResourceOptions(providers={"gcp": gcp_provider}))
-    workloads = Workloads("workloads", workloads_args(settings, app_namespace.metadata["name"],
-                                                      redis.client_url, redis.password))
+    workloads = Workloads("workloads", workloads_args(settings, app_namespace.metadata["name"], redis))
     load_balancer = LoadBalancer(
         "load-balancer",
         LoadBalancerArgs(

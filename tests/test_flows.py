@@ -13,6 +13,7 @@ import pulumi
 import pytest
 
 import components.keycloak
+import components.redis_cluster
 from policies.aiwfe_policies import offline
 from policies.aiwfe_policies.rules.reachability import FLOWS
 from stacks import flows as platform_flows
@@ -96,6 +97,23 @@ def test_the_flows_and_the_mesh_follow_keycloaks_port(monkeypatch: pytest.Monkey
     assert flows["keycloak-realm-reconcile -> keycloak"]["ports"] == ["8181"]
     authorization = next(r for r in document["resources"] if r["name"] == "mesh-keycloak-authorization")
     assert authorization["props"]["spec"]["rules"][0]["to"][0]["operation"]["ports"] == ["8181"]
+    report = offline.evaluate_document(document, config=policy_config.pack_config(settings_of(config), exported))
+    assert not [v for v in report.violations if v.policy == FLOWS], report.as_text()
+
+
+def test_the_websocket_egress_follows_the_redis_clusters_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The WebSocket pods' egress and the mesh's Redis policy take the port from RedisCluster's
+    # outputs (stacks/platform.py), not from a copy in the settings.
+    monkeypatch.setattr(components.redis_cluster, "REDIS_PORT", 6390)
+    config = load_stack_config("staging")
+    document, exported = run(config)
+    assert by_name(exported.flows)["websocket -> redis-cluster"]["ports"] == ["6390"]
+    policy = next(r for r in document["resources"] if r["name"] == "websocket-network-policy")
+    to_redis = [rule for rule in policy["props"]["spec"]["egress"]
+                if rule["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == "aiwfe-redis"]
+    assert [p["port"] for rule in to_redis for p in rule["ports"]] == [6390.0]
+    authorization = next(r for r in document["resources"] if r["name"] == "mesh-redis-authorization")
+    assert "6390" in authorization["props"]["spec"]["rules"][0]["to"][0]["operation"]["ports"]
     report = offline.evaluate_document(document, config=policy_config.pack_config(settings_of(config), exported))
     assert not [v for v in report.violations if v.policy == FLOWS], report.as_text()
 

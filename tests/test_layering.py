@@ -110,8 +110,8 @@ print("declared", len(registrations))
     done = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.startswith("declared ")
-    # The blocker works: the pack's evaluation does need pulumi_policy.
+    # The blocker works: the analyzer's reading of props does need pulumi_policy.
     check = subprocess.run([sys.executable, "-c", BLOCK_PULUMI_POLICY + "from policies.aiwfe_policies import engine\n"
-                            "engine.evaluate([], engine.Context(stack='staging'))\n"],
+                            "engine.analyzer_props({})\n"],
                            cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert check.returncode != 0 and "refused by the test" in check.stderr

@@ -417,12 +417,26 @@ def test_args_flow_through_unchanged() -> None:
     issuer = "https://id.example.org/realms/other"
     registrations = _render_mesh("prod", jwt_issuer=issuer, jwks_uri=f"{issuer}/certs",
                                  lb_websocket_timeout_seconds=pulumi.Output.from_input(7200),
-                                 keycloak_database_service_account="db")
+                                 keycloak_database_service_account="db", keycloak_database_port=6543)
     [rule] = _props(registrations, "mesh-edge-jwt")["spec"]["jwtRules"]
     assert (rule["issuer"], rule["jwksUri"]) == (issuer, f"{issuer}/certs")
     pool = _props(registrations, "mesh-websocket-destination")["spec"]["trafficPolicy"]["connectionPool"]
     assert pool["tcp"]["idleTimeout"] == pool["http"]["idleTimeout"] == "7200s"
-    assert _props(registrations, "mesh-keycloak-database-authorization")["spec"]["action"] == "ALLOW"
+    database = _props(registrations, "mesh-keycloak-database-authorization")["spec"]
+    assert database["action"] == "ALLOW"
+    assert database["rules"][0]["to"] == [{"operation": {"ports": ["6543"]}}]
+
+
+@pytest.mark.parametrize("given", [{"keycloak_database_service_account": "db", "keycloak_database_port": None},
+                                   {"keycloak_database_service_account": None, "keycloak_database_port": 5432}])
+def test_database_account_and_port_go_together(given: dict[str, Any]) -> None:
+    settings = settings_for("staging")
+    lb = settings.load_balancer
+    args = platform.mesh_args(settings, "aiwfe", lb_websocket_timeout_seconds=lb.websocket_timeout_seconds,
+                              lb_web_timeout_seconds=lb.web_timeout_seconds, redis=REDIS_PEER,
+                              keycloak=keycloak_peer(settings))
+    with pytest.raises(ValueError, match="go together"):
+        dataclasses.replace(args, **given)
 
 
 def test_staging_may_relax_mtls_only_through_the_setting() -> None:
