@@ -219,10 +219,11 @@ REDIS_CLUSTER_TYPE = "aiwfe:platform:RedisCluster"
 
 
 def layout_record(settings: RedisSettings, zones: Sequence[str]) -> dict[str, Any]:
-    """What decides which pods exist and which master each replica follows: the stack exports it,
-    and the next deploy compares its settings with it (the program cannot reshard a live cluster)."""
+    """What decides which pods exist, where, and which master each replica follows: the stack exports
+    it, and the next deploy compares its settings with it (the program cannot reshard a live cluster,
+    and a cluster in another namespace is a new, empty one)."""
     return {"masters": settings.masters, "replicas_per_master": settings.replicas_per_master,
-            "zones": list(zones)}
+            "zones": list(zones), "namespace": settings.namespace}
 
 
 def seed_addresses(settings: RedisSettings, zones: Sequence[str]) -> list[str]:

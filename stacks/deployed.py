@@ -1,10 +1,11 @@
 """What the stack last deployed, read before anything is declared, and the changes refused against it.
 
-The Redis layout (masters, replicas per master, zones) decides which pods exist and which master each
-replica follows. The program cannot reshard a live cluster: applied, such a change would recreate
-pods and leave the bootstrap Job failing halfway. So the program reads its own last outputs through
-the engine and stops a changed layout in preview with one line, before a single resource is
-registered.
+The Redis layout (masters, replicas per master, zones, namespace) decides which pods exist, where,
+and which master each replica follows. The program cannot reshard a live cluster: applied, such a
+change would recreate pods and leave the bootstrap Job failing halfway; a new namespace would start
+an empty cluster and delete the old one (in prod, stopped halfway by the protected StatefulSets). So
+the program reads its own last outputs through the engine and stops a changed layout in preview with
+one line, before a single resource is registered.
 
 The layout is read from the RedisCluster component's state (the builtin `readStackResourceOutputs`,
 made synchronously), not only from the stack's outputs: an update that failed (this refusal
@@ -87,6 +88,10 @@ def refuse_layout_change(settings: Settings, deployed: Mapping[str, Any] | None)
          f"{_count(deployed.get('replicas_per_master'))} replicas per master"),
         (_key(settings, "gcp.zones"), planned["zones"], f"the zones {list(deployed.get('zones') or [])}"),
     ]
+    if "namespace" in deployed:  # recorded since the namespace became part of the layout
+        changes.append((_key(settings, "redis.namespace"), planned["namespace"],
+                        f"its pods and data in namespace {deployed['namespace']!r} (a move starts an empty "
+                        f"cluster and deletes that one)"))
     differing = [(key, value, what) for key, value, what in changes
                  if _normal(value) != _normal(deployed.get(_field(key)))]
     if migrated and not differing:
@@ -101,7 +106,7 @@ def refuse_layout_change(settings: Settings, deployed: Mapping[str, Any] | None)
 
 def _field(key: str) -> str:
     return {"redis.masters": "masters", "redis.replicasPerMaster": "replicas_per_master",
-            "gcp.zones": "zones"}[key.split(":", 1)[1]]
+            "gcp.zones": "zones", "redis.namespace": "namespace"}[key.split(":", 1)[1]]
 
 
 def _count(value: Any) -> Any:

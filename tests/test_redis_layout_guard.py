@@ -16,6 +16,7 @@ import pulumi
 import pytest
 
 from stacks.deployed import REDIS_LAYOUT_OUTPUT, deployed_layout, refuse_layout_change
+from stacks.mock_run import stack_exports
 from stacks.settings import Settings, SettingsError
 from tests.conftest import STACKS
 from tools import render as render_tool
@@ -29,7 +30,7 @@ def settings_of(stack: str, **redis: Any) -> Settings:
 def layout_of(settings: Settings) -> dict[str, Any]:
     # As the engine hands numbers back: floats.
     return {"masters": float(settings.redis.masters), "replicas_per_master": float(settings.redis.replicas_per_master),
-            "zones": list(settings.gcp.zones)}
+            "zones": list(settings.gcp.zones), "namespace": settings.redis.namespace}
 
 
 def test_nothing_deployed_or_the_same_layout_passes(stack: str) -> None:
@@ -42,6 +43,7 @@ def test_nothing_deployed_or_the_same_layout_passes(stack: str) -> None:
     ({"masters": 4.0}, "redis.masters", "has 4 masters"),
     ({"replicas_per_master": 2.0}, "redis.replicasPerMaster", "has 2 replicas per master"),
     ({"zones": ["europe-west1-x"]}, "gcp.zones", "has the zones ['europe-west1-x']"),
+    ({"namespace": "sessions"}, "redis.namespace", "has its pods and data in namespace 'sessions'"),
 ])
 def test_a_changed_layout_is_refused_naming_the_key_and_the_runbook(stack: str, change: dict, key: str,
                                                                      said: str) -> None:
@@ -51,6 +53,28 @@ def test_a_changed_layout_is_refused_naming_the_key_and_the_runbook(stack: str, 
     line = str(refused.value)
     assert refused.value.key == f"aiwfe-platform:{key}"
     assert "\n" not in line and said in line and "docs/upgrades.md#redis" in line
+
+
+def test_a_record_from_before_the_namespace_was_kept_passes(stack: str) -> None:
+    settings = settings_of(stack)
+    older = {key: value for key, value in layout_of(settings).items() if key != "namespace"}
+    refuse_layout_change(settings, older)
+    with pytest.raises(SettingsError, match=re.escape("redis.masters")):
+        refuse_layout_change(settings, {**older, "masters": 4.0})
+
+
+def test_the_stack_records_the_namespace_it_deployed(stack: str) -> None:
+    config = render_tool.load_stack_config(stack)
+    redis = json.loads(config.values["aiwfe-platform:redis"])
+    config.values["aiwfe-platform:redis"] = json.dumps({**redis, "namespace": "sessions"})
+    registrations = render_tool.run_program(render_tool.platform_program, config)
+    recorded = stack_exports(REDIS_LAYOUT_OUTPUT)[REDIS_LAYOUT_OUTPUT]
+    assert recorded["namespace"] == "sessions"
+    assert {r.props["metadata"]["namespace"] for r in registrations
+            if r.type == "kubernetes:apps/v1:StatefulSet" and r.name.startswith("redis-cluster")} == {"sessions"}
+    # The next deploy from the stacks' own config is then refused.
+    with pytest.raises(SettingsError, match=re.escape("redis.namespace = 'aiwfe-redis'")):
+        refuse_layout_change(render_tool.settings_of(render_tool.load_stack_config(stack)), recorded)
 
 
 def test_zones_in_another_order_are_another_layout(stack: str) -> None:
