@@ -11,10 +11,10 @@ for its hosts) and times the offline runner's load + evaluation, each size in a 
 SCALE_ROUNDS runs); it exits 1 when a step's cost per resource exceeds MAX_GROWTH times the step
 before it.
 
-Both stacks are rendered first (into --build). Each round times, per stack and from a cold start as
-CI runs them: the pack's offline runner (reading resources.json and the stack's pack config; its
-bytecode compiled first, as an installed pack's is),
-checkov over the stack's `manifests/` (tools/checkov_baseline.py) and kube-score over the same files
+Both stacks are rendered first (into --build). Each round times, per stack, cold processes: the
+pack's offline runner (reading resources.json and the stack's pack config; its bytecode compiled
+first, as an installed pack's is, where a CI checkout with PYTHONDONTWRITEBYTECODE compiles it on
+every run), checkov over the stack's `manifests/` (tools/checkov_baseline.py) and kube-score over the same files
 (built by `make toolchain`), in a rotating order. The report gives each tool's median wall time per
 stack, the ratios, and the findings table of tools/peers.py (which check of each peer fires, and
 which pack rule covers the same concern); Polaris and kube-linter are reported as refused by the Go

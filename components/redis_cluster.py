@@ -77,10 +77,6 @@ class RedisSettings:
         return self.masters * (1 + self.replicas_per_master)
 
     @property
-    def port(self) -> int:
-        return REDIS_PORT
-
-    @property
     def maxmemory_bytes(self) -> int:
         return parse_memory_bytes(self.maxmemory)
 

@@ -3,7 +3,8 @@
 The Redis layout (masters, replicas per master, zones, namespace) decides which pods exist, where,
 and which master each replica follows. The program cannot reshard a live cluster: applied, such a
 change would recreate pods and leave the bootstrap Job failing halfway; a new namespace would start
-an empty cluster and delete the old one (in prod, stopped halfway by the protected StatefulSets). So
+an empty cluster and delete the old one with its volumes (in prod the protected Namespace stops it
+too, with Pulumi's generic protect error, which names no setting). So
 the program reads its own last outputs through the engine and stops a changed layout in preview with
 one line, before a single resource is registered.
 
@@ -25,6 +26,7 @@ from stacks.settings import Settings, SettingsError
 
 REDIS_LAYOUT_OUTPUT = "redis_layout"
 MIGRATION_RUNBOOK = "docs/upgrades.md#redis (step 4)"
+NAMESPACE_RUNBOOK = "docs/upgrades.md#redis (step 5)"
 _READ_RESOURCE_OUTPUTS = "pulumi:pulumi:readStackResourceOutputs"
 # A file:// backend rewrites the stack's checkpoint in place while an update starts: a read at that
 # moment finds it empty ("failed to load checkpoint: EOF", seen in CI). Read again, briefly.
@@ -54,13 +56,18 @@ def last_deployed_layout() -> Mapping[str, Any] | None:
 
 def deployed_layout(resources: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The layout in a `readStackResourceOutputs` answer (URN -> {type, outputs}): the RedisCluster
-    component's `layout`, else the stack's `redis_layout` output."""
+    component's `layout`, else the stack's `redis_layout` output. A layout recorded before it held
+    the namespace takes it from the component's own `namespace` output."""
     found = {}
     for state in resources.values():
         if not isinstance(state, Mapping) or not isinstance(state.get("outputs"), Mapping):
             continue
         if state.get("type") == REDIS_CLUSTER_TYPE:
-            found["component"] = state["outputs"].get("layout")
+            outputs = state["outputs"]
+            layout = outputs.get("layout")
+            if isinstance(layout, Mapping) and "namespace" not in layout and isinstance(outputs.get("namespace"), str):
+                layout = {**layout, "namespace": outputs["namespace"]}
+            found["component"] = layout
         elif state.get("type") == "pulumi:pulumi:Stack":
             found["stack"] = state["outputs"].get(REDIS_LAYOUT_OUTPUT)
     for source in ("component", "stack"):
@@ -82,26 +89,26 @@ def refuse_layout_change(settings: Settings, deployed: Mapping[str, Any] | None)
     migrated = settings.redis.layout_migrated
     if not isinstance(deployed, Mapping):
         return
+    reshard = "the program cannot reshard a live cluster; migrate it first, see " + MIGRATION_RUNBOOK
     changes = [
-        (_key(settings, "redis.masters"), planned["masters"], f"{_count(deployed.get('masters'))} masters"),
+        (_key(settings, "redis.masters"), planned["masters"], f"{_count(deployed.get('masters'))} masters", reshard),
         (_key(settings, "redis.replicasPerMaster"), planned["replicas_per_master"],
-         f"{_count(deployed.get('replicas_per_master'))} replicas per master"),
-        (_key(settings, "gcp.zones"), planned["zones"], f"the zones {list(deployed.get('zones') or [])}"),
+         f"{_count(deployed.get('replicas_per_master'))} replicas per master", reshard),
+        (_key(settings, "gcp.zones"), planned["zones"], f"the zones {list(deployed.get('zones') or [])}", reshard),
     ]
-    if "namespace" in deployed:  # recorded since the namespace became part of the layout
+    if "namespace" in deployed:  # not in records older than the namespace's place in the layout
         changes.append((_key(settings, "redis.namespace"), planned["namespace"],
-                        f"its pods and data in namespace {deployed['namespace']!r} (a move starts an empty "
-                        f"cluster and deletes that one)"))
-    differing = [(key, value, what) for key, value, what in changes
+                        f"its pods and data in namespace {deployed['namespace']!r}",
+                        "a move starts an empty cluster and deletes that one; see " + NAMESPACE_RUNBOOK))
+    differing = [(key, value, what, why) for key, value, what, why in changes
                  if _normal(value) != _normal(deployed.get(_field(key)))]
     if migrated and not differing:
         raise SettingsError(_key(settings, "redis.layoutMigrated"), True,
                             "the deployed Redis layout already matches the settings: remove the key "
                             "(it is for the one deploy after a migration)")
     if differing and not migrated:
-        key, value, what = differing[0]
-        raise SettingsError(key, value, f"the deployed Redis cluster has {what}, and the program cannot "
-                                        f"reshard a live cluster; migrate it first, see {MIGRATION_RUNBOOK}")
+        key, value, what, why = differing[0]
+        raise SettingsError(key, value, f"the deployed Redis cluster has {what}, and {why}")
 
 
 def _field(key: str) -> str:

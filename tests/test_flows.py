@@ -103,7 +103,7 @@ def test_the_flows_and_the_mesh_follow_keycloaks_port(monkeypatch: pytest.Monkey
 
 def test_the_websocket_egress_follows_the_redis_clusters_port(monkeypatch: pytest.MonkeyPatch) -> None:
     # The WebSocket pods' egress and the mesh's Redis policy take the port from RedisCluster's
-    # outputs (stacks/platform.py), not from a copy in the settings.
+    # outputs (stacks/platform.py): a copy of the contract's constant would stay at 6379 here.
     monkeypatch.setattr(components.redis_cluster, "REDIS_PORT", 6390)
     config = load_stack_config("staging")
     document, exported = run(config)

@@ -92,8 +92,11 @@ def test_values_only_the_sdk_reads_take_its_path(value: dict[str, Any]) -> None:
 
 
 def test_secret_is_read_as_the_analyzer_reads_it() -> None:
-    props = offline_props({"data": SECRET, "n": 1.0})
-    assert props["data"] == "s3cret" and props["n"] == 1.0
+    wire = {"data": SECRET, "n": 1.0, "i": 1}
+    props, sdk = offline_props(wire), analyzer_props(wire)
+    assert props["data"] == sdk["data"] == "s3cret"
+    assert [(type(props[k]), props[k]) for k in ("n", "i")] == [(type(sdk[k]), sdk[k]) for k in ("n", "i")] \
+        == [(float, 1.0), (int, 1)]
 
 
 def test_unknown_is_not_evaluated_through_the_offline_reading() -> None:
@@ -123,9 +126,15 @@ def test_containers_behave_like_the_analyzers_proxies() -> None:
             "port" in ports[0], "other" in props,
             props.get("missing"), len(props), sorted(props),
             [p["port"] for p in ports], dict(props["labels"]),
+            [type(p["port"]) for p in ports],
+            "__target" in props, "__target" in props["labels"],  # the SDK's unwrapping key
+            props.get("__target") == {"ports": ports, "labels": props["labels"], "empty": props["empty"]},
         ]
 
     assert behaviour(ours) == behaviour(sdk)
+    for props in (sdk, ours):
+        props["labels"]["tier"] = "web"  # the proxy lets a rule assign; so does ours
+        assert dict(props["labels"]) == {"app": "web", "tier": "web"}
     for props in (sdk, ours):
         with pytest.raises(TypeError):
             hash(props)

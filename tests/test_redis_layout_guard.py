@@ -52,7 +52,8 @@ def test_a_changed_layout_is_refused_naming_the_key_and_the_runbook(stack: str, 
         refuse_layout_change(settings, {**layout_of(settings), **change})
     line = str(refused.value)
     assert refused.value.key == f"aiwfe-platform:{key}"
-    assert "\n" not in line and said in line and "docs/upgrades.md#redis" in line
+    step = "(step 5)" if key == "redis.namespace" else "(step 4)"
+    assert "\n" not in line and said in line and f"docs/upgrades.md#redis {step}" in line
 
 
 def test_a_record_from_before_the_namespace_was_kept_passes(stack: str) -> None:
@@ -90,6 +91,15 @@ def test_layout_migrated_lets_one_deploy_through_and_must_go_afterwards(stack: s
     already = "redis.layoutMigrated = true: the deployed Redis layout already matches"
     with pytest.raises(SettingsError, match=re.escape(already)):
         refuse_layout_change(migrated, layout_of(migrated))
+
+
+def test_an_older_component_record_takes_the_namespace_output() -> None:
+    older = {"masters": 3.0, "replicas_per_master": 1.0, "zones": ["a"]}
+    component = {"type": "aiwfe:platform:RedisCluster", "outputs": {"layout": older, "namespace": "aiwfe-redis"}}
+    assert deployed_layout({"urn:b": component}) == {**older, "namespace": "aiwfe-redis"}
+    # Recorded with the layout, the layout's own wins.
+    newer = {**older, "namespace": "sessions"}
+    assert deployed_layout({"urn:b": {**component, "outputs": {"layout": newer, "namespace": "x"}}}) == newer
 
 
 def test_the_component_state_is_read_first_then_the_stack_output() -> None:

@@ -70,7 +70,6 @@ def test_prod_redis_is_sized_for_the_requirements() -> None:
     assert r.memory_limit == "12288Mi"
     assert parse_memory_bytes(r.storage_size) >= 3 * r.maxmemory_bytes
     assert r.cluster_node_timeout_ms == 5000
-    assert r.port == 6379
 
 
 def test_staging_redis_is_small() -> None:

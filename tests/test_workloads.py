@@ -12,7 +12,7 @@ import pytest
 
 from components.redis_cluster import client_url
 from components.workloads import REDIS_PASSWORD_KEY
-from policies.aiwfe_policies.contract import SHUTDOWN_EXIT_SECONDS
+from policies.aiwfe_policies.contract import REDIS_PORT, SHUTDOWN_EXIT_SECONDS
 from stacks.settings import parse_settings
 from tests.conftest import STACKS, one, resources_of
 from tools import render as render_tool
@@ -243,7 +243,7 @@ def test_websocket_network_policy(rendered: dict, stack: str) -> None:
     egress_targets = {(rule["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
                        tuple(sorted(p["port"] for p in rule["ports"]))) for rule in spec["egress"]}
     assert egress_targets == {("kube-system", (53.0, 53.0)), (s.mesh.istiod_namespace, (15012.0,)),
-                              (s.redis.namespace, (float(s.redis.port),))}
+                              (s.redis.namespace, (float(REDIS_PORT),))}
 
 
 @pytest.mark.parametrize("app", ["user-frontend", "admin-frontend"])

@@ -4,9 +4,11 @@ pulumi_policy's analyzer deserializes wire props (secrets, assets, archives, unk
 hands rules a proxy that raises on an unknown value. Importing it costs most of a cold offline run
 (the Pulumi SDK and grpc come with it). When a resource's props hold no signature object and no
 unknown sentinel, that deserialization is a plain copy and the proxy never raises; `plain_props`
-then builds the same shape with the same container protocol (a read-only `Mapping` for objects, a
-`Sequence` for arrays: no list or dict equality, hashing or `+`), so a rule cannot tell the two
-apart. Anything else returns None and the caller takes the SDK's path.
+then builds the same shape with the same container protocol (a `Mapping` for objects, a
+`Sequence` for arrays: no list or dict equality, hashing or `+`; item assignment and the SDK's
+`__target` key answered alike). Only their class names differ: a message that printed a container
+would show it, and tests/test_policy_wire.py finds none over every rule case. Anything else returns
+None and the caller takes the SDK's path.
 """
 
 from __future__ import annotations
@@ -28,16 +30,22 @@ UNKNOWN_SENTINELS = frozenset({
 """pulumi_policy's sentinels for values unknown at preview (pulumi_policy.proxy.UNKNOWN_*_VALUE)."""
 
 
+_TARGET = "__target"
+# pulumi_policy's proxies answer this key with the object they wrap (the SDK unwraps them that way);
+# answered alike here, so even a rule that met it would see the same.
+
+
 class WireObject(Mapping):
     """A wire object as a rule sees it: a Mapping like the analyzer's proxy, not a dict."""
-
-    __slots__ = ("_items",)
 
     def __init__(self, items: dict[str, Any]) -> None:
         self._items = items
 
     def __getitem__(self, key: str) -> Any:
-        return self._items[key]
+        return self._items if key == _TARGET else self._items[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._items[key] = value
 
     def __len__(self) -> int:
         return len(self._items)
@@ -49,13 +57,11 @@ class WireObject(Mapping):
 class WireArray(Sequence):
     """A wire array as a rule sees it: a Sequence like the analyzer's proxy, not a list."""
 
-    __slots__ = ("_items",)
-
     def __init__(self, items: list[Any]) -> None:
         self._items = items
 
     def __getitem__(self, index: Any) -> Any:
-        return self._items[index]
+        return self._items if index == _TARGET else self._items[index]
 
     def __len__(self) -> int:
         return len(self._items)
