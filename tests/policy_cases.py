@@ -12,6 +12,7 @@ registered rule. Cases marked `bug=` document a known rule defect (strict xfail)
 from __future__ import annotations
 
 import importlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 import policies.aiwfe_policies.catalog  # noqa: F401  (registers every rule)
-from policies.aiwfe_policies.engine import REGISTRY, Context, PackConfig, Report, evaluate
+from policies.aiwfe_policies.engine import REGISTRY, Context, PackConfig, Report, Resource, evaluate, offline_props
 from tests.policy_fixtures import Wire, to_resource, urn
 
 
@@ -58,9 +59,15 @@ def params(cases: list[Case]) -> list[Any]:
 
 
 def run(case: Case) -> Report:
-    """The whole pack over the case's resources, as the offline runner would."""
+    """The whole pack over the case's resources as the analyzer hands them to rules; the offline
+    runner's stdlib reading of the same props, as read from a JSON file, must give the same report."""
     config = PackConfig.parse(dict(case.config), REGISTRY)
-    return evaluate([to_resource(w, case.stack) for w in case.wires], Context(stack=case.stack), config=config)
+    report = evaluate([to_resource(w, case.stack) for w in case.wires], Context(stack=case.stack), config=config)
+    offline = evaluate([Resource(type=w.type, name=w.name, urn=urn(w.type, w.name, case.stack),
+                                 props=offline_props(json.loads(json.dumps(w.props))), protect=w.protect)
+                        for w in case.wires], Context(stack=case.stack), config=config)
+    assert offline.as_json() == report.as_json(), "the offline runner's reading judged the case otherwise"
+    return report
 
 
 def check_failing_case(case: Case) -> None:
