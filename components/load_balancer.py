@@ -71,6 +71,7 @@ class LoadBalancerSettings:
 
 DEFAULT_NAME_PREFIX = "aiwfe"
 """The LB's GCP resources are named `<prefix>-<what>` (`aiwfe-websocket`, `aiwfe-https`, ...)."""
+
 # The WebSocket paths of the product host; everything else of it, and the auth host, is `web`.
 WEBSOCKET_PATHS = ("/ws", "/ws/*", "/websocket", "/websocket/*")
 FRONTEND_PATHS = ("/user", "/user/*", "/admin", "/admin/*")

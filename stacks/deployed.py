@@ -4,9 +4,9 @@ The Redis layout (masters, replicas per master, zones, namespace) decides which 
 and which master each replica follows. The program cannot reshard a live cluster: applied, such a
 change would recreate pods and leave the bootstrap Job failing halfway; a new namespace would start
 an empty cluster and delete the old one with its volumes (in prod the protected Namespace stops it
-too, with Pulumi's generic protect error, which names no setting). So
-the program reads its own last outputs through the engine and stops a changed layout in preview with
-one line, before a single resource is registered.
+too, with Pulumi's generic protect error, which names no setting). So the program reads its own last
+outputs through the engine and stops a changed layout in preview with one line, before a single
+resource is registered.
 
 The layout is read from the RedisCluster component's state (the builtin `readStackResourceOutputs`,
 made synchronously), not only from the stack's outputs: an update that failed (this refusal

@@ -7,8 +7,8 @@ unknown sentinel, that deserialization is a plain copy and the proxy never raise
 then builds the same shape with the same container protocol (a `Mapping` for objects, a
 `Sequence` for arrays: no list or dict equality, hashing or `+`; item assignment and the SDK's
 `__target` key answered alike). Only their class names differ: a message that printed a container
-would show it, and tests/test_policy_wire.py finds none over every rule case. Anything else returns
-None and the caller takes the SDK's path.
+would show it, and every rule case is judged through both readings (tests/policy_cases.py) to the
+same report. Anything else returns None and the caller takes the SDK's path.
 """
 
 from __future__ import annotations
